@@ -1,0 +1,147 @@
+//! Digital signatures: ECDSA P-256/P-384 (FIPS 186-5, ASN.1 DER signatures)
+//! and Ed25519 (FIPS 186-5 §7).
+
+use super::CryptoError;
+use crate::secret::SecretBytes;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+
+/// The signature algorithms phivault allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureAlgorithm {
+    /// ECDSA over P-256 with SHA-256, DER-encoded signatures.
+    EcdsaP256Sha256,
+    /// ECDSA over P-384 with SHA-384, DER-encoded signatures.
+    EcdsaP384Sha384,
+    /// Ed25519.
+    Ed25519,
+}
+
+enum Inner {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+/// A private signing key. Its PKCS#8 form is only ever handed out as
+/// [`SecretBytes`].
+pub struct SigningKey {
+    alg: SignatureAlgorithm,
+    inner: Inner,
+}
+
+impl core::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SigningKey({:?}, <redacted>)", self.alg)
+    }
+}
+
+fn ecdsa_alg(alg: SignatureAlgorithm) -> &'static signature::EcdsaSigningAlgorithm {
+    match alg {
+        SignatureAlgorithm::EcdsaP384Sha384 => &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        _ => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+    }
+}
+
+impl SigningKey {
+    /// Generates a key with the module's DRBG.
+    pub fn generate(alg: SignatureAlgorithm) -> Result<Self, CryptoError> {
+        let inner = match alg {
+            SignatureAlgorithm::Ed25519 => {
+                Inner::Ed25519(Ed25519KeyPair::generate().map_err(|_| CryptoError::Random)?)
+            }
+            _ => Inner::Ecdsa(EcdsaKeyPair::generate(ecdsa_alg(alg)).map_err(|_| CryptoError::Random)?),
+        };
+        Ok(Self { alg, inner })
+    }
+
+    /// Loads a PKCS#8 v1 private key.
+    pub fn from_pkcs8(alg: SignatureAlgorithm, pkcs8: &SecretBytes) -> Result<Self, CryptoError> {
+        let der = pkcs8.expose_secret();
+        let inner = match alg {
+            SignatureAlgorithm::Ed25519 => Inner::Ed25519(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(|_| CryptoError::InvalidInput("Ed25519 PKCS#8 key"))?,
+            ),
+            _ => Inner::Ecdsa(
+                EcdsaKeyPair::from_pkcs8(ecdsa_alg(alg), der)
+                    .map_err(|_| CryptoError::InvalidInput("ECDSA PKCS#8 key"))?,
+            ),
+        };
+        Ok(Self { alg, inner })
+    }
+
+    /// The PKCS#8 v1 encoding of the private key.
+    pub fn to_pkcs8(&self) -> Result<SecretBytes, CryptoError> {
+        let doc = match &self.inner {
+            Inner::Ecdsa(k) => k.to_pkcs8v1(),
+            Inner::Ed25519(k) => k.to_pkcs8v1(),
+        }
+        .map_err(|_| CryptoError::Internal("PKCS#8 encoding"))?;
+        Ok(SecretBytes::new(doc.as_ref().to_vec()))
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.alg
+    }
+
+    /// The public key: an uncompressed SEC1 point for ECDSA, 32 bytes for Ed25519.
+    pub fn public_key(&self) -> Vec<u8> {
+        match &self.inner {
+            Inner::Ecdsa(k) => k.public_key().as_ref().to_vec(),
+            Inner::Ed25519(k) => k.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// Signs `msg`.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match &self.inner {
+            Inner::Ecdsa(k) => k
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), msg)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| CryptoError::Internal("ECDSA sign")),
+            Inner::Ed25519(k) => Ok(k.sign(msg).as_ref().to_vec()),
+        }
+    }
+}
+
+/// Verifies `sig` over `msg` under `public_key`.
+pub fn verify_signature(
+    alg: SignatureAlgorithm,
+    public_key: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), CryptoError> {
+    let v: &dyn signature::VerificationAlgorithm = match alg {
+        SignatureAlgorithm::EcdsaP256Sha256 => &signature::ECDSA_P256_SHA256_ASN1,
+        SignatureAlgorithm::EcdsaP384Sha384 => &signature::ECDSA_P384_SHA384_ASN1,
+        SignatureAlgorithm::Ed25519 => &signature::ED25519,
+    };
+    signature::UnparsedPublicKey::new(v, public_key)
+        .verify(msg, sig)
+        .map_err(|_| CryptoError::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_and_pkcs8_roundtrip() {
+        for alg in [
+            SignatureAlgorithm::EcdsaP256Sha256,
+            SignatureAlgorithm::EcdsaP384Sha384,
+            SignatureAlgorithm::Ed25519,
+        ] {
+            let k = SigningKey::generate(alg).unwrap();
+            let sig = k.sign(b"checkpoint").unwrap();
+            verify_signature(alg, &k.public_key(), b"checkpoint", &sig).unwrap();
+            assert_eq!(
+                verify_signature(alg, &k.public_key(), b"checkpoinT", &sig),
+                Err(CryptoError::BadSignature)
+            );
+            let k2 = SigningKey::from_pkcs8(alg, &k.to_pkcs8().unwrap()).unwrap();
+            assert_eq!(k2.public_key(), k.public_key());
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! # phivault-core
+//!
+//! The core of phivault, with no network I/O: the single crypto seam over
+//! aws-lc-rs ([`crypto`]), secret-holding types ([`secret`]), the ciphertext
+//! formats ([`envelope`] for values, [`stream`] for files), Shamir secret
+//! sharing for dual control ([`shamir`]), and the key hierarchy ([`keys`]).
+//!
+//! Storage, custody and transport live in other crates; see ARCHITECTURE.md.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod envelope;
+pub mod keys;
+pub mod secret;
+pub mod shamir;
+pub mod stream;
