@@ -1,0 +1,165 @@
+//! The key agent: a local process that holds the unsealed root key in
+//! memory and answers [`Request`]s on a Unix socket, so that `phivault
+//! unseal` can take one share per call (as `vault operator unseal` does)
+//! and later commands can use the keys without ever seeing the root key.
+//!
+//! The socket lives in `<data-dir>/run/` with mode 0700 on the folder, so
+//! only the keystore's owner can talk to it. This is local IPC, not network
+//! I/O; `phivault serve` will hold the keystore in-process instead.
+
+use crate::seal::{self, Unsealer};
+use crate::service::{KeyService, Request, Response, StatusInfo, handle};
+use crate::store::Keystore;
+use crate::{KeystoreError, Result};
+use phivault_core::secret::SecretBytes;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The agent's socket path for a data dir.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join("run").join("agent.sock")
+}
+
+struct AgentState {
+    dir: PathBuf,
+    unsealer: Option<Unsealer>,
+    ks: Option<Keystore>,
+}
+
+impl AgentState {
+    fn status(&self) -> Result<StatusInfo> {
+        let (id, seal) = seal::describe(&self.dir)?;
+        Ok(StatusInfo {
+            keystore_id: id,
+            seal_method: seal.name().into(),
+            sealed: self.ks.is_none(),
+            progress: self.unsealer.as_ref().map(|u| u.progress()),
+            rings: self.ks.as_ref().map(|k| k.body().rings.len()),
+        })
+    }
+
+    fn handle(&mut self, req: Request) -> (Result<Response>, bool) {
+        match req {
+            Request::Status => (self.status().map(Response::Status), false),
+            Request::Seal => {
+                self.ks = None;
+                self.unsealer = None;
+                (Ok(Response::Ok), true)
+            }
+            Request::Unseal { share } if self.ks.is_none() => {
+                let res = (|| {
+                    if self.unsealer.is_none() {
+                        self.unsealer = Some(Unsealer::new(&self.dir)?);
+                    }
+                    let u = self.unsealer.as_mut().expect("set");
+                    match u.submit(&share) {
+                        Ok(Some(ks)) => {
+                            self.ks = Some(ks);
+                            self.unsealer = None;
+                        }
+                        Ok(None) => {}
+                        Err(e @ KeystoreError::WrongShares) => {
+                            u.reset();
+                            return Err(e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    self.status().map(Response::Status)
+                })();
+                (res, false)
+            }
+            Request::UnsealPassphrase { passphrase } if self.ks.is_none() => {
+                let res = seal::open_with_passphrase(&self.dir, &SecretBytes::new(passphrase.as_bytes().to_vec()))
+                    .and_then(|ks| {
+                        self.ks = Some(ks);
+                        self.status().map(Response::Status)
+                    });
+                (res, false)
+            }
+            other => match &self.ks {
+                Some(ks) => (handle(ks, other), false),
+                None => (Err(KeystoreError::Sealed), false),
+            },
+        }
+    }
+}
+
+/// Runs the agent for `dir` until a `Seal` request arrives. Call only when
+/// no agent is running; a stale socket file is replaced.
+pub fn serve(dir: &Path) -> Result<()> {
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).map_err(|e| KeystoreError::Io(format!("creating {}", run.display()), e))?;
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| KeystoreError::Io(format!("securing {}", run.display()), e))?;
+    let path = socket_path(dir);
+    if UnixStream::connect(&path).is_ok() {
+        return Err(KeystoreError::Invalid("a key agent is already running for this data dir".into()));
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| KeystoreError::Io(format!("binding {}", path.display()), e))?;
+    let mut state = AgentState { dir: dir.to_path_buf(), unsealer: None, ks: None };
+    seal::describe(dir)?; // refuse to run for a missing keystore
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut reader = BufReader::new(match conn.try_clone() {
+            Ok(c) => c,
+            Err(_) => continue,
+        });
+        let mut writer = conn;
+        let mut line = zeroize::Zeroizing::new(String::new());
+        let mut stop = false;
+        while !stop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let (resp, s) = match serde_json::from_str::<Request>(&line) {
+                Ok(req) => state.handle(req),
+                Err(_) => (Err(KeystoreError::Invalid("malformed request".into())), false),
+            };
+            stop = s;
+            let resp = resp.unwrap_or_else(|e| Response::Error { code: e.code().into(), message: e.to_string() });
+            let mut out = zeroize::Zeroizing::new(serde_json::to_vec(&resp).expect("serializes"));
+            out.push(b'\n');
+            if writer.write_all(&out).is_err() {
+                break;
+            }
+        }
+        if stop {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// A client for the agent of one data dir.
+pub struct AgentClient {
+    path: PathBuf,
+}
+
+impl AgentClient {
+    /// Connects if an agent is running.
+    pub fn connect(dir: &Path) -> Option<Self> {
+        let path = socket_path(dir);
+        UnixStream::connect(&path).ok().map(|_| Self { path })
+    }
+}
+
+impl KeyService for AgentClient {
+    fn call(&self, req: Request) -> Result<Response> {
+        let err = |e| KeystoreError::Io("talking to the key agent".into(), e);
+        let mut s = UnixStream::connect(&self.path).map_err(err)?;
+        let mut msg = zeroize::Zeroizing::new(serde_json::to_vec(&req).expect("serializes"));
+        msg.push(b'\n');
+        s.write_all(&msg).map_err(err)?;
+        let mut line = zeroize::Zeroizing::new(String::new());
+        BufReader::new(s).read_line(&mut line).map_err(err)?;
+        serde_json::from_str(&line).map_err(|_| KeystoreError::Invalid("malformed agent response".into()))
+    }
+}

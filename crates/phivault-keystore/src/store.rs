@@ -1,0 +1,563 @@
+//! The unsealed keystore: the root key in memory, the rings' version keys
+//! unwrapped on demand, and every lifecycle operation as an atomic,
+//! MACed rewrite of the keystore file under an exclusive lock.
+
+use crate::atomic;
+use crate::model::{Body, KeystoreFile, Purpose, Ring, Seal, Version, VersionState};
+use crate::{KeystoreError, Result};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use phivault_core::crypto::{self, HmacAlgorithm, HmacKey};
+use phivault_core::keys::{DerivedKey, KeyDeriver, KeyError, KeyRingName, KeyUse, KeyVersion};
+use phivault_core::secret::SecretKey;
+use phivault_core::shamir;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Keystore file name inside the data dir.
+pub const KEYSTORE_FILE: &str = "keystore.json";
+/// Dev-mode key file name inside the data dir.
+pub const DEV_KEY_FILE: &str = "dev-unseal.key";
+const LOCK_FILE: &str = "keystore.lock";
+const MAC_LABEL: &[u8] = b"phivault keystore mac v1\x00";
+/// Default rotation policy for new rings, in days (SP 800-57 Pt.1 §5.3.6
+/// suggests an originator-usage period of up to 2 years for symmetric
+/// data-encryption keys; we default to one).
+pub const DEFAULT_MAX_AGE_DAYS: u32 = 365;
+/// Default Shamir parameters.
+pub const DEFAULT_SHARES: (u8, u8) = (3, 5);
+
+pub(crate) fn now() -> String {
+    OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 ns").format(&Rfc3339).expect("RFC 3339")
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn age_days(ts: &str) -> i64 {
+    OffsetDateTime::parse(ts, &Rfc3339).map(|t| (OffsetDateTime::now_utc() - t).whole_days()).unwrap_or(0)
+}
+
+/// How to seal a new keystore.
+pub enum InitMethod {
+    /// K-of-N Shamir shares of the unseal key.
+    Shamir {
+        /// K.
+        threshold: u8,
+        /// N.
+        shares: u8,
+    },
+    /// A passphrase.
+    Passphrase {
+        /// The passphrase.
+        passphrase: phivault_core::secret::SecretBytes,
+        /// PBKDF2 iterations (≥ 600 000).
+        iterations: u32,
+    },
+    /// Dev mode: the unseal key in a file beside the data.
+    Dev,
+}
+
+/// What `init` hands back: shares to print once (Shamir only).
+pub struct InitOutcome {
+    /// The keystore id.
+    pub keystore_id: String,
+    /// Encoded shares; empty unless the method is Shamir.
+    pub shares: Vec<phivault_core::secret::SecretBytes>,
+}
+
+fn keystore_path(dir: &Path) -> PathBuf {
+    dir.join(KEYSTORE_FILE)
+}
+
+/// Whether `dir` holds a keystore.
+pub fn exists(dir: &Path) -> bool {
+    keystore_path(dir).exists()
+}
+
+/// Reads and parses the keystore file without unsealing (public metadata only).
+pub fn read_file(dir: &Path) -> Result<KeystoreFile> {
+    let path = keystore_path(dir);
+    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => KeystoreError::NotInitialized(dir.to_path_buf()),
+        _ => KeystoreError::Io(format!("reading {}", path.display()), e),
+    })?;
+    let file: KeystoreFile = serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Corrupt(e.to_string()))?;
+    if file.body.format != "phivault-keystore" {
+        return Err(KeystoreError::Corrupt("not a phivault keystore".into()));
+    }
+    if file.body.version != 1 {
+        return Err(KeystoreError::UnsupportedVersion(file.body.version));
+    }
+    Ok(file)
+}
+
+fn mac_key(root: &SecretKey) -> Result<HmacKey> {
+    let mut k = [0u8; 32];
+    crypto::kbkdf_ctr_hmac_sha256(root, MAC_LABEL, &mut k)?;
+    let key = HmacKey::new(HmacAlgorithm::Sha256, &k);
+    zeroize::Zeroize::zeroize(&mut k);
+    Ok(key)
+}
+
+fn mac_body(root: &SecretKey, body: &Body) -> Result<Vec<u8>> {
+    let canon = serde_json::to_vec(body).expect("body serializes");
+    Ok(mac_key(root)?.sign(&[&canon]))
+}
+
+fn write_file(dir: &Path, root: &SecretKey, body: &Body) -> Result<()> {
+    let file = KeystoreFile { body: body.clone(), mac: B64.encode(mac_body(root, body)?) };
+    let json = serde_json::to_vec_pretty(&file).expect("serializes");
+    let path = keystore_path(dir);
+    atomic::write_atomic(&path, &json).map_err(|e| KeystoreError::Io(format!("writing {}", path.display()), e))
+}
+
+/// An exclusive advisory lock on the data dir's keystore, held for the
+/// length of a read-modify-write.
+struct Lock(#[allow(dead_code)] File);
+
+fn lock(dir: &Path) -> Result<Lock> {
+    let p = dir.join(LOCK_FILE);
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| KeystoreError::Io(format!("opening {}", p.display()), e))?;
+    f.lock().map_err(|e| KeystoreError::Io(format!("locking {}", p.display()), e))?;
+    Ok(Lock(f))
+}
+
+/// Creates a new keystore in `dir`. Refuses if one exists.
+pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
+    fs::create_dir_all(dir).map_err(|e| KeystoreError::Io(format!("creating {}", dir.display()), e))?;
+    let _l = lock(dir)?;
+    if exists(dir) {
+        return Err(KeystoreError::AlreadyInitialized(dir.to_path_buf()));
+    }
+    atomic::clean_stale_temps(dir);
+    let id: [u8; 8] = crypto::random_array()?;
+    let unseal_key = crypto::generate_key()?;
+    let root = crypto::generate_key()?;
+    let mut shares_out = Vec::new();
+    let seal = match method {
+        InitMethod::Shamir { threshold, shares } => {
+            let set: [u8; 8] = crypto::random_array()?;
+            for s in shamir::split(unseal_key.expose_secret(), threshold, shares, set)? {
+                shares_out.push(s.encode());
+            }
+            Seal::Shamir { threshold, shares, share_set: hex(&set) }
+        }
+        InitMethod::Passphrase { passphrase, iterations } => {
+            let salt: [u8; crypto::PBKDF2_SALT_LEN] = crypto::random_array()?;
+            let derived = crypto::pbkdf2_hmac_sha256(passphrase.expose_secret(), &salt, iterations)?;
+            let body = new_body(id, Seal::Passphrase { iterations, salt: B64.encode(salt) }, &derived, &root)?;
+            write_file(dir, &root, &body)?;
+            return Ok(InitOutcome { keystore_id: hex(&id), shares: vec![] });
+        }
+        InitMethod::Dev => {
+            // The key file is written first: a crash before the keystore
+            // lands leaves only a stale key file, and init can run again.
+            let kf = dir.join(DEV_KEY_FILE);
+            atomic::write_atomic(&kf, B64.encode(unseal_key.expose_secret()).as_bytes())
+                .map_err(|e| KeystoreError::Io(format!("writing {}", kf.display()), e))?;
+            Seal::Dev { key_file: DEV_KEY_FILE.into() }
+        }
+    };
+    let body = new_body(id, seal, &unseal_key, &root)?;
+    write_file(dir, &root, &body)?;
+    Ok(InitOutcome { keystore_id: hex(&id), shares: shares_out })
+}
+
+fn new_body(id: [u8; 8], seal: Seal, unseal_key: &SecretKey, root: &SecretKey) -> Result<Body> {
+    Ok(Body {
+        format: "phivault-keystore".into(),
+        version: 1,
+        keystore_id: hex(&id),
+        created: now(),
+        generation: 1,
+        seal,
+        wrapped_root: B64.encode(crypto::wrap_key(unseal_key, root.expose_secret())?),
+        rings: BTreeMap::new(),
+    })
+}
+
+/// A ring's public description, for `keys list`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RingInfo {
+    /// Full name.
+    pub name: String,
+    /// Namespace part.
+    pub namespace: String,
+    /// Purpose.
+    pub purpose: Purpose,
+    /// Primary version, if any version is live.
+    pub primary_version: Option<u32>,
+    /// Age in days of the primary version.
+    pub primary_age_days: i64,
+    /// Rotation policy.
+    pub max_age_days: u32,
+    /// Whether the primary is older than the policy allows.
+    pub rotation_overdue: bool,
+    /// Minimum decryption version.
+    pub min_decryption_version: u32,
+    /// Disabled flag.
+    pub disabled: bool,
+    /// Every version.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// A version's public description.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct VersionInfo {
+    /// Number.
+    pub version: u32,
+    /// Created.
+    pub created: String,
+    /// State.
+    pub state: VersionState,
+    /// Destroyed at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destroyed: Option<String>,
+}
+
+/// An unsealed keystore.
+pub struct Keystore {
+    dir: PathBuf,
+    root: SecretKey,
+    state: RwLock<State>,
+}
+
+struct State {
+    body: Body,
+    keys: BTreeMap<(String, u32), SecretKey>,
+}
+
+impl core::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Keystore({}, <unsealed>)", self.dir.display())
+    }
+}
+
+fn unwrap_all(root: &SecretKey, body: &Body) -> Result<BTreeMap<(String, u32), SecretKey>> {
+    let mut keys = BTreeMap::new();
+    for (name, ring) in &body.rings {
+        for v in &ring.versions {
+            if v.state == VersionState::Active {
+                let w = B64.decode(&v.wrapped).map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
+                let k = crypto::unwrap_key256(root, &w).map_err(|_| KeystoreError::Tampered)?;
+                keys.insert((name.clone(), v.version), k);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+impl Keystore {
+    /// Opens the keystore with its unseal key: unwraps the root, checks the MAC.
+    pub fn open_with_unseal_key(dir: &Path, unseal_key: &SecretKey) -> Result<Self> {
+        let file = read_file(dir)?;
+        let wrapped = B64.decode(&file.body.wrapped_root).map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
+        let root = crypto::unwrap_key256(unseal_key, &wrapped).map_err(|_| KeystoreError::WrongUnsealKey)?;
+        Self::open_with_root(dir, root, file)
+    }
+
+    fn open_with_root(dir: &Path, root: SecretKey, file: KeystoreFile) -> Result<Self> {
+        let mac = B64.decode(&file.mac).map_err(|_| KeystoreError::Tampered)?;
+        let canon = serde_json::to_vec(&file.body).expect("serializes");
+        mac_key(&root)?.verify(&[&canon], &mac).map_err(|_| KeystoreError::Tampered)?;
+        let keys = unwrap_all(&root, &file.body)?;
+        Ok(Self { dir: dir.to_path_buf(), root, state: RwLock::new(State { body: file.body, keys }) })
+    }
+
+    /// Dev mode: opens with the key file beside the data. Refused unless the
+    /// keystore was created in dev mode.
+    pub fn open_dev(dir: &Path) -> Result<Self> {
+        let file = read_file(dir)?;
+        let Seal::Dev { key_file } = &file.body.seal else {
+            return Err(KeystoreError::NotDevKeystore(file.body.seal.name()));
+        };
+        let p = dir.join(key_file);
+        let text = fs::read_to_string(&p).map_err(|e| KeystoreError::Io(format!("reading {}", p.display()), e))?;
+        let raw = zeroize::Zeroizing::new(B64.decode(text.trim()).map_err(|_| KeystoreError::Corrupt("dev key file".into()))?);
+        let key = SecretKey::from_slice(&raw).ok_or(KeystoreError::Corrupt("dev key file".into()))?;
+        Self::open_with_unseal_key(dir, &key)
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Public metadata snapshot.
+    pub fn body(&self) -> Body {
+        self.state.read().expect("lock").body.clone()
+    }
+
+    /// Re-reads the file if another process changed it.
+    fn refresh(&self) -> Result<()> {
+        let file = read_file(&self.dir)?;
+        let cur = self.state.read().expect("lock").body.generation;
+        if file.body.generation != cur {
+            let fresh = Self::open_with_root(&self.dir, self.root.duplicate(), file)?;
+            let st = fresh.state.into_inner().expect("lock");
+            *self.state.write().expect("lock") = st;
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write under the file lock: re-read, apply, bump the
+    /// generation, MAC and write atomically, then update memory.
+    fn mutate<T>(&self, f: impl FnOnce(&mut Body, &SecretKey) -> Result<T>) -> Result<T> {
+        let _l = lock(&self.dir)?;
+        self.refresh()?;
+        let mut body = self.state.read().expect("lock").body.clone();
+        let out = f(&mut body, &self.root)?;
+        body.generation += 1;
+        write_file(&self.dir, &self.root, &body)?;
+        let keys = unwrap_all(&self.root, &body)?;
+        *self.state.write().expect("lock") = State { body, keys };
+        Ok(out)
+    }
+
+    /// Creates a ring with version 1.
+    pub fn create_ring(&self, name: &KeyRingName, max_age_days: u32) -> Result<()> {
+        if max_age_days == 0 {
+            return Err(KeystoreError::Invalid("max age must be at least 1 day".into()));
+        }
+        self.mutate(|body, root| {
+            if body.rings.contains_key(name.as_str()) {
+                return Err(KeystoreError::RingExists(name.to_string()));
+            }
+            let ts = now();
+            let key = crypto::generate_key()?;
+            body.rings.insert(
+                name.to_string(),
+                Ring {
+                    purpose: Purpose::Encrypt,
+                    created: ts.clone(),
+                    max_age_days,
+                    min_decryption_version: 1,
+                    disabled: false,
+                    versions: vec![Version {
+                        version: 1,
+                        created: ts,
+                        state: VersionState::Active,
+                        destroyed: None,
+                        wrapped: B64.encode(crypto::wrap_key(root, key.expose_secret())?),
+                    }],
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Adds a new version, which becomes primary. Returns its number.
+    pub fn rotate(&self, name: &KeyRingName) -> Result<u32> {
+        self.mutate(|body, root| {
+            let ring = ring_mut(body, name)?;
+            let v = ring.versions.last().map(|v| v.version).unwrap_or(0) + 1;
+            let key = crypto::generate_key()?;
+            ring.versions.push(Version {
+                version: v,
+                created: now(),
+                state: VersionState::Active,
+                destroyed: None,
+                wrapped: B64.encode(crypto::wrap_key(root, key.expose_secret())?),
+            });
+            Ok(v)
+        })
+    }
+
+    /// Destroys a version (crypto-shredding): its wrapped key is erased from
+    /// the keystore. The primary version can't be destroyed; rotate first.
+    pub fn destroy(&self, name: &KeyRingName, version: u32) -> Result<()> {
+        self.mutate(|body, _| {
+            let ring = ring_mut(body, name)?;
+            let primary = primary(ring);
+            let v = ring
+                .versions
+                .iter_mut()
+                .find(|v| v.version == version)
+                .ok_or_else(|| KeyError::UnknownVersion(name.to_string(), version))?;
+            if v.state == VersionState::Destroyed {
+                return Err(KeyError::Destroyed(name.to_string(), version).into());
+            }
+            if Some(version) == primary {
+                return Err(KeystoreError::Invalid(format!(
+                    "version {version} is the primary of '{name}'; rotate first (`phivault keys rotate {name}`)"
+                )));
+            }
+            v.state = VersionState::Destroyed;
+            v.destroyed = Some(now());
+            v.wrapped.clear();
+            Ok(())
+        })
+    }
+
+    /// Sets the minimum decryption version.
+    pub fn set_min_decryption_version(&self, name: &KeyRingName, min: u32) -> Result<()> {
+        self.mutate(|body, _| {
+            let ring = ring_mut(body, name)?;
+            let p = primary(ring).unwrap_or(0);
+            if min == 0 || min > p {
+                return Err(KeystoreError::Invalid(format!("minimum decryption version must be 1..={p}")));
+            }
+            ring.min_decryption_version = min;
+            Ok(())
+        })
+    }
+
+    /// Enables or disables a ring.
+    pub fn set_disabled(&self, name: &KeyRingName, disabled: bool) -> Result<()> {
+        self.mutate(|body, _| {
+            ring_mut(body, name)?.disabled = disabled;
+            Ok(())
+        })
+    }
+
+    /// Sets the rotation policy.
+    pub fn set_max_age(&self, name: &KeyRingName, days: u32) -> Result<()> {
+        if days == 0 {
+            return Err(KeystoreError::Invalid("max age must be at least 1 day".into()));
+        }
+        self.mutate(|body, _| {
+            ring_mut(body, name)?.max_age_days = days;
+            Ok(())
+        })
+    }
+
+    /// Lists rings, optionally in one namespace.
+    pub fn list(&self, namespace: Option<&str>) -> Result<Vec<RingInfo>> {
+        self.refresh()?;
+        let st = self.state.read().expect("lock");
+        Ok(st
+            .body
+            .rings
+            .iter()
+            .filter(|(n, _)| namespace.is_none_or(|ns| n.split('/').next() == Some(ns)))
+            .map(|(n, r)| ring_info(n, r))
+            .collect())
+    }
+
+    /// Imports ring versions (escrow restore). Fails if a ring exists.
+    pub(crate) fn import(&self, rings: Vec<(String, Ring, Vec<(u32, SecretKey)>)>) -> Result<Vec<String>> {
+        self.mutate(|body, root| {
+            let mut names = Vec::new();
+            for (name, mut ring, keys) in rings {
+                if body.rings.contains_key(&name) {
+                    return Err(KeystoreError::RingExists(name));
+                }
+                for v in ring.versions.iter_mut() {
+                    v.wrapped = match keys.iter().find(|(n, _)| *n == v.version) {
+                        Some((_, k)) => B64.encode(crypto::wrap_key(root, k.expose_secret())?),
+                        None => String::new(),
+                    };
+                }
+                names.push(name.clone());
+                body.rings.insert(name, ring);
+            }
+            Ok(names)
+        })
+    }
+
+    /// For escrow export: the rings with their live keys.
+    pub(crate) fn export(&self, namespace: Option<&str>) -> Vec<(String, Ring, Vec<(u32, SecretKey)>)> {
+        let st = self.state.read().expect("lock");
+        st.body
+            .rings
+            .iter()
+            .filter(|(n, _)| namespace.is_none_or(|ns| n.split('/').next() == Some(ns)))
+            .map(|(n, r)| {
+                let keys = r
+                    .versions
+                    .iter()
+                    .filter_map(|v| st.keys.get(&(n.clone(), v.version)).map(|k| (v.version, k.duplicate())))
+                    .collect();
+                let mut r = r.clone();
+                r.versions.iter_mut().for_each(|v| v.wrapped.clear());
+                (n.clone(), r, keys)
+            })
+            .collect()
+    }
+}
+
+fn ring_mut<'a>(body: &'a mut Body, name: &KeyRingName) -> Result<&'a mut Ring> {
+    body.rings.get_mut(name.as_str()).ok_or_else(|| KeyError::UnknownRing(name.to_string()).into())
+}
+
+fn primary(ring: &Ring) -> Option<u32> {
+    ring.versions.iter().rev().find(|v| v.state == VersionState::Active).map(|v| v.version)
+}
+
+fn ring_info(name: &str, r: &Ring) -> RingInfo {
+    let p = primary(r);
+    let age = p
+        .and_then(|p| r.versions.iter().find(|v| v.version == p))
+        .map(|v| age_days(&v.created))
+        .unwrap_or(0);
+    RingInfo {
+        name: name.to_string(),
+        namespace: name.split('/').next().unwrap_or_default().to_string(),
+        purpose: r.purpose,
+        primary_version: p,
+        primary_age_days: age,
+        max_age_days: r.max_age_days,
+        rotation_overdue: p.is_some() && age > r.max_age_days as i64,
+        min_decryption_version: r.min_decryption_version,
+        disabled: r.disabled,
+        versions: r
+            .versions
+            .iter()
+            .map(|v| VersionInfo { version: v.version, created: v.created.clone(), state: v.state, destroyed: v.destroyed.clone() })
+            .collect(),
+    }
+}
+
+impl KeyDeriver for Keystore {
+    fn primary_version(&self, ring: &KeyRingName) -> std::result::Result<KeyVersion, KeyError> {
+        let st = self.state.read().expect("lock");
+        let r = st.body.rings.get(ring.as_str()).ok_or_else(|| KeyError::UnknownRing(ring.to_string()))?;
+        if r.disabled {
+            return Err(KeyError::Disabled(ring.to_string()));
+        }
+        primary(r).and_then(KeyVersion::new).ok_or_else(|| KeyError::UnknownRing(ring.to_string()))
+    }
+
+    fn derive(
+        &self,
+        ring: &KeyRingName,
+        version: KeyVersion,
+        usage: KeyUse,
+        fixed_info: &[u8],
+    ) -> std::result::Result<DerivedKey, KeyError> {
+        let st = self.state.read().expect("lock");
+        let name = ring.to_string();
+        let r = st.body.rings.get(ring.as_str()).ok_or_else(|| KeyError::UnknownRing(name.clone()))?;
+        if r.disabled {
+            return Err(KeyError::Disabled(name));
+        }
+        let v = version.get();
+        let meta = r.versions.iter().find(|x| x.version == v).ok_or_else(|| KeyError::UnknownVersion(name.clone(), v))?;
+        if meta.state == VersionState::Destroyed {
+            return Err(KeyError::Destroyed(name, v));
+        }
+        match usage {
+            KeyUse::Encrypt if primary(r) != Some(v) => {
+                return Err(KeyError::Service(format!("version {v} of '{name}' is not the primary")));
+            }
+            KeyUse::Decrypt if v < r.min_decryption_version => {
+                return Err(KeyError::BelowMinimum(name, v, r.min_decryption_version));
+            }
+            _ => {}
+        }
+        let key = st.keys.get(&(name.clone(), v)).ok_or(KeyError::Destroyed(name, v))?;
+        DerivedKey::derive(key, fixed_info).map_err(|e| KeyError::Service(e.to_string()))
+    }
+}
