@@ -1,1 +1,99 @@
-fn main(){}
+//! `phivault`: the command-line tool. Thin: it parses arguments, picks the
+//! key service (the agent, or in dev mode the keystore in-process), and
+//! calls the library crates.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod custody;
+mod files;
+mod keys_cmd;
+mod ui;
+
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command};
+use phivault_core::envelope::EnvelopeError;
+use phivault_core::keys::KeyError;
+use phivault_core::stream::StreamError;
+use phivault_keystore::KeystoreError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match &cli.command {
+        Command::Init(a) => custody::init(&cli.global, a),
+        Command::Unseal(a) => custody::unseal(&cli.global, a),
+        Command::Seal => custody::seal(&cli.global),
+        Command::Status => custody::status(&cli.global),
+        Command::Agent => custody::agent(&cli.global),
+        Command::Keys(k) => keys_cmd::run(&cli.global, k),
+        Command::Encrypt(a) => files::encrypt(&cli.global, a),
+        Command::Decrypt(a) => files::decrypt(&cli.global, a),
+        Command::Inspect(a) => files::inspect(&cli.global, a),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "phivault", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit_code(&e);
+            if cli.global.json {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}"), "exit_code": code }));
+            }
+            eprintln!("phivault: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn key_code(k: &KeyError) -> u8 {
+    match k {
+        KeyError::Sealed => 3,
+        _ => 6,
+    }
+}
+
+/// Maps an error chain to the documented exit codes (cli::EXIT_CODES).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(k) = cause.downcast_ref::<KeystoreError>() {
+            return match k {
+                KeystoreError::Key(k) => key_code(k),
+                KeystoreError::Remote(code, _) => match code.as_str() {
+                    "sealed" | "not_initialized" => 3,
+                    "wrong_secret" | "too_few_shares" | "bad_share" => 4,
+                    "key" => 6,
+                    _ => 1,
+                },
+                other => match other.code() {
+                    "sealed" | "not_initialized" => 3,
+                    "wrong_secret" | "too_few_shares" | "bad_share" => 4,
+                    _ => 1,
+                },
+            };
+        }
+        if let Some(x) = cause.downcast_ref::<EnvelopeError>() {
+            return match x {
+                EnvelopeError::Key(k) => key_code(k),
+                EnvelopeError::UnsupportedVersion(_) | EnvelopeError::UnknownAlgorithm(_) => 7,
+                _ => 5,
+            };
+        }
+        if let Some(x) = cause.downcast_ref::<StreamError>() {
+            return match x {
+                StreamError::Key(k) => key_code(k),
+                StreamError::UnsupportedVersion(_) | StreamError::UnknownAlgorithm(_) => 7,
+                StreamError::Io(_) => 1,
+                _ => 5,
+            };
+        }
+        if cause.downcast_ref::<phivault_core::shamir::ShamirError>().is_some() {
+            return 4;
+        }
+        if let Some(k) = cause.downcast_ref::<KeyError>() {
+            return key_code(k);
+        }
+    }
+    1
+}

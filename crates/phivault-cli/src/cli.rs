@@ -1,0 +1,259 @@
+//! Every flag and command, defined once. Help text, completions and the
+//! exit-code table all come from here.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+EXIT CODES:
+  0  success
+  1  any other error
+  2  usage error (bad flags or arguments)
+  3  the keystore is sealed or not initialized
+  4  wrong unseal secret: wrong passphrase, wrong or too few shares, bad share
+  5  ciphertext rejected: wrong key, modified, truncated or malformed
+  6  key unavailable: unknown, destroyed, disabled or below the minimum version
+  7  unsupported format version or algorithm (upgrade phivault)";
+
+/// phivault: encryption of ePHI at rest, with keys under dual control.
+///
+/// Start with `phivault init`, which creates a sealed keystore in the data
+/// dir and prints the unseal shares once. `phivault unseal` (run by share
+/// holders, one share each) starts the local key agent; then `phivault keys
+/// create` and `phivault encrypt` / `decrypt` work until `phivault seal`.
+#[derive(Parser, Debug)]
+#[command(name = "phivault", version, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Folder holding the keystore (and, later, the data).
+    #[arg(long, global = true, env = "PHIVAULT_DATA_DIR", default_value = "phivault-data")]
+    pub data_dir: PathBuf,
+    /// Namespace for key ring names given without one (e.g. `billing` →
+    /// `default/billing`). Keep production and test keys in separate
+    /// namespaces: every ciphertext names its ring's namespace.
+    #[arg(long, global = true, env = "PHIVAULT_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Dev mode: allow a keystore whose unseal key is a file beside the data.
+    /// Never for real PHI; phivault warns at every start.
+    #[arg(long, global = true, env = "PHIVAULT_DEV")]
+    pub dev: bool,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or notices.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new sealed keystore in the data dir.
+    ///
+    /// The default seals the root key under an unseal key split into 5
+    /// Shamir shares, any 3 of which unseal it: no single person can. The
+    /// shares are printed once; hand each to a different custodian.
+    /// `--passphrase` derives the unseal key from a passphrase with
+    /// PBKDF2-HMAC-SHA-256 (600 000 iterations) instead; `--dev` (global)
+    /// stores it in a file beside the data, for development only.
+    Init(InitArgs),
+    /// Give one unseal share (or the passphrase) to the key agent.
+    ///
+    /// Shamir keystores take one share per call, from each custodian; the
+    /// keystore opens when the threshold is reached. Shares are read from
+    /// the arguments, or prompted for without echo. Giving several shares in
+    /// one call asks for a complete unseal, which fails if they are too few.
+    Unseal(UnsealArgs),
+    /// Seal: the key agent forgets the root key and exits.
+    Seal,
+    /// Show the crypto module, FIPS mode, and the keystore's seal state.
+    ///
+    /// Exits 0 when unsealed (or dev), 3 when sealed or not initialized.
+    Status,
+    /// Manage key rings: create, list, rotate, destroy, back up, restore.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Encrypt a file or stdin.
+    ///
+    /// Files use the stream format: 64 KiB segments, each authenticated,
+    /// processed on every core. `--envelope` writes the envelope format for
+    /// a small value instead, bound to `--context`.
+    Encrypt(EncryptArgs),
+    /// Decrypt a file or stdin (stream or envelope, detected).
+    ///
+    /// To a file (`-o`), output appears only after the last segment
+    /// authenticates. To stdout, each batch of segments is written only
+    /// after it authenticates, and a truncated input exits non-zero.
+    Decrypt(DecryptArgs),
+    /// Print a ciphertext's header without decrypting it.
+    Inspect(InspectArgs),
+    /// Print shell completions.
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Run the key agent in the foreground (`unseal` starts it for you).
+    #[command(hide = true)]
+    Agent,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Number of Shamir shares to create.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(2..=255))]
+    pub shares: u8,
+    /// Shares needed to unseal.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=255))]
+    pub threshold: u8,
+    /// Seal with a passphrase instead of shares (prompted, or from
+    /// PHIVAULT_PASSPHRASE).
+    #[arg(long, conflicts_with_all = ["shares", "threshold"])]
+    pub passphrase: bool,
+    /// PBKDF2 iterations for `--passphrase` (at least 600 000).
+    #[arg(long, default_value_t = 600_000, requires = "passphrase")]
+    pub iterations: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct UnsealArgs {
+    /// Unseal share(s). Prompted for if omitted.
+    pub shares: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a key ring with a fresh version 1.
+    Create {
+        /// Ring name, `namespace/name` or just `name` (in --namespace).
+        name: String,
+        /// Rotation policy: rotate when the primary version is older than this.
+        #[arg(long, default_value_t = 365)]
+        max_age_days: u32,
+    },
+    /// List key rings with their versions, ages and overdue rotations.
+    List {
+        /// Every namespace, not just --namespace.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Add a new version, which becomes primary; old versions still decrypt.
+    Rotate {
+        /// Ring name.
+        name: String,
+    },
+    /// Destroy a key version: data encrypted under it can never be recovered.
+    Destroy {
+        /// Ring name.
+        name: String,
+        /// Version to destroy (not the primary; rotate first).
+        #[arg(long)]
+        version: u32,
+        /// Don't ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Refuse decryption with versions below N.
+    MinVersion {
+        /// Ring name.
+        name: String,
+        /// Minimum decryption version.
+        version: u32,
+    },
+    /// Disable a ring: it neither encrypts nor decrypts until enabled.
+    Disable {
+        /// Ring name.
+        name: String,
+    },
+    /// Enable a disabled ring.
+    Enable {
+        /// Ring name.
+        name: String,
+    },
+    /// Change a ring's rotation policy.
+    Policy {
+        /// Ring name.
+        name: String,
+        /// Maximum age of the primary version.
+        #[arg(long)]
+        max_age_days: u32,
+    },
+    /// Write an encrypted escrow copy of key rings under a backup
+    /// passphrase (separate from the unseal secret).
+    Backup {
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Every namespace, not just --namespace.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Restore key rings from an escrow file into this keystore.
+    Restore {
+        /// Escrow file.
+        input: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    /// Input file; stdin if omitted or `-`.
+    pub input: Option<PathBuf>,
+    /// Output file (written atomically); stdout if omitted.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Key ring.
+    #[arg(short, long)]
+    pub key: String,
+    /// Envelope format for a small value (at most 16 MiB) instead of a stream.
+    #[arg(long)]
+    pub envelope: bool,
+    /// Envelope only: context bound into the ciphertext (e.g. record id and
+    /// field path); decryption must give the same.
+    #[arg(long, requires = "envelope", default_value = "")]
+    pub context: String,
+    /// Envelope only: write the compact text form (`pve:…`) for JSON.
+    #[arg(long, requires = "envelope")]
+    pub text: bool,
+    /// Stream segment size as a power of two (12 = 4 KiB … 24 = 16 MiB).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(12..=24))]
+    pub segment_exp: u8,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct DecryptArgs {
+    /// Input file; stdin if omitted or `-`.
+    pub input: Option<PathBuf>,
+    /// Output file (renamed into place only after full authentication).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Envelope context used at encryption.
+    #[arg(long, default_value = "")]
+    pub context: String,
+    /// Decrypt only plaintext bytes OFFSET:LENGTH (stream files only; reads
+    /// just the segments needed).
+    #[arg(long, value_parser = parse_range)]
+    pub range: Option<(u64, u64)>,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once(':').ok_or("use OFFSET:LENGTH, e.g. 1048576:4096")?;
+    Ok((a.parse().map_err(|_| "bad OFFSET")?, b.parse().map_err(|_| "bad LENGTH")?))
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Input file; stdin if omitted or `-`.
+    pub input: Option<PathBuf>,
+}
