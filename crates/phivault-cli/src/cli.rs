@@ -33,12 +33,22 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Folder holding the keystore (and, later, the data).
-    #[arg(long, global = true, env = "PHIVAULT_DATA_DIR", default_value = "phivault-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHIVAULT_DATA_DIR",
+        default_value = "phivault-data"
+    )]
     pub data_dir: PathBuf,
     /// Namespace for key ring names given without one (e.g. `billing` →
     /// `default/billing`). Keep production and test keys in separate
     /// namespaces: every ciphertext names its ring's namespace.
-    #[arg(long, global = true, env = "PHIVAULT_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "PHIVAULT_NAMESPACE",
+        default_value = "default"
+    )]
     pub namespace: String,
     /// Dev mode: allow a keystore whose unseal key is a file beside the data.
     /// Never for real PHI; phivault warns at every start.
@@ -248,8 +258,13 @@ pub struct DecryptArgs {
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s.split_once(':').ok_or("use OFFSET:LENGTH, e.g. 1048576:4096")?;
-    Ok((a.parse().map_err(|_| "bad OFFSET")?, b.parse().map_err(|_| "bad LENGTH")?))
+    let (a, b) = s
+        .split_once(':')
+        .ok_or("use OFFSET:LENGTH, e.g. 1048576:4096")?;
+    Ok((
+        a.parse().map_err(|_| "bad OFFSET")?,
+        b.parse().map_err(|_| "bad LENGTH")?,
+    ))
 }
 
 #[derive(Args, Debug)]

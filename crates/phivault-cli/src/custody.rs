@@ -8,7 +8,7 @@ use phivault_core::secret::SecretBytes;
 use phivault_keystore::agent::{self, AgentClient};
 use phivault_keystore::model::Seal;
 use phivault_keystore::service::{self, KeyService, Local, Request, Response};
-use phivault_keystore::{InitMethod, KeystoreError, Keystore, seal, store};
+use phivault_keystore::{InitMethod, Keystore, KeystoreError, seal, store};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,10 @@ pub fn service(g: &Global) -> Result<Box<dyn KeyService>> {
         _ => {
             // For scripts: a passphrase keystore opens in-process when the
             // passphrase is in the environment.
-            if let (Seal::Passphrase { .. }, Ok(p)) = (&seal, std::env::var("PHIVAULT_PASSPHRASE")) {
-                let ks = seal::open_with_passphrase(&g.data_dir, &SecretBytes::new(p.into_bytes()))?;
+            if let (Seal::Passphrase { .. }, Ok(p)) = (&seal, std::env::var("PHIVAULT_PASSPHRASE"))
+            {
+                let ks =
+                    seal::open_with_passphrase(&g.data_dir, &SecretBytes::new(p.into_bytes()))?;
                 return Ok(Box::new(Local(ks)));
             }
             match AgentClient::connect(&g.data_dir) {
@@ -49,28 +51,56 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<ExitCode> {
         InitMethod::Dev
     } else if a.passphrase {
         let p = ui::read_secret("New passphrase: ", "PHIVAULT_PASSPHRASE")?;
-        if std::env::var("PHIVAULT_PASSPHRASE").is_err() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        if std::env::var("PHIVAULT_PASSPHRASE").is_err()
+            && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        {
             let again = ui::read_secret("Repeat passphrase: ", "PHIVAULT_PASSPHRASE_NONE")?;
             anyhow::ensure!(*again == *p, "the passphrases differ; nothing was created");
         }
-        anyhow::ensure!(p.chars().count() >= 12, "the passphrase must be at least 12 characters");
-        InitMethod::Passphrase { passphrase: SecretBytes::new(p.as_bytes().to_vec()), iterations: a.iterations }
+        anyhow::ensure!(
+            p.chars().count() >= 12,
+            "the passphrase must be at least 12 characters"
+        );
+        InitMethod::Passphrase {
+            passphrase: SecretBytes::new(p.as_bytes().to_vec()),
+            iterations: a.iterations,
+        }
     } else {
-        anyhow::ensure!(a.threshold <= a.shares, "--threshold must not exceed --shares");
-        InitMethod::Shamir { threshold: a.threshold, shares: a.shares }
+        anyhow::ensure!(
+            a.threshold <= a.shares,
+            "--threshold must not exceed --shares"
+        );
+        InitMethod::Shamir {
+            threshold: a.threshold,
+            shares: a.shares,
+        }
     };
     let dev = matches!(method, InitMethod::Dev);
     let out = store::init(&g.data_dir, method)?;
     if dev {
         ui::dev_warning(g);
     }
-    let shares: Vec<String> = out.shares.iter().map(|s| String::from_utf8_lossy(s.expose_secret()).into_owned()).collect();
+    let shares: Vec<String> = out
+        .shares
+        .iter()
+        .map(|s| String::from_utf8_lossy(s.expose_secret()).into_owned())
+        .collect();
     if g.json {
-        println!("{}", serde_json::json!({ "keystore_id": out.keystore_id, "data_dir": g.data_dir, "unseal_shares": shares, "threshold": a.threshold }));
+        println!(
+            "{}",
+            serde_json::json!({ "keystore_id": out.keystore_id, "data_dir": g.data_dir, "unseal_shares": shares, "threshold": a.threshold })
+        );
     } else {
-        println!("Created keystore {} in {}", out.keystore_id, g.data_dir.display());
+        println!(
+            "Created keystore {} in {}",
+            out.keystore_id,
+            g.data_dir.display()
+        );
         if !shares.is_empty() {
-            println!("\nUnseal shares ({} needed). They are shown ONCE: give each to a different custodian.\n", a.threshold);
+            println!(
+                "\nUnseal shares ({} needed). They are shown ONCE: give each to a different custodian.\n",
+                a.threshold
+            );
             for (i, s) in shares.iter().enumerate() {
                 println!("  share {}: {s}", i + 1);
             }
@@ -92,8 +122,13 @@ fn agent_client(g: &Global) -> Result<AgentClient> {
     seal::describe(&g.data_dir)?;
     let exe = std::env::current_exe().context("finding the phivault binary")?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--data-dir").arg(&g.data_dir).arg("--quiet").arg("agent");
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.arg("--data-dir")
+        .arg(&g.data_dir)
+        .arg("--quiet")
+        .arg("agent");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.spawn().context("starting the key agent")?;
     let start = Instant::now();
@@ -116,36 +151,55 @@ pub fn unseal(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
     match seal {
         Seal::Passphrase { .. } => {
             let p = ui::read_secret("Passphrase: ", "PHIVAULT_PASSPHRASE")?;
-            last = Some(service::check(client.call(Request::UnsealPassphrase { passphrase: p })?)?);
+            last = Some(service::check(
+                client.call(Request::UnsealPassphrase { passphrase: p })?,
+            )?);
         }
         _ => {
             let given: Vec<zeroize::Zeroizing<String>> = if a.shares.is_empty() {
                 vec![ui::read_secret("Unseal share: ", "PHIVAULT_UNSEAL_SHARE")?]
             } else {
-                a.shares.iter().map(|s| zeroize::Zeroizing::new(s.clone())).collect()
+                a.shares
+                    .iter()
+                    .map(|s| zeroize::Zeroizing::new(s.clone()))
+                    .collect()
             };
             for s in &given {
-                last = Some(service::check(client.call(Request::Unseal { share: s.clone() })?)?);
+                last = Some(service::check(
+                    client.call(Request::Unseal { share: s.clone() })?,
+                )?);
             }
-            if given.len() > 1 {
-                if let Some(Response::Status(st)) = &last {
-                    if let (true, Some(p)) = (st.sealed, st.progress) {
-                        // Several shares in one call ask for a full unseal.
-                        let _ = client.call(Request::Seal);
-                        return Err(phivault_core::shamir::ShamirError::TooFewShares { have: p.have, need: p.need }.into());
-                    }
+            if let (true, Some(Response::Status(st))) = (given.len() > 1, &last)
+                && let (true, Some(p)) = (st.sealed, st.progress)
+            {
+                // Several shares in one call ask for a full unseal.
+                let _ = client.call(Request::Seal);
+                return Err(phivault_core::shamir::ShamirError::TooFewShares {
+                    have: p.have,
+                    need: p.need,
                 }
+                .into());
             }
         }
     }
-    let Some(Response::Status(st)) = last else { bail!("unexpected agent response") };
+    let Some(Response::Status(st)) = last else {
+        bail!("unexpected agent response")
+    };
     if g.json {
         println!("{}", serde_json::to_string(&st)?);
     } else if st.sealed {
         let p = st.progress.expect("shamir progress");
-        println!("Sealed: {} of {} shares given; {} more needed.", p.have, p.need, p.need - p.have);
+        println!(
+            "Sealed: {} of {} shares given; {} more needed.",
+            p.have,
+            p.need,
+            p.need - p.have
+        );
     } else {
-        println!("Unsealed. Keystore {} is open in the key agent until `phivault seal`.", st.keystore_id);
+        println!(
+            "Unsealed. Keystore {} is open in the key agent until `phivault seal`.",
+            st.keystore_id
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -184,12 +238,22 @@ pub fn status(g: &Global) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
         Ok((id, seal)) => {
             let detail = match &seal {
-                Seal::Shamir { threshold, shares, .. } => format!("{threshold} of {shares} Shamir shares"),
-                Seal::Passphrase { iterations, .. } => format!("passphrase (PBKDF2-HMAC-SHA-256, {iterations} iterations)"),
+                Seal::Shamir {
+                    threshold, shares, ..
+                } => format!("{threshold} of {shares} Shamir shares"),
+                Seal::Passphrase { iterations, .. } => {
+                    format!("passphrase (PBKDF2-HMAC-SHA-256, {iterations} iterations)")
+                }
                 Seal::Dev { key_file } => format!("DEV key file {key_file}"),
             };
             let (sealed, progress, rings) = match (&seal, AgentClient::connect(&g.data_dir)) {
-                (Seal::Dev { .. }, _) => (false, None, Keystore::open_dev(&g.data_dir).ok().map(|k| k.body().rings.len())),
+                (Seal::Dev { .. }, _) => (
+                    false,
+                    None,
+                    Keystore::open_dev(&g.data_dir)
+                        .ok()
+                        .map(|k| k.body().rings.len()),
+                ),
                 (_, Some(c)) => match service::check(c.call(Request::Status)?)? {
                     Response::Status(s) => (s.sealed, s.progress, s.rings),
                     _ => (true, None, None),
@@ -210,16 +274,27 @@ pub fn status(g: &Global) -> Result<ExitCode> {
         let yn = |b: bool| if b { "yes" } else { "no" };
         println!("phivault {}", env!("CARGO_PKG_VERSION"));
         println!("crypto module:   {} {}", m.name, m.version);
-        println!("FIPS 140-3 build: {}   FIPS-approved mode: {}", yn(m.fips_build), yn(m.fips_mode));
+        println!(
+            "FIPS 140-3 build: {}   FIPS-approved mode: {}",
+            yn(m.fips_build),
+            yn(m.fips_mode)
+        );
         println!("data dir:        {}", g.data_dir.display());
         let k = &out["keystore"];
         if k["initialized"] == false {
             println!("keystore:        not initialized (run `phivault init`)");
         } else {
-            println!("keystore:        {} sealed with {}", k["keystore_id"].as_str().unwrap_or(""), k["seal_detail"].as_str().unwrap_or(""));
+            println!(
+                "keystore:        {} sealed with {}",
+                k["keystore_id"].as_str().unwrap_or(""),
+                k["seal_detail"].as_str().unwrap_or("")
+            );
             if k["sealed"] == true {
                 match k["unseal_progress"].as_object() {
-                    Some(p) => println!("state:           SEALED ({} of {} shares given)", p["have"], p["need"]),
+                    Some(p) => println!(
+                        "state:           SEALED ({} of {} shares given)",
+                        p["have"], p["need"]
+                    ),
                     None => println!("state:           SEALED (run `phivault unseal`)"),
                 }
             } else {

@@ -31,17 +31,25 @@ fn open_input(p: &Option<PathBuf>) -> Result<(Box<dyn Read + Send>, Option<u64>)
 }
 
 fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
-    Ok(rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("phivault-seg-{i}")).build()?)
+    let n = threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    Ok(rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("phivault-seg-{i}"))
+        .build()?)
 }
 
 fn check_paths(input: &Option<PathBuf>, output: &Option<PathBuf>, binary_out: bool) -> Result<()> {
-    if let (Some(i), Some(o)) = (input, output) {
-        if let (Ok(a), Ok(b)) = (std::fs::canonicalize(i), std::fs::canonicalize(o)) {
-            if a == b {
-                bail!("input and output are the same file; write to a new file");
-            }
-        }
+    if let (Some(i), Some(o)) = (input, output)
+        && let (Ok(a), Ok(b)) = (std::fs::canonicalize(i), std::fs::canonicalize(o))
+        && a == b
+    {
+        bail!("input and output are the same file; write to a new file");
     }
     if output.is_none() && binary_out && io::stdout().is_terminal() {
         bail!("refusing to write binary data to a terminal; use -o FILE or redirect stdout");
@@ -50,12 +58,17 @@ fn check_paths(input: &Option<PathBuf>, output: &Option<PathBuf>, binary_out: bo
 }
 
 /// Writes `f`'s output to `-o` atomically, or to stdout.
-fn with_output(output: &Option<PathBuf>, f: impl FnOnce(&mut (dyn Write + Send)) -> Result<u64>) -> Result<u64> {
+fn with_output(
+    output: &Option<PathBuf>,
+    f: impl FnOnce(&mut (dyn Write + Send)) -> Result<u64>,
+) -> Result<u64> {
     match output {
         Some(p) => {
-            let mut out = AtomicFile::create(p).with_context(|| format!("creating a temporary file next to {}", p.display()))?;
+            let mut out = AtomicFile::create(p)
+                .with_context(|| format!("creating a temporary file next to {}", p.display()))?;
             let n = f(&mut out)?;
-            out.commit().with_context(|| format!("writing {}", p.display()))?;
+            out.commit()
+                .with_context(|| format!("writing {}", p.display()))?;
             Ok(n)
         }
         None => {
@@ -70,7 +83,10 @@ fn with_output(output: &Option<PathBuf>, f: impl FnOnce(&mut (dyn Write + Send))
 fn report(g: &Global, what: &str, bytes: u64, start: std::time::Instant) {
     let secs = start.elapsed().as_secs_f64();
     if g.json {
-        eprintln!("{}", serde_json::json!({ "operation": what, "plaintext_bytes": bytes, "seconds": secs }));
+        eprintln!(
+            "{}",
+            serde_json::json!({ "operation": what, "plaintext_bytes": bytes, "seconds": secs })
+        );
     }
 }
 
@@ -85,7 +101,9 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
         let mut pt = Vec::new();
         input.by_ref().take(ENVELOPE_MAX + 1).read_to_end(&mut pt)?;
         if pt.len() as u64 > ENVELOPE_MAX {
-            bail!("--envelope takes values up to 16 MiB; encrypt larger data as a stream (drop --envelope)");
+            bail!(
+                "--envelope takes values up to 16 MiB; encrypt larger data as a stream (drop --envelope)"
+            );
         }
         let ct = envelope::encrypt(&keys, &ring, a.context.as_bytes(), &pt)?;
         let n = pt.len() as u64;
@@ -101,13 +119,23 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
     } else {
         let pool = pool(a.threads)?;
         let bar = ui::progress(g, len, a.output.is_none());
-        let opts = stream::Options { segment_exp: a.segment_exp, pool: Some(&pool) };
+        let opts = stream::Options {
+            segment_exp: a.segment_exp,
+            pool: Some(&pool),
+        };
         let n = with_output(&a.output, |w| {
-            Ok(stream::encrypt(&keys, &ring, input, w, opts, &mut |done| {
-                if let Some(b) = &bar {
-                    b.set_position(done)
-                }
-            })?)
+            Ok(stream::encrypt(
+                &keys,
+                &ring,
+                input,
+                w,
+                opts,
+                &mut |done| {
+                    if let Some(b) = &bar {
+                        b.set_position(done)
+                    }
+                },
+            )?)
         })?;
         if let Some(b) = bar {
             b.finish_and_clear();
@@ -134,7 +162,10 @@ fn detect(head: &[u8]) -> Result<Kind> {
     } else if head.len() < 3 {
         Err(stream::StreamError::Malformed("input is empty or too short").into())
     } else {
-        Err(stream::StreamError::Malformed("input is not a phivault ciphertext (no PVS/PVE/pve: header)").into())
+        Err(stream::StreamError::Malformed(
+            "input is not a phivault ciphertext (no PVS/PVE/pve: header)",
+        )
+        .into())
     }
 }
 
@@ -146,9 +177,15 @@ fn read_head(r: &mut dyn Read) -> Result<Vec<u8>> {
 
 fn read_envelope(kind: &Kind, head: Vec<u8>, mut input: impl Read) -> Result<Vec<u8>> {
     let mut all = head;
-    input.by_ref().take(4 * ENVELOPE_MAX).read_to_end(&mut all)?;
+    input
+        .by_ref()
+        .take(4 * ENVELOPE_MAX)
+        .read_to_end(&mut all)?;
     Ok(match kind {
-        Kind::EnvelopeText => envelope::from_text(std::str::from_utf8(&all).map_err(|_| envelope::EnvelopeError::Malformed("text form is not UTF-8"))?)?,
+        Kind::EnvelopeText => envelope::from_text(
+            std::str::from_utf8(&all)
+                .map_err(|_| envelope::EnvelopeError::Malformed("text form is not UTF-8"))?,
+        )?,
         _ => all,
     })
 }
@@ -168,11 +205,16 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
                     bail!("--range needs a seekable input file, not stdin");
                 };
                 let f = File::open(p)?;
-                with_output(&a.output, |w| Ok(stream::decrypt_range(&keys, f, off, n, w)?))?
+                with_output(&a.output, |w| {
+                    Ok(stream::decrypt_range(&keys, f, off, n, w)?)
+                })?
             } else {
                 let pool = pool(a.threads)?;
                 let bar = ui::progress(g, len, a.output.is_none());
-                let opts = stream::Options { pool: Some(&pool), ..Default::default() };
+                let opts = stream::Options {
+                    pool: Some(&pool),
+                    ..Default::default()
+                };
                 let reader = io::Cursor::new(head).chain(input);
                 let n = with_output(&a.output, |w| {
                     Ok(stream::decrypt(&keys, reader, w, opts, &mut |done| {
@@ -245,7 +287,13 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else if let Some(obj) = info.as_object() {
         for (k, v) in obj {
-            println!("{:<15} {}", format!("{k}:"), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+            println!(
+                "{:<15} {}",
+                format!("{k}:"),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -29,20 +29,43 @@ pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::Create { name, max_age_days } => {
             let r = ring_name(g, name)?;
-            call(Request::CreateRing { ring: r.to_string(), max_age_days: *max_age_days })?;
-            print_done(g, serde_json::json!({ "ring": r.as_str(), "version": 1 }), format!("Created key ring {r} (version 1)."));
+            call(Request::CreateRing {
+                ring: r.to_string(),
+                max_age_days: *max_age_days,
+            })?;
+            print_done(
+                g,
+                serde_json::json!({ "ring": r.as_str(), "version": 1 }),
+                format!("Created key ring {r} (version 1)."),
+            );
         }
         KeysCommand::List { all } => {
             let ns = (!all).then(|| g.namespace.clone());
-            let Response::Rings { rings } = call(Request::List { namespace: ns })? else { bail!("unexpected response") };
+            let Response::Rings { rings } = call(Request::List { namespace: ns })? else {
+                bail!("unexpected response")
+            };
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&rings)?);
             } else if rings.is_empty() {
-                println!("No key rings{}. Create one with `phivault keys create NAME`.", if *all { String::new() } else { format!(" in namespace '{}' (try --all)", g.namespace) });
+                println!(
+                    "No key rings{}. Create one with `phivault keys create NAME`.",
+                    if *all {
+                        String::new()
+                    } else {
+                        format!(" in namespace '{}' (try --all)", g.namespace)
+                    }
+                );
             } else {
-                println!("{:<32} {:>7} {:>9} {:>8} {:>8}  STATUS", "RING", "PRIMARY", "LIVE/ALL", "AGE(d)", "MAX(d)");
+                println!(
+                    "{:<32} {:>7} {:>9} {:>8} {:>8}  STATUS",
+                    "RING", "PRIMARY", "LIVE/ALL", "AGE(d)", "MAX(d)"
+                );
                 for r in rings {
-                    let live = r.versions.iter().filter(|v| v.state == VersionState::Active).count();
+                    let live = r
+                        .versions
+                        .iter()
+                        .filter(|v| v.state == VersionState::Active)
+                        .count();
                     let status = if r.disabled {
                         "DISABLED".to_string()
                     } else if r.rotation_overdue {
@@ -53,7 +76,9 @@ pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
                     println!(
                         "{:<32} {:>7} {:>9} {:>8} {:>8}  {status}",
                         r.name,
-                        r.primary_version.map(|v| format!("v{v}")).unwrap_or("-".into()),
+                        r.primary_version
+                            .map(|v| format!("v{v}"))
+                            .unwrap_or("-".into()),
                         format!("{live}/{}", r.versions.len()),
                         r.primary_age_days,
                         r.max_age_days
@@ -63,15 +88,27 @@ pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::Rotate { name } => {
             let r = ring_name(g, name)?;
-            let Response::Version { version } = call(Request::Rotate { ring: r.to_string() })? else { bail!("unexpected response") };
-            print_done(g, serde_json::json!({ "ring": r.as_str(), "primary_version": version }),
-                format!("Rotated {r}: version {version} is now primary; older versions still decrypt."));
+            let Response::Version { version } = call(Request::Rotate {
+                ring: r.to_string(),
+            })?
+            else {
+                bail!("unexpected response")
+            };
+            print_done(
+                g,
+                serde_json::json!({ "ring": r.as_str(), "primary_version": version }),
+                format!(
+                    "Rotated {r}: version {version} is now primary; older versions still decrypt."
+                ),
+            );
         }
         KeysCommand::Destroy { name, version, yes } => {
             let r = ring_name(g, name)?;
             if !yes {
                 if !std::io::stdin().is_terminal() {
-                    bail!("destroying a key version is irreversible; pass --yes to confirm non-interactively");
+                    bail!(
+                        "destroying a key version is irreversible; pass --yes to confirm non-interactively"
+                    );
                 }
                 eprint!(
                     "Destroying {r} version {version} crypto-shreds everything encrypted under it: \
@@ -84,45 +121,102 @@ pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
                     bail!("not confirmed; nothing was destroyed");
                 }
             }
-            call(Request::Destroy { ring: r.to_string(), version: *version })?;
-            print_done(g, serde_json::json!({ "ring": r.as_str(), "destroyed_version": version }),
-                format!("Destroyed {r} version {version}. Data encrypted under it is unrecoverable."));
+            call(Request::Destroy {
+                ring: r.to_string(),
+                version: *version,
+            })?;
+            print_done(
+                g,
+                serde_json::json!({ "ring": r.as_str(), "destroyed_version": version }),
+                format!(
+                    "Destroyed {r} version {version}. Data encrypted under it is unrecoverable."
+                ),
+            );
         }
         KeysCommand::MinVersion { name, version } => {
             let r = ring_name(g, name)?;
-            call(Request::SetMinVersion { ring: r.to_string(), version: *version })?;
-            print_done(g, serde_json::json!({ "ring": r.as_str(), "min_decryption_version": version }),
-                format!("{r}: versions below {version} no longer decrypt."));
+            call(Request::SetMinVersion {
+                ring: r.to_string(),
+                version: *version,
+            })?;
+            print_done(
+                g,
+                serde_json::json!({ "ring": r.as_str(), "min_decryption_version": version }),
+                format!("{r}: versions below {version} no longer decrypt."),
+            );
         }
         KeysCommand::Disable { name } | KeysCommand::Enable { name } => {
             let disabled = matches!(cmd, KeysCommand::Disable { .. });
             let r = ring_name(g, name)?;
-            call(Request::SetDisabled { ring: r.to_string(), disabled })?;
-            print_done(g, serde_json::json!({ "ring": r.as_str(), "disabled": disabled }),
-                format!("{r} is now {}.", if disabled { "disabled" } else { "enabled" }));
+            call(Request::SetDisabled {
+                ring: r.to_string(),
+                disabled,
+            })?;
+            print_done(
+                g,
+                serde_json::json!({ "ring": r.as_str(), "disabled": disabled }),
+                format!(
+                    "{r} is now {}.",
+                    if disabled { "disabled" } else { "enabled" }
+                ),
+            );
         }
         KeysCommand::Policy { name, max_age_days } => {
             let r = ring_name(g, name)?;
-            call(Request::SetMaxAge { ring: r.to_string(), days: *max_age_days })?;
-            print_done(g, serde_json::json!({ "ring": r.as_str(), "max_age_days": max_age_days }),
-                format!("{r}: rotate when the primary is older than {max_age_days} days."));
+            call(Request::SetMaxAge {
+                ring: r.to_string(),
+                days: *max_age_days,
+            })?;
+            print_done(
+                g,
+                serde_json::json!({ "ring": r.as_str(), "max_age_days": max_age_days }),
+                format!("{r}: rotate when the primary is older than {max_age_days} days."),
+            );
         }
         KeysCommand::Backup { output, all } => {
-            let p = ui::read_secret("Backup passphrase (keep it apart from the unseal shares): ", "PHIVAULT_BACKUP_PASSPHRASE")?;
+            let p = ui::read_secret(
+                "Backup passphrase (keep it apart from the unseal shares): ",
+                "PHIVAULT_BACKUP_PASSPHRASE",
+            )?;
             let ns = (!all).then(|| g.namespace.clone());
-            let Response::Escrow { file } = call(Request::EscrowExport { passphrase: p, namespace: ns })? else { bail!("unexpected response") };
+            let Response::Escrow { file } = call(Request::EscrowExport {
+                passphrase: p,
+                namespace: ns,
+            })?
+            else {
+                bail!("unexpected response")
+            };
             let bytes = base64_decode(&file)?;
-            atomic::write_atomic(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+            atomic::write_atomic(output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
             let meta = phivault_keystore::escrow::inspect(&bytes)?;
-            print_done(g, serde_json::json!({ "file": output, "rings": meta.rings }),
-                format!("Wrote key escrow {} with {} ring(s). Store it apart from the data and the unseal shares.", output.display(), meta.rings.len()));
+            print_done(
+                g,
+                serde_json::json!({ "file": output, "rings": meta.rings }),
+                format!(
+                    "Wrote key escrow {} with {} ring(s). Store it apart from the data and the unseal shares.",
+                    output.display(),
+                    meta.rings.len()
+                ),
+            );
         }
         KeysCommand::Restore { input } => {
-            let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+            let bytes =
+                std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
             phivault_keystore::escrow::inspect(&bytes)?;
             let p = ui::read_secret("Backup passphrase: ", "PHIVAULT_BACKUP_PASSPHRASE")?;
-            let Response::Imported { rings } = call(Request::EscrowImport { file: base64_encode(&bytes), passphrase: p })? else { bail!("unexpected response") };
-            print_done(g, serde_json::json!({ "restored": rings }), format!("Restored {} key ring(s): {}", rings.len(), rings.join(", ")));
+            let Response::Imported { rings } = call(Request::EscrowImport {
+                file: base64_encode(&bytes),
+                passphrase: p,
+            })?
+            else {
+                bail!("unexpected response")
+            };
+            print_done(
+                g,
+                serde_json::json!({ "restored": rings }),
+                format!("Restored {} key ring(s): {}", rings.len(), rings.join(", ")),
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -30,7 +30,12 @@ fn main() -> ExitCode {
         Command::Decrypt(a) => files::decrypt(&cli.global, a),
         Command::Inspect(a) => files::inspect(&cli.global, a),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "phivault", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "phivault",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     };
@@ -39,7 +44,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = exit_code(&e);
             if cli.global.json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}"), "exit_code": code }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{e:#}"), "exit_code": code })
+                );
             }
             eprintln!("phivault: error: {e:#}");
             ExitCode::from(code)
@@ -88,7 +96,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 _ => 5,
             };
         }
-        if cause.downcast_ref::<phivault_core::shamir::ShamirError>().is_some() {
+        if cause
+            .downcast_ref::<phivault_core::shamir::ShamirError>()
+            .is_some()
+        {
             return 4;
         }
         if let Some(k) = cause.downcast_ref::<KeyError>() {

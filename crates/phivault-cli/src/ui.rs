@@ -11,15 +11,21 @@ const PROGRESS_MIN_BYTES: u64 = 16 << 20;
 /// A progress bar on stderr, only when a person is watching: stderr is a
 /// terminal, output is not piped, and the input is large.
 pub fn progress(g: &Global, total: Option<u64>, to_stdout: bool) -> Option<ProgressBar> {
-    if g.quiet || g.json || !std::io::stderr().is_terminal() || (to_stdout && !std::io::stdout().is_terminal()) {
+    if g.quiet
+        || g.json
+        || !std::io::stderr().is_terminal()
+        || (to_stdout && !std::io::stdout().is_terminal())
+    {
         return None;
     }
     let total = total.filter(|&t| t >= PROGRESS_MIN_BYTES)?;
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
-            .expect("template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     Some(bar)
 }
@@ -46,7 +52,11 @@ pub fn dev_warning(g: &Global) {
         return;
     }
     let mut e = std::io::stderr();
-    let (on, off) = if e.is_terminal() { ("\x1b[1;31m", "\x1b[0m") } else { ("", "") };
+    let (on, off) = if e.is_terminal() {
+        ("\x1b[1;31m", "\x1b[0m")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         e,
         "{on}WARNING: DEV MODE.{off} The unseal key of {} is stored in plaintext beside the data.\n\

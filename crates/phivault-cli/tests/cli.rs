@@ -7,7 +7,10 @@ use std::process::{Command, Output, Stdio};
 
 fn pv(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_phivault"));
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).arg("--data-dir").arg(dir);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("--data-dir")
+        .arg(dir);
     c
 }
 
@@ -17,20 +20,37 @@ fn run(c: &mut Command) -> Output {
 
 fn ok(c: &mut Command) -> String {
     let o = run(c);
-    assert!(o.status.success(), "failed: {:?}\nstderr: {}", c, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "failed: {:?}\nstderr: {}",
+        c,
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 fn fails(c: &mut Command, code: i32, needle: &str) -> String {
     let o = run(c);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(code), "{c:?}: wrong exit code; stderr: {err}");
-    assert!(err.contains(needle), "{c:?}: stderr lacks '{needle}': {err}");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{c:?}: wrong exit code; stderr: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{c:?}: stderr lacks '{needle}': {err}"
+    );
     err
 }
 
 fn with_stdin(c: &mut Command, input: &[u8]) -> Output {
-    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -53,7 +73,11 @@ fn dev_mode_files_and_stdin_roundtrip() {
     let src = d.path().join("in.bin");
     std::fs::write(&src, &pt).unwrap();
     let enc = d.path().join("in.bin.pv");
-    ok(dev(&data).args(["encrypt", "-k", "test/files"]).arg(&src).arg("-o").arg(&enc));
+    ok(dev(&data)
+        .args(["encrypt", "-k", "test/files"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&enc));
     let out = d.path().join("out.bin");
     ok(dev(&data).arg("decrypt").arg(&enc).arg("-o").arg(&out));
     assert_eq!(std::fs::read(&out).unwrap(), pt);
@@ -70,16 +94,34 @@ fn dev_mode_files_and_stdin_roundtrip() {
     assert_eq!(r.as_bytes(), &pt[70000..70005]);
 
     // Envelope with context and the text form.
-    let o = with_stdin(dev(&data).args(["encrypt", "-k", "test/files", "--envelope", "--text", "--context", "rec1/ssn"]), b"123-45-6789");
+    let o = with_stdin(
+        dev(&data).args([
+            "encrypt",
+            "-k",
+            "test/files",
+            "--envelope",
+            "--text",
+            "--context",
+            "rec1/ssn",
+        ]),
+        b"123-45-6789",
+    );
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.starts_with("pve:"), "{text}");
-    let o = with_stdin(dev(&data).args(["decrypt", "--context", "rec1/ssn"]), text.as_bytes());
+    let o = with_stdin(
+        dev(&data).args(["decrypt", "--context", "rec1/ssn"]),
+        text.as_bytes(),
+    );
     assert_eq!(o.stdout, b"123-45-6789");
-    let o = with_stdin(dev(&data).args(["decrypt", "--context", "rec2/ssn"]), text.as_bytes());
+    let o = with_stdin(
+        dev(&data).args(["decrypt", "--context", "rec2/ssn"]),
+        text.as_bytes(),
+    );
     assert_eq!(o.status.code(), Some(5));
 
     // inspect, without any key.
-    let j: serde_json::Value = serde_json::from_str(&ok(pv(&data).args(["--json", "inspect"]).arg(&enc))).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(pv(&data).args(["--json", "inspect"]).arg(&enc))).unwrap();
     assert_eq!(j["key_ring"], "test/files");
     assert_eq!(j["plaintext_len"], 300_000);
     assert_eq!(j["segments"], 5);
@@ -98,7 +140,11 @@ fn named_failures_have_exit_codes_and_one_line_errors() {
     let src = d.path().join("p");
     std::fs::write(&src, vec![1u8; 200_000]).unwrap();
     let enc = d.path().join("p.pv");
-    ok(dev(&data).args(["encrypt", "-k", "test/a", "--segment-exp", "12"]).arg(&src).arg("-o").arg(&enc));
+    ok(dev(&data)
+        .args(["encrypt", "-k", "test/a", "--segment-exp", "12"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&enc));
     let ct = std::fs::read(&enc).unwrap();
     let bad = d.path().join("bad.pv");
     let out = d.path().join("out");
@@ -107,17 +153,43 @@ fn named_failures_have_exit_codes_and_one_line_errors() {
     let mut t = ct.clone();
     t[ct.len() / 2] ^= 0x10;
     std::fs::write(&bad, &t).unwrap();
-    let e = fails(dev(&data).arg("decrypt").arg(&bad).arg("-o").arg(&out), 5, "decryption failed");
-    let errs: Vec<&str> = e.lines().filter(|l| l.starts_with("phivault: error:")).collect();
+    let e = fails(
+        dev(&data).arg("decrypt").arg(&bad).arg("-o").arg(&out),
+        5,
+        "decryption failed",
+    );
+    let errs: Vec<&str> = e
+        .lines()
+        .filter(|l| l.starts_with("phivault: error:"))
+        .collect();
     assert_eq!(errs.len(), 1, "not one error line: {e}");
-    assert_eq!(e.trim_end().lines().last(), Some(errs[0]), "error is not the last line: {e}");
+    assert_eq!(
+        e.trim_end().lines().last(),
+        Some(errs[0]),
+        "error is not the last line: {e}"
+    );
     assert!(!out.exists(), "partial plaintext left in place");
-    assert_eq!(std::fs::read_dir(d.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")).count(), 0);
+    assert_eq!(
+        std::fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+            .count(),
+        0
+    );
 
     // Truncated at a segment boundary, to a file and to stdout.
     let hlen = 8 + "test/a".len() + 4 + 64;
     std::fs::write(&bad, &ct[..hlen + 10 * (4096 + 16)]).unwrap();
-    fails(dev(&data).arg("decrypt").arg(&bad).arg("-o").arg(&out), 5, "truncated");
+    fails(
+        dev(&data).arg("decrypt").arg(&bad).arg("-o").arg(&out),
+        5,
+        "truncated",
+    );
     assert!(!out.exists());
     let o = with_stdin(dev(&data).arg("decrypt"), &ct[..hlen + 10 * (4096 + 16)]);
     assert_eq!(o.status.code(), Some(5));
@@ -127,10 +199,18 @@ fn named_failures_have_exit_codes_and_one_line_errors() {
     let mut v = ct.clone();
     v[3] = 2;
     std::fs::write(&bad, &v).unwrap();
-    fails(dev(&data).arg("decrypt").arg(&bad), 7, "unsupported stream format version 2");
+    fails(
+        dev(&data).arg("decrypt").arg(&bad),
+        7,
+        "unsupported stream format version 2",
+    );
 
     // Not a ciphertext at all.
-    fails(dev(&data).arg("decrypt").arg(&src), 5, "not a phivault ciphertext");
+    fails(
+        dev(&data).arg("decrypt").arg(&src),
+        5,
+        "not a phivault ciphertext",
+    );
 
     // Wrong key: same ring name in another keystore.
     let other = d.path().join("other");
@@ -139,11 +219,27 @@ fn named_failures_have_exit_codes_and_one_line_errors() {
     fails(dev(&other).arg("decrypt").arg(&enc), 5, "key is wrong");
 
     // Unknown ring: exit 6.
-    fails(dev(&data).args(["encrypt", "-k", "test/nope"]).arg(&src).arg("-o").arg(&out), 6, "does not exist");
+    fails(
+        dev(&data)
+            .args(["encrypt", "-k", "test/nope"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&out),
+        6,
+        "does not exist",
+    );
 
     // Destroy: confirmation required, then the data is gone for good.
-    fails(dev(&data).args(["keys", "destroy", "test/a", "--version", "1"]), 1, "--yes");
-    fails(dev(&data).args(["keys", "destroy", "test/a", "--version", "1", "--yes"]), 1, "rotate first");
+    fails(
+        dev(&data).args(["keys", "destroy", "test/a", "--version", "1"]),
+        1,
+        "--yes",
+    );
+    fails(
+        dev(&data).args(["keys", "destroy", "test/a", "--version", "1", "--yes"]),
+        1,
+        "rotate first",
+    );
     ok(dev(&data).args(["keys", "rotate", "test/a"]));
     ok(dev(&data).args(["keys", "destroy", "test/a", "--version", "1", "--yes"]));
     fails(dev(&data).arg("decrypt").arg(&enc), 6, "destroyed");
@@ -151,7 +247,12 @@ fn named_failures_have_exit_codes_and_one_line_errors() {
 
 fn shares(json: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    v["unseal_shares"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    v["unseal_shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -164,7 +265,11 @@ fn shamir_unseal_through_the_agent() {
     fails(pv(&data).arg("status"), 3, "");
 
     // Two shares in one call ask for a complete unseal: too few.
-    fails(pv(&data).arg("unseal").arg(&sh[0]).arg(&sh[1]), 4, "too few unseal shares: have 2, need 3");
+    fails(
+        pv(&data).arg("unseal").arg(&sh[0]).arg(&sh[1]),
+        4,
+        "too few unseal shares: have 2, need 3",
+    );
     // A mistyped share.
     let mut typo = sh[2].clone();
     typo.replace_range(20..21, if &typo[20..21] == "A" { "B" } else { "A" });
@@ -174,7 +279,8 @@ fn shamir_unseal_through_the_agent() {
     assert!(ok(pv(&data).arg("unseal").arg(&sh[4])).contains("2 more needed"));
     assert!(ok(pv(&data).arg("unseal").arg(&sh[0])).contains("1 more needed"));
     assert!(ok(pv(&data).arg("unseal").arg(&sh[2])).contains("Unsealed"));
-    let st: serde_json::Value = serde_json::from_str(&ok(pv(&data).args(["--json", "status"]))).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(pv(&data).args(["--json", "status"]))).unwrap();
     assert_eq!(st["keystore"]["sealed"], false);
     assert_eq!(st["crypto_module"]["fips_build"], cfg!(feature = "fips"));
 
@@ -182,24 +288,48 @@ fn shamir_unseal_through_the_agent() {
     let src = d.path().join("claims.csv");
     std::fs::write(&src, b"id,diagnosis\n1,J45.909\n").unwrap();
     let enc = d.path().join("claims.pv");
-    ok(pv(&data).args(["encrypt", "-k", "prod/claims"]).arg(&src).arg("-o").arg(&enc));
+    ok(pv(&data)
+        .args(["encrypt", "-k", "prod/claims"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&enc));
 
     // Escrow to a second keystore, then restore there.
     let esc = d.path().join("keys.escrow");
-    ok(pv(&data).args(["keys", "backup", "--all", "-o"]).arg(&esc).env("PHIVAULT_BACKUP_PASSPHRASE", "a long backup secret"));
+    ok(pv(&data)
+        .args(["keys", "backup", "--all", "-o"])
+        .arg(&esc)
+        .env("PHIVAULT_BACKUP_PASSPHRASE", "a long backup secret"));
     ok(pv(&data).arg("seal"));
     fails(pv(&data).arg("decrypt").arg(&enc), 3, "sealed");
 
     let other = d.path().join("other");
     ok(dev(&other).arg("init"));
-    fails(dev(&other).args(["keys", "restore"]).arg(&esc).env("PHIVAULT_BACKUP_PASSPHRASE", "the wrong secret!"), 4, "wrong backup passphrase");
-    ok(dev(&other).args(["keys", "restore"]).arg(&esc).env("PHIVAULT_BACKUP_PASSPHRASE", "a long backup secret"));
-    assert_eq!(ok(dev(&other).arg("decrypt").arg(&enc)), "id,diagnosis\n1,J45.909\n");
+    fails(
+        dev(&other)
+            .args(["keys", "restore"])
+            .arg(&esc)
+            .env("PHIVAULT_BACKUP_PASSPHRASE", "the wrong secret!"),
+        4,
+        "wrong backup passphrase",
+    );
+    ok(dev(&other)
+        .args(["keys", "restore"])
+        .arg(&esc)
+        .env("PHIVAULT_BACKUP_PASSPHRASE", "a long backup secret"));
+    assert_eq!(
+        ok(dev(&other).arg("decrypt").arg(&enc)),
+        "id,diagnosis\n1,J45.909\n"
+    );
 
     // A share from another keystore is refused.
     let third = d.path().join("third");
     let sh3 = shares(&ok(pv(&third).args(["--json", "init"])));
-    fails(pv(&data).arg("unseal").arg(&sh3[0]), 4, "different keystore");
+    fails(
+        pv(&data).arg("unseal").arg(&sh3[0]),
+        4,
+        "different keystore",
+    );
     ok(pv(&data).arg("seal"));
 }
 
@@ -207,12 +337,28 @@ fn shamir_unseal_through_the_agent() {
 fn passphrase_keystore() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    ok(pv(&data).args(["init", "--passphrase"]).env("PHIVAULT_PASSPHRASE", "correct horse battery staple"));
-    fails(pv(&data).arg("unseal").env("PHIVAULT_PASSPHRASE", "wrong horse battery staple"), 4, "wrong passphrase");
-    ok(pv(&data).args(["keys", "create", "test/x"]).env("PHIVAULT_PASSPHRASE", "correct horse battery staple"));
+    ok(pv(&data)
+        .args(["init", "--passphrase"])
+        .env("PHIVAULT_PASSPHRASE", "correct horse battery staple"));
+    fails(
+        pv(&data)
+            .arg("unseal")
+            .env("PHIVAULT_PASSPHRASE", "wrong horse battery staple"),
+        4,
+        "wrong passphrase",
+    );
+    ok(pv(&data)
+        .args(["keys", "create", "test/x"])
+        .env("PHIVAULT_PASSPHRASE", "correct horse battery staple"));
     ok(pv(&data).arg("seal"));
     let d2 = tempfile::tempdir().unwrap();
-    fails(pv(d2.path()).args(["init", "--passphrase"]).env("PHIVAULT_PASSPHRASE", "short"), 1, "at least 12");
+    fails(
+        pv(d2.path())
+            .args(["init", "--passphrase"])
+            .env("PHIVAULT_PASSPHRASE", "short"),
+        1,
+        "at least 12",
+    );
 }
 
 #[test]
@@ -220,8 +366,13 @@ fn help_completions_and_exit_code_table() {
     let d = tempfile::tempdir().unwrap();
     let help = ok(pv(d.path()).arg("--help"));
     assert!(help.contains("EXIT CODES") && help.contains("unseal"));
-    for sub in ["init", "unseal", "seal", "status", "keys", "encrypt", "decrypt", "inspect"] {
-        assert!(ok(pv(d.path()).args([sub, "--help"])).len() > 100, "{sub} --help too thin");
+    for sub in [
+        "init", "unseal", "seal", "status", "keys", "encrypt", "decrypt", "inspect",
+    ] {
+        assert!(
+            ok(pv(d.path()).args([sub, "--help"])).len() > 100,
+            "{sub} --help too thin"
+        );
     }
     assert!(ok(pv(d.path()).args(["completions", "bash"])).contains("phivault"));
     assert_eq!(run(pv(d.path()).arg("--bogus")).status.code(), Some(2));

@@ -128,15 +128,24 @@ pub fn parse_header(ct: &[u8]) -> Result<Header, EnvelopeError> {
     if ct.len() < len + AEAD_TAG_LEN {
         return Err(EnvelopeError::Malformed("too short"));
     }
-    let name = core::str::from_utf8(&ct[6..6 + n]).map_err(|_| EnvelopeError::Malformed("bad key ring name"))?;
-    let ring = KeyRingName::parse(name).map_err(|_| EnvelopeError::Malformed("bad key ring name"))?;
+    let name = core::str::from_utf8(&ct[6..6 + n])
+        .map_err(|_| EnvelopeError::Malformed("bad key ring name"))?;
+    let ring =
+        KeyRingName::parse(name).map_err(|_| EnvelopeError::Malformed("bad key ring name"))?;
     let v = u32::from_be_bytes(ct[6 + n..10 + n].try_into().expect("4 bytes"));
     let version = KeyVersion::new(v).ok_or(EnvelopeError::Malformed("key version 0"))?;
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&ct[10 + n..10 + n + NONCE_LEN]);
     let mut commitment = [0u8; COMMIT_LEN];
     commitment.copy_from_slice(&ct[10 + n + NONCE_LEN..len]);
-    Ok(Header { algorithm, ring, version, nonce, commitment, len })
+    Ok(Header {
+        algorithm,
+        ring,
+        version,
+        nonce,
+        commitment,
+        len,
+    })
 }
 
 /// Encrypts `plaintext` under the primary version of `ring`, binding `context`.
@@ -187,7 +196,12 @@ pub fn encrypt_with_nonce(
 /// Decrypts a binary envelope, checking the key commitment and `context`.
 pub fn decrypt(keys: &dyn KeyDeriver, ct: &[u8], context: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let h = parse_header(ct)?;
-    let derived = keys.derive(&h.ring, h.version, KeyUse::Decrypt, &fixed_info(&ct[..h.len - COMMIT_LEN]))?;
+    let derived = keys.derive(
+        &h.ring,
+        h.version,
+        KeyUse::Decrypt,
+        &fixed_info(&ct[..h.len - COMMIT_LEN]),
+    )?;
     if !crypto::constant_time_eq(&derived.commitment, &h.commitment) {
         return Err(EnvelopeError::DecryptionFailed);
     }
@@ -236,7 +250,10 @@ mod tests {
         let keys = StaticKeys::random("test/billing");
         let ct = encrypt(&keys, &ring(), b"rec-1/ssn", b"123-45-6789").unwrap();
         assert_eq!(decrypt(&keys, &ct, b"rec-1/ssn").unwrap(), b"123-45-6789");
-        assert!(matches!(decrypt(&keys, &ct, b"rec-2/ssn"), Err(EnvelopeError::DecryptionFailed)));
+        assert!(matches!(
+            decrypt(&keys, &ct, b"rec-2/ssn"),
+            Err(EnvelopeError::DecryptionFailed)
+        ));
         let text = to_text(&ct);
         assert!(text.starts_with("pve:"));
         assert_eq!(from_text(&text).unwrap(), ct);
@@ -247,7 +264,10 @@ mod tests {
         let a = StaticKeys::random("test/billing");
         let b = StaticKeys::random("test/billing");
         let ct = encrypt(&a, &ring(), b"", b"x").unwrap();
-        assert!(matches!(decrypt(&b, &ct, b""), Err(EnvelopeError::DecryptionFailed)));
+        assert!(matches!(
+            decrypt(&b, &ct, b""),
+            Err(EnvelopeError::DecryptionFailed)
+        ));
     }
 
     #[test]
@@ -259,10 +279,16 @@ mod tests {
             for i in 0..ct.len() * 8 {
                 let mut bad = ct.clone();
                 bad[i / 8] ^= 1 << (i % 8);
-                assert!(decrypt(&keys, &bad, b"ctx").is_err(), "flip of bit {i} not detected");
+                assert!(
+                    decrypt(&keys, &bad, b"ctx").is_err(),
+                    "flip of bit {i} not detected"
+                );
             }
             for cut in 0..ct.len() {
-                assert!(decrypt(&keys, &ct[..cut], b"ctx").is_err(), "truncation to {cut} not detected");
+                assert!(
+                    decrypt(&keys, &ct[..cut], b"ctx").is_err(),
+                    "truncation to {cut} not detected"
+                );
             }
         }
     }

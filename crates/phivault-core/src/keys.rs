@@ -38,7 +38,9 @@ pub enum NameError {
     #[error("key ring name must look like 'namespace/name', e.g. 'prod/billing'")]
     MissingNamespace,
     /// A part was empty, too long, or had a character outside `[a-z0-9_.-]`.
-    #[error("key ring name parts must be 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit")]
+    #[error(
+        "key ring name parts must be 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit"
+    )]
     BadPart,
 }
 
@@ -46,7 +48,8 @@ fn valid_part(p: &str) -> bool {
     !p.is_empty()
         && p.len() <= 63
         && p.as_bytes()[0].is_ascii_alphanumeric()
-        && p.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+        && p.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
 }
 
 impl KeyRingName {
@@ -67,7 +70,11 @@ impl KeyRingName {
     /// Parses a name given with or without a namespace; a bare name gets
     /// `default_namespace`.
     pub fn parse_in(s: &str, default_namespace: &str) -> Result<Self, NameError> {
-        if s.contains('/') { Self::parse(s) } else { Self::new(default_namespace, s) }
+        if s.contains('/') {
+            Self::parse(s)
+        } else {
+            Self::new(default_namespace, s)
+        }
     }
 
     /// The whole name.
@@ -107,7 +114,9 @@ pub enum KeyError {
     #[error("key ring '{0}' has no version {1}")]
     UnknownVersion(String, u32),
     /// The version was destroyed: its data is crypto-shredded.
-    #[error("key ring '{0}' version {1} was destroyed; data encrypted under it cannot be recovered")]
+    #[error(
+        "key ring '{0}' version {1} was destroyed; data encrypted under it cannot be recovered"
+    )]
     Destroyed(String, u32),
     /// The version is below the ring's minimum decryption version.
     #[error("key ring '{0}' version {1} is below the ring's minimum decryption version {2}")]
@@ -223,7 +232,10 @@ impl KeyDeriver for StaticKeys {
         _usage: KeyUse,
         fixed_info: &[u8],
     ) -> Result<DerivedKey, KeyError> {
-        let versions = self.rings.get(ring).ok_or_else(|| KeyError::UnknownRing(ring.to_string()))?;
+        let versions = self
+            .rings
+            .get(ring)
+            .ok_or_else(|| KeyError::UnknownRing(ring.to_string()))?;
         let key = versions
             .get(&version)
             .ok_or_else(|| KeyError::UnknownVersion(ring.to_string(), version.get()))?;
@@ -238,13 +250,22 @@ mod tests {
     #[test]
     fn ring_names() {
         assert!(KeyRingName::parse("prod/billing").is_ok());
-        assert_eq!(KeyRingName::parse("billing"), Err(NameError::MissingNamespace));
+        assert_eq!(
+            KeyRingName::parse("billing"),
+            Err(NameError::MissingNamespace)
+        );
         assert_eq!(KeyRingName::parse("prod/Billing"), Err(NameError::BadPart));
         assert_eq!(KeyRingName::parse("prod/a/b"), Err(NameError::BadPart));
         assert_eq!(KeyRingName::parse("/x"), Err(NameError::BadPart));
         assert_eq!(KeyRingName::parse("p/-x"), Err(NameError::BadPart));
-        assert_eq!(KeyRingName::parse_in("billing", "test").unwrap().as_str(), "test/billing");
-        assert_eq!(KeyRingName::parse("prod/billing").unwrap().namespace(), "prod");
+        assert_eq!(
+            KeyRingName::parse_in("billing", "test").unwrap().as_str(),
+            "test/billing"
+        );
+        assert_eq!(
+            KeyRingName::parse("prod/billing").unwrap().namespace(),
+            "prod"
+        );
         let long = format!("{}/{}", "a".repeat(63), "b".repeat(63));
         assert!(KeyRingName::parse(&long).unwrap().as_str().len() <= MAX_RING_NAME_LEN);
     }

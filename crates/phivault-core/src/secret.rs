@@ -95,7 +95,10 @@ mod tests {
     fn debug_never_reveals_bytes() {
         let k = SecretKey::from_bytes([0x41; KEY_LEN]);
         let s = format!("{k:?}");
-        assert!(!s.contains("41") && !s.contains("65") && !s.contains('A'), "{s}");
+        assert!(
+            !s.contains("41") && !s.contains("65") && !s.contains('A'),
+            "{s}"
+        );
         let b = SecretBytes::new(b"patient-name".to_vec());
         assert!(!format!("{b:?}").contains("patient"));
     }

@@ -69,7 +69,11 @@ pub struct Share {
 
 impl core::fmt::Debug for Share {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Share(#{} of set {:02x?}, <redacted>)", self.x, self.set_id)
+        write!(
+            f,
+            "Share(#{} of set {:02x?}, <redacted>)",
+            self.x, self.set_id
+        )
     }
 }
 
@@ -119,7 +123,12 @@ pub fn split(secret: &[u8], k: u8, n: u8, set_id: [u8; 8]) -> Result<Vec<Share>,
             }
             y.push(gf_mul(acc, x) ^ s);
         }
-        shares.push(Share { set_id, threshold: k, x, y: SecretBytes::new(y) });
+        shares.push(Share {
+            set_id,
+            threshold: k,
+            x,
+            y: SecretBytes::new(y),
+        });
     }
     coeffs.zeroize();
     Ok(shares)
@@ -127,13 +136,19 @@ pub fn split(secret: &[u8], k: u8, n: u8, set_id: [u8; 8]) -> Result<Vec<Share>,
 
 /// Recovers the secret from at least `threshold` shares of one set.
 pub fn combine(shares: &[Share]) -> Result<SecretBytes, ShamirError> {
-    let first = shares.first().ok_or(ShamirError::TooFewShares { have: 0, need: 2 })?;
+    let first = shares
+        .first()
+        .ok_or(ShamirError::TooFewShares { have: 0, need: 2 })?;
     let need = first.threshold as usize;
     if shares.len() < need {
-        return Err(ShamirError::TooFewShares { have: shares.len(), need });
+        return Err(ShamirError::TooFewShares {
+            have: shares.len(),
+            need,
+        });
     }
     for (i, s) in shares.iter().enumerate() {
-        if s.set_id != first.set_id || s.threshold != first.threshold || s.y.len() != first.y.len() {
+        if s.set_id != first.set_id || s.threshold != first.threshold || s.y.len() != first.y.len()
+        {
             return Err(ShamirError::Inconsistent);
         }
         if shares[..i].iter().any(|t| t.x == s.x) {
@@ -177,7 +192,10 @@ impl Share {
 
     /// Parses the text form, checking the checksum and, if given, the set id.
     pub fn decode(text: &str, expect_set: Option<&[u8; 8]>) -> Result<Self, ShamirError> {
-        let b64 = text.trim().strip_prefix(SHARE_PREFIX).ok_or(ShamirError::NotAShare)?;
+        let b64 = text
+            .trim()
+            .strip_prefix(SHARE_PREFIX)
+            .ok_or(ShamirError::NotAShare)?;
         let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(b64)
             .map_err(|_| ShamirError::BadChecksum)?;
@@ -197,7 +215,12 @@ impl Share {
         if expect_set.is_some_and(|e| e != &set_id) {
             return Err(ShamirError::WrongSet);
         }
-        Ok(Self { set_id, threshold, x, y })
+        Ok(Self {
+            set_id,
+            threshold,
+            x,
+            y,
+        })
     }
 }
 
@@ -223,27 +246,54 @@ mod tests {
         for combo in [[0, 1, 2], [0, 2, 4], [4, 3, 1], [1, 3, 4]] {
             let picked: Vec<Share> = combo
                 .iter()
-                .map(|&i| Share::decode(shares[i].encode().expose_secret().iter().map(|&b| b as char).collect::<String>().as_str(), Some(&[1; 8])).unwrap())
+                .map(|&i| {
+                    Share::decode(
+                        shares[i]
+                            .encode()
+                            .expose_secret()
+                            .iter()
+                            .map(|&b| b as char)
+                            .collect::<String>()
+                            .as_str(),
+                        Some(&[1; 8]),
+                    )
+                    .unwrap()
+                })
                 .collect();
             assert_eq!(combine(&picked).unwrap().expose_secret(), &secret);
         }
         let two: Vec<Share> = shares.into_iter().take(2).collect();
-        assert_eq!(combine(&two).unwrap_err(), ShamirError::TooFewShares { have: 2, need: 3 });
+        assert_eq!(
+            combine(&two).unwrap_err(),
+            ShamirError::TooFewShares { have: 2, need: 3 }
+        );
     }
 
     #[test]
     fn share_text_errors() {
         let shares = split(&[9u8; 32], 2, 3, [2; 8]).unwrap();
         let text = String::from_utf8(shares[0].encode().expose_secret().to_vec()).unwrap();
-        assert_eq!(Share::decode(&text, Some(&[3; 8])).unwrap_err(), ShamirError::WrongSet);
-        assert_eq!(Share::decode("hello", None).unwrap_err(), ShamirError::NotAShare);
+        assert_eq!(
+            Share::decode(&text, Some(&[3; 8])).unwrap_err(),
+            ShamirError::WrongSet
+        );
+        assert_eq!(
+            Share::decode("hello", None).unwrap_err(),
+            ShamirError::NotAShare
+        );
         let mut typo = text.clone().into_bytes();
         let i = typo.len() - 10;
         typo[i] = if typo[i] == b'A' { b'B' } else { b'A' };
-        assert_eq!(Share::decode(std::str::from_utf8(&typo).unwrap(), None).unwrap_err(), ShamirError::BadChecksum);
+        assert_eq!(
+            Share::decode(std::str::from_utf8(&typo).unwrap(), None).unwrap_err(),
+            ShamirError::BadChecksum
+        );
         let a = Share::decode(&text, None).unwrap();
         let b = Share::decode(&text, None).unwrap();
-        assert_eq!(combine(&[a, b]).unwrap_err(), ShamirError::DuplicateShare(1));
+        assert_eq!(
+            combine(&[a, b]).unwrap_err(),
+            ShamirError::DuplicateShare(1)
+        );
     }
 
     proptest! {

@@ -85,7 +85,9 @@ pub enum StreamError {
     Key(#[from] KeyError),
     /// Wrong key, or a header or segment was modified, reordered, cut
     /// mid-segment or extended. Uniform on purpose.
-    #[error("decryption failed: the key is wrong, or the ciphertext was modified, reordered or cut")]
+    #[error(
+        "decryption failed: the key is wrong, or the ciphertext was modified, reordered or cut"
+    )]
     DecryptionFailed,
     /// The stream ends before its last segment: it was truncated.
     #[error("the ciphertext is truncated: it ends before its final segment")]
@@ -175,7 +177,8 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, StreamError> {
     }
     let mut rest = vec![0u8; n + 4 + NONCE_LEN + COMMIT_LEN];
     read_exact_or(r, &mut rest, "header truncated")?;
-    let name = core::str::from_utf8(&rest[..n]).map_err(|_| StreamError::Malformed("bad key ring name"))?;
+    let name = core::str::from_utf8(&rest[..n])
+        .map_err(|_| StreamError::Malformed("bad key ring name"))?;
     let ring = KeyRingName::parse(name).map_err(|_| StreamError::Malformed("bad key ring name"))?;
     let version = KeyVersion::new(u32::from_be_bytes(rest[n..n + 4].try_into().expect("4")))
         .ok_or(StreamError::Malformed("key version 0"))?;
@@ -185,7 +188,15 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, StreamError> {
     commitment.copy_from_slice(&rest[n + 4 + NONCE_LEN..]);
     let mut bytes = fixed.to_vec();
     bytes.extend_from_slice(&rest);
-    Ok(Header { algorithm, segment_exp, ring, version, nonce, commitment, bytes })
+    Ok(Header {
+        algorithm,
+        segment_exp,
+        ring,
+        version,
+        nonce,
+        commitment,
+        bytes,
+    })
 }
 
 /// How to run a stream operation.
@@ -199,7 +210,10 @@ pub struct Options<'a> {
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Self { segment_exp: DEFAULT_SEGMENT_EXP, pool: None }
+        Self {
+            segment_exp: DEFAULT_SEGMENT_EXP,
+            pool: None,
+        }
     }
 }
 
@@ -266,7 +280,12 @@ struct Batch {
     eof: bool,
 }
 
-fn fill_batch<R: Read>(r: &mut PeekReader<R>, b: &mut Batch, unit: usize, slot: usize) -> io::Result<()> {
+fn fill_batch<R: Read>(
+    r: &mut PeekReader<R>,
+    b: &mut Batch,
+    unit: usize,
+    slot: usize,
+) -> io::Result<()> {
     b.lens.clear();
     b.eof = false;
     for j in 0..BATCH {
@@ -287,16 +306,24 @@ fn fill_batch<R: Read>(r: &mut PeekReader<R>, b: &mut Batch, unit: usize, slot: 
     Ok(())
 }
 
-fn for_each_segment<F>(pool: Option<&rayon::ThreadPool>, b: &mut Batch, slot: usize, f: F) -> Result<(), StreamError>
+fn for_each_segment<F>(
+    pool: Option<&rayon::ThreadPool>,
+    b: &mut Batch,
+    slot: usize,
+    f: F,
+) -> Result<(), StreamError>
 where
     F: Fn(u64, bool, &mut [u8], usize) -> Result<(), StreamError> + Sync,
 {
     let count = b.lens.len();
     let (first, eof, lens) = (b.first, b.eof, &b.lens);
-    let run = |(j, chunk): (usize, &mut [u8])| f(first + j as u64, eof && j + 1 == count, chunk, lens[j]);
+    let run =
+        |(j, chunk): (usize, &mut [u8])| f(first + j as u64, eof && j + 1 == count, chunk, lens[j]);
     let used = &mut b.buf[..count * slot];
     match pool {
-        Some(p) if count > 1 => p.install(|| used.par_chunks_mut(slot).enumerate().try_for_each(run)),
+        Some(p) if count > 1 => {
+            p.install(|| used.par_chunks_mut(slot).enumerate().try_for_each(run))
+        }
         _ => used.chunks_mut(slot).enumerate().try_for_each(run),
     }
 }
@@ -304,7 +331,14 @@ where
 /// Runs the reader → crypto → writer pipeline. `process` turns a filled
 /// batch into output in place and returns an error to stop everything;
 /// `emit` writes a processed batch.
-fn pipeline<R, W, P, E>(input: R, output: &mut W, unit: usize, slot: usize, mut process: P, emit: E) -> Result<(), StreamError>
+fn pipeline<R, W, P, E>(
+    input: R,
+    output: &mut W,
+    unit: usize,
+    slot: usize,
+    mut process: P,
+    emit: E,
+) -> Result<(), StreamError>
 where
     R: Read + Send,
     W: Write + Send,
@@ -315,14 +349,22 @@ where
     let (free_tx, free_rx) = mpsc::channel::<Batch>();
     for _ in 0..BUFFERS {
         free_tx
-            .send(Batch { buf: vec![0u8; BATCH * slot], lens: Vec::with_capacity(BATCH), first: 0, eof: false })
+            .send(Batch {
+                buf: vec![0u8; BATCH * slot],
+                lens: Vec::with_capacity(BATCH),
+                first: 0,
+                eof: false,
+            })
             .expect("receiver alive");
     }
     let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<Batch>>(1);
     let (done_tx, done_rx) = mpsc::sync_channel::<Batch>(1);
     std::thread::scope(|s| {
         s.spawn(move || {
-            let mut r = PeekReader { inner: input, carry: None };
+            let mut r = PeekReader {
+                inner: input,
+                carry: None,
+            };
             let mut next = 0u64;
             while let Ok(mut b) = free_rx.recv() {
                 b.first = next;
@@ -371,6 +413,22 @@ pub fn encrypt<R: Read + Send, W: Write + Send>(
     keys: &dyn KeyDeriver,
     ring: &KeyRingName,
     input: R,
+    output: W,
+    opts: Options<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, StreamError> {
+    let nonce = crypto::random_array::<NONCE_LEN>()?;
+    encrypt_with_nonce(keys, ring, nonce, input, output, opts, progress)
+}
+
+/// Deterministic core of [`encrypt`], for test vectors only. Never call it
+/// with a nonce that is not fresh from the DRBG outside of tests.
+#[doc(hidden)]
+pub fn encrypt_with_nonce<R: Read + Send, W: Write + Send>(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    nonce: [u8; NONCE_LEN],
+    input: R,
     mut output: W,
     opts: Options<'_>,
     progress: &mut dyn FnMut(u64),
@@ -382,11 +440,15 @@ pub fn encrypt<R: Read + Send, W: Write + Send>(
     let name = ring.as_str().as_bytes();
     let mut header = Vec::with_capacity(8 + name.len() + 4 + NONCE_LEN + COMMIT_LEN);
     header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&[VERSION, Algorithm::Aes256GcmStreamKbkdfSha256Commit.id(), opts.segment_exp]);
+    header.extend_from_slice(&[
+        VERSION,
+        Algorithm::Aes256GcmStreamKbkdfSha256Commit.id(),
+        opts.segment_exp,
+    ]);
     header.extend_from_slice(&[SOURCE_KEY_RING, name.len() as u8]);
     header.extend_from_slice(name);
     header.extend_from_slice(&version.get().to_be_bytes());
-    header.extend_from_slice(&crypto::random_array::<NONCE_LEN>()?);
+    header.extend_from_slice(&nonce);
     let derived = keys.derive(ring, version, KeyUse::Encrypt, &fixed_info(&header))?;
     header.extend_from_slice(&derived.commitment);
     let aead = Aes256GcmKey::new(&derived.key)?;
@@ -425,7 +487,12 @@ pub fn encrypt<R: Read + Send, W: Write + Send>(
 /// Opens one segment in place and returns its plaintext length. A final
 /// segment that fails but opens as non-final means the stream was cut at a
 /// segment boundary, which is reported as [`StreamError::Truncated`].
-fn open_segment(aead: &Aes256GcmKey, i: u64, last: bool, ct: &mut [u8]) -> Result<usize, StreamError> {
+fn open_segment(
+    aead: &Aes256GcmKey,
+    i: u64,
+    last: bool,
+    ct: &mut [u8],
+) -> Result<usize, StreamError> {
     if ct.len() < AEAD_TAG_LEN {
         return Err(StreamError::Truncated);
     }
@@ -438,12 +505,18 @@ fn open_segment(aead: &Aes256GcmKey, i: u64, last: bool, ct: &mut [u8]) -> Resul
     // ciphertext (one segment per stream) to diagnose truncation.
     let original = last.then(|| ct.to_vec());
     let (body, tag) = ct.split_at_mut(n);
-    if aead.open_in_place(segment_nonce(i, last), &[], tag, body).is_ok() {
+    if aead
+        .open_in_place(segment_nonce(i, last), &[], tag, body)
+        .is_ok()
+    {
         return Ok(n);
     }
     if let Some(orig) = original {
         let mut body = orig[..n].to_vec();
-        if aead.open_in_place(segment_nonce(i, false), &[], &orig[n..], &mut body).is_ok() {
+        if aead
+            .open_in_place(segment_nonce(i, false), &[], &orig[n..], &mut body)
+            .is_ok()
+        {
             return Err(StreamError::Truncated);
         }
     }
@@ -515,7 +588,9 @@ pub struct Layout {
 /// Computes segment count and plaintext length from the header and the
 /// total ciphertext length, without decrypting.
 pub fn layout(h: &Header, total_len: u64) -> Result<Layout, StreamError> {
-    let body = total_len.checked_sub(h.len() as u64).ok_or(StreamError::Truncated)?;
+    let body = total_len
+        .checked_sub(h.len() as u64)
+        .ok_or(StreamError::Truncated)?;
     let slot = (h.segment_size() + AEAD_TAG_LEN) as u64;
     if body == 0 {
         return Err(StreamError::Truncated);
@@ -525,7 +600,10 @@ pub fn layout(h: &Header, total_len: u64) -> Result<Layout, StreamError> {
     if last < AEAD_TAG_LEN as u64 || (last == AEAD_TAG_LEN as u64 && segments > 1) {
         return Err(StreamError::Truncated);
     }
-    Ok(Layout { segments, plaintext_len: body - segments * AEAD_TAG_LEN as u64 })
+    Ok(Layout {
+        segments,
+        plaintext_len: body - segments * AEAD_TAG_LEN as u64,
+    })
 }
 
 /// Decrypts only plaintext bytes `offset .. offset+len` (clamped to the
@@ -552,7 +630,11 @@ pub fn decrypt_range<R: Read + Seek, W: Write>(
     let mut written = 0u64;
     for i in offset / seg..=(end - 1) / seg {
         let last = i + 1 == lay.segments;
-        let ct_len = if last { total_len - h.len() as u64 - i * slot } else { slot } as usize;
+        let ct_len = if last {
+            total_len - h.len() as u64 - i * slot
+        } else {
+            slot
+        } as usize;
         input.seek(SeekFrom::Start(h.len() as u64 + i * slot))?;
         read_exact_or(&mut input, &mut buf[..ct_len], "segment truncated")?;
         let n = open_segment(&aead, i, last, &mut buf[..ct_len])? as u64;

@@ -72,11 +72,14 @@ impl AgentState {
                 (res, false)
             }
             Request::UnsealPassphrase { passphrase } if self.ks.is_none() => {
-                let res = seal::open_with_passphrase(&self.dir, &SecretBytes::new(passphrase.as_bytes().to_vec()))
-                    .and_then(|ks| {
-                        self.ks = Some(ks);
-                        self.status().map(Response::Status)
-                    });
+                let res = seal::open_with_passphrase(
+                    &self.dir,
+                    &SecretBytes::new(passphrase.as_bytes().to_vec()),
+                )
+                .and_then(|ks| {
+                    self.ks = Some(ks);
+                    self.status().map(Response::Status)
+                });
                 (res, false)
             }
             other => match &self.ks {
@@ -91,16 +94,24 @@ impl AgentState {
 /// no agent is running; a stale socket file is replaced.
 pub fn serve(dir: &Path) -> Result<()> {
     let run = dir.join("run");
-    std::fs::create_dir_all(&run).map_err(|e| KeystoreError::Io(format!("creating {}", run.display()), e))?;
+    std::fs::create_dir_all(&run)
+        .map_err(|e| KeystoreError::Io(format!("creating {}", run.display()), e))?;
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| KeystoreError::Io(format!("securing {}", run.display()), e))?;
     let path = socket_path(dir);
     if UnixStream::connect(&path).is_ok() {
-        return Err(KeystoreError::Invalid("a key agent is already running for this data dir".into()));
+        return Err(KeystoreError::Invalid(
+            "a key agent is already running for this data dir".into(),
+        ));
     }
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(|e| KeystoreError::Io(format!("binding {}", path.display()), e))?;
-    let mut state = AgentState { dir: dir.to_path_buf(), unsealer: None, ks: None };
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| KeystoreError::Io(format!("binding {}", path.display()), e))?;
+    let mut state = AgentState {
+        dir: dir.to_path_buf(),
+        unsealer: None,
+        ks: None,
+    };
     seal::describe(dir)?; // refuse to run for a missing keystore
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
@@ -120,10 +131,16 @@ pub fn serve(dir: &Path) -> Result<()> {
             }
             let (resp, s) = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => state.handle(req),
-                Err(_) => (Err(KeystoreError::Invalid("malformed request".into())), false),
+                Err(_) => (
+                    Err(KeystoreError::Invalid("malformed request".into())),
+                    false,
+                ),
             };
             stop = s;
-            let resp = resp.unwrap_or_else(|e| Response::Error { code: e.code().into(), message: e.to_string() });
+            let resp = resp.unwrap_or_else(|e| Response::Error {
+                code: e.code().into(),
+                message: e.to_string(),
+            });
             let mut out = zeroize::Zeroizing::new(serde_json::to_vec(&resp).expect("serializes"));
             out.push(b'\n');
             if writer.write_all(&out).is_err() {
@@ -160,6 +177,7 @@ impl KeyService for AgentClient {
         s.write_all(&msg).map_err(err)?;
         let mut line = zeroize::Zeroizing::new(String::new());
         BufReader::new(s).read_line(&mut line).map_err(err)?;
-        serde_json::from_str(&line).map_err(|_| KeystoreError::Invalid("malformed agent response".into()))
+        serde_json::from_str(&line)
+            .map_err(|_| KeystoreError::Invalid("malformed agent response".into()))
     }
 }

@@ -8,7 +8,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 fn temp_path(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut rnd = [0u8; 6];
     let _ = phivault_core::crypto::fill_random(&mut rnd);
     let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
@@ -16,13 +19,22 @@ fn temp_path(target: &Path) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?.sync_all()
+    File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })?
+    .sync_all()
 }
 
 /// Opens a file for writing with owner-only permissions (0600).
 fn create_private(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Atomically replaces `target` with `bytes`, readable by the owner only.
@@ -46,7 +58,11 @@ impl AtomicFile {
     pub fn create(target: &Path) -> io::Result<Self> {
         let temp = temp_path(target);
         let file = create_private(&temp)?;
-        Ok(Self { file: Some(file), temp, target: target.to_path_buf() })
+        Ok(Self {
+            file: Some(file),
+            temp,
+            target: target.to_path_buf(),
+        })
     }
 
     /// The temporary path (for tests and error messages).
@@ -112,8 +128,15 @@ mod tests {
             f.write_all(b"half").unwrap();
         }
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "temp file left behind");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -64,7 +64,9 @@ fn key_for(passphrase: &SecretBytes, salt: &[u8], iterations: u32) -> Result<Aes
 /// Exports rings (all, or one namespace) under `passphrase`.
 pub fn export(ks: &Keystore, passphrase: &SecretBytes, namespace: Option<&str>) -> Result<Vec<u8>> {
     if passphrase.len() < 12 {
-        return Err(KeystoreError::Invalid("the backup passphrase must be at least 12 characters".into()));
+        return Err(KeystoreError::Invalid(
+            "the backup passphrase must be at least 12 characters".into(),
+        ));
     }
     let rings = ks.export(namespace);
     let payload = Payload {
@@ -73,7 +75,10 @@ pub fn export(ks: &Keystore, passphrase: &SecretBytes, namespace: Option<&str>) 
             .map(|(name, ring, keys)| PayloadRing {
                 name,
                 ring,
-                keys: keys.into_iter().map(|(v, k)| (v, B64.encode(k.expose_secret()))).collect(),
+                keys: keys
+                    .into_iter()
+                    .map(|(v, k)| (v, B64.encode(k.expose_secret())))
+                    .collect(),
             })
             .collect(),
     };
@@ -106,14 +111,21 @@ pub fn export(ks: &Keystore, passphrase: &SecretBytes, namespace: Option<&str>) 
     let tag = key.seal_in_place(nonce, &aad, &mut plain)?;
     let mut ct = plain.to_vec();
     ct.extend_from_slice(&tag);
-    Ok(serde_json::to_vec_pretty(&EscrowFile { meta, ciphertext: B64.encode(ct) }).expect("serializes"))
+    Ok(serde_json::to_vec_pretty(&EscrowFile {
+        meta,
+        ciphertext: B64.encode(ct),
+    })
+    .expect("serializes"))
 }
 
 /// Reads only the public metadata of an escrow file.
 pub fn inspect(bytes: &[u8]) -> Result<EscrowMeta> {
-    let f: EscrowFile = serde_json::from_slice(bytes).map_err(|e| KeystoreError::Corrupt(format!("escrow file: {e}")))?;
+    let f: EscrowFile = serde_json::from_slice(bytes)
+        .map_err(|e| KeystoreError::Corrupt(format!("escrow file: {e}")))?;
     if f.meta.format != "phivault-key-escrow" || f.meta.version != 1 {
-        return Err(KeystoreError::Corrupt("not a phivault key escrow file (or a newer version)".into()));
+        return Err(KeystoreError::Corrupt(
+            "not a phivault key escrow file (or a newer version)".into(),
+        ));
     }
     Ok(f.meta)
 }
@@ -121,14 +133,20 @@ pub fn inspect(bytes: &[u8]) -> Result<EscrowMeta> {
 /// Restores the rings of an escrow file into `ks`. Refuses rings that exist.
 pub fn import(ks: &Keystore, bytes: &[u8], passphrase: &SecretBytes) -> Result<Vec<String>> {
     inspect(bytes)?;
-    let f: EscrowFile = serde_json::from_slice(bytes).map_err(|e| KeystoreError::Corrupt(e.to_string()))?;
-    let salt = B64.decode(&f.meta.salt).map_err(|_| KeystoreError::Corrupt("escrow salt".into()))?;
+    let f: EscrowFile =
+        serde_json::from_slice(bytes).map_err(|e| KeystoreError::Corrupt(e.to_string()))?;
+    let salt = B64
+        .decode(&f.meta.salt)
+        .map_err(|_| KeystoreError::Corrupt("escrow salt".into()))?;
     let nonce: [u8; 12] = B64
         .decode(&f.meta.nonce)
         .ok()
         .and_then(|n| n.try_into().ok())
         .ok_or(KeystoreError::Corrupt("escrow nonce".into()))?;
-    let mut ct = Zeroizing::new(B64.decode(&f.ciphertext).map_err(|_| KeystoreError::Corrupt("escrow ciphertext".into()))?);
+    let mut ct = Zeroizing::new(
+        B64.decode(&f.ciphertext)
+            .map_err(|_| KeystoreError::Corrupt("escrow ciphertext".into()))?,
+    );
     if ct.len() < 16 || f.meta.iterations < PBKDF2_MIN_ITERATIONS {
         return Err(KeystoreError::Corrupt("escrow ciphertext".into()));
     }
@@ -136,14 +154,22 @@ pub fn import(ks: &Keystore, bytes: &[u8], passphrase: &SecretBytes) -> Result<V
     let key = key_for(passphrase, &salt, f.meta.iterations)?;
     let n = ct.len() - 16;
     let (body, tag) = ct.split_at_mut(n);
-    key.open_in_place(nonce, &aad, tag, body).map_err(|_| KeystoreError::WrongBackupSecret)?;
-    let payload: Payload = serde_json::from_slice(body).map_err(|_| KeystoreError::Corrupt("escrow payload".into()))?;
+    key.open_in_place(nonce, &aad, tag, body)
+        .map_err(|_| KeystoreError::WrongBackupSecret)?;
+    let payload: Payload = serde_json::from_slice(body)
+        .map_err(|_| KeystoreError::Corrupt("escrow payload".into()))?;
     let mut rings = Vec::new();
     for r in payload.rings {
         let mut keys = Vec::new();
         for (v, k) in r.keys {
-            let raw = Zeroizing::new(B64.decode(&k).map_err(|_| KeystoreError::Corrupt("escrow key".into()))?);
-            keys.push((v, SecretKey::from_slice(&raw).ok_or(KeystoreError::Corrupt("escrow key".into()))?));
+            let raw = Zeroizing::new(
+                B64.decode(&k)
+                    .map_err(|_| KeystoreError::Corrupt("escrow key".into()))?,
+            );
+            keys.push((
+                v,
+                SecretKey::from_slice(&raw).ok_or(KeystoreError::Corrupt("escrow key".into()))?,
+            ));
         }
         rings.push((r.name, r.ring, keys));
     }

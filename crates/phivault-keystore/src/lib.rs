@@ -16,8 +16,8 @@ pub mod seal;
 pub mod service;
 pub mod store;
 
-pub use store::{InitMethod, InitOutcome, Keystore, RingInfo};
 pub use service::KeyService;
+pub use store::{InitMethod, InitOutcome, Keystore, RingInfo};
 
 use phivault_core::crypto::CryptoError;
 use phivault_core::keys::KeyError;
@@ -45,13 +45,17 @@ pub enum KeystoreError {
     #[error("keystore format version {0} is newer than this phivault; upgrade phivault")]
     UnsupportedVersion(u32),
     /// The MAC or a wrapped key failed to verify.
-    #[error("the keystore file was modified outside phivault (integrity check failed); restore it from a backup")]
+    #[error(
+        "the keystore file was modified outside phivault (integrity check failed); restore it from a backup"
+    )]
     Tampered,
     /// Generic wrong unseal key (callers map it to the method's own error).
     #[error("the unseal key does not open this keystore")]
     WrongUnsealKey,
     /// Enough shares, but they don't open the keystore.
-    #[error("the unseal shares do not open this keystore: at least one share is wrong; start again with the right shares")]
+    #[error(
+        "the unseal shares do not open this keystore: at least one share is wrong; start again with the right shares"
+    )]
     WrongShares,
     /// Wrong passphrase.
     #[error("wrong passphrase")]
@@ -68,7 +72,9 @@ pub enum KeystoreError {
         given: &'static str,
     },
     /// Dev key file asked of a non-dev keystore.
-    #[error("this keystore is sealed with '{0}', so it has no dev key file; unseal it with `phivault unseal`")]
+    #[error(
+        "this keystore is sealed with '{0}', so it has no dev key file; unseal it with `phivault unseal`"
+    )]
     NotDevKeystore(&'static str),
     /// The keystore is sealed.
     #[error("the keystore is sealed; unseal it with `phivault unseal`")]
@@ -99,12 +105,18 @@ impl KeystoreError {
         match self {
             Self::NotInitialized(_) => "not_initialized",
             Self::Sealed => "sealed",
-            Self::WrongShares | Self::WrongPassphrase | Self::WrongUnsealKey | Self::WrongBackupSecret => "wrong_secret",
+            Self::WrongShares
+            | Self::WrongPassphrase
+            | Self::WrongUnsealKey
+            | Self::WrongBackupSecret => "wrong_secret",
             Self::Shamir(ShamirError::TooFewShares { .. }) => "too_few_shares",
             Self::Shamir(_) => "bad_share",
             Self::Key(_) => "key",
             Self::Tampered | Self::Corrupt(_) | Self::UnsupportedVersion(_) => "corrupt",
-            Self::Invalid(_) | Self::RingExists(_) | Self::WrongMethod { .. } | Self::NotDevKeystore(_) => "invalid",
+            Self::Invalid(_)
+            | Self::RingExists(_)
+            | Self::WrongMethod { .. }
+            | Self::NotDevKeystore(_) => "invalid",
             Self::Remote(..) => "remote",
             _ => "other",
         }

@@ -39,7 +39,8 @@ fn parse_hex8(s: &str) -> Result<[u8; 8]> {
         return Err(KeystoreError::Corrupt("bad share set id".into()));
     }
     for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| KeystoreError::Corrupt("bad share set id".into()))?;
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+            .map_err(|_| KeystoreError::Corrupt("bad share set id".into()))?;
     }
     Ok(out)
 }
@@ -49,19 +50,29 @@ impl Unsealer {
     pub fn new(dir: &Path) -> Result<Self> {
         let file = read_file(dir)?;
         match &file.body.seal {
-            Seal::Shamir { threshold, share_set, .. } => Ok(Self {
+            Seal::Shamir {
+                threshold,
+                share_set,
+                ..
+            } => Ok(Self {
                 dir: dir.to_path_buf(),
                 set: parse_hex8(share_set)?,
                 need: *threshold as usize,
                 shares: Vec::new(),
             }),
-            other => Err(KeystoreError::WrongMethod { uses: other.name(), given: "shamir" }),
+            other => Err(KeystoreError::WrongMethod {
+                uses: other.name(),
+                given: "shamir",
+            }),
         }
     }
 
     /// Current progress.
     pub fn progress(&self) -> Progress {
-        Progress { have: self.shares.len(), need: self.need }
+        Progress {
+            have: self.shares.len(),
+            need: self.need,
+        }
     }
 
     /// Adds one share. Returns the keystore once enough shares are in; a
@@ -77,7 +88,8 @@ impl Unsealer {
         }
         let shares = std::mem::take(&mut self.shares);
         let secret = shamir::combine(&shares)?;
-        let key = SecretKey::from_slice(secret.expose_secret()).ok_or(KeystoreError::WrongShares)?;
+        let key =
+            SecretKey::from_slice(secret.expose_secret()).ok_or(KeystoreError::WrongShares)?;
         match Keystore::open_with_unseal_key(&self.dir, &key) {
             Ok(ks) => Ok(Some(ks)),
             Err(KeystoreError::WrongUnsealKey) => Err(KeystoreError::WrongShares),
@@ -95,9 +107,14 @@ impl Unsealer {
 pub fn open_with_passphrase(dir: &Path, passphrase: &SecretBytes) -> Result<Keystore> {
     let file = read_file(dir)?;
     let Seal::Passphrase { iterations, salt } = &file.body.seal else {
-        return Err(KeystoreError::WrongMethod { uses: file.body.seal.name(), given: "passphrase" });
+        return Err(KeystoreError::WrongMethod {
+            uses: file.body.seal.name(),
+            given: "passphrase",
+        });
     };
-    let salt = B64.decode(salt).map_err(|_| KeystoreError::Corrupt("bad salt".into()))?;
+    let salt = B64
+        .decode(salt)
+        .map_err(|_| KeystoreError::Corrupt("bad salt".into()))?;
     let key = crypto::pbkdf2_hmac_sha256(passphrase.expose_secret(), &salt, *iterations)?;
     match Keystore::open_with_unseal_key(dir, &key) {
         Err(KeystoreError::WrongUnsealKey) => Err(KeystoreError::WrongPassphrase),

@@ -191,22 +191,45 @@ pub fn handle(ks: &Keystore, req: Request) -> Result<Response> {
             rings: Some(ks.body().rings.len()),
         }),
         Request::Unseal { .. } | Request::UnsealPassphrase { .. } => {
-            return Err(KeystoreError::Invalid("the keystore is already unsealed".into()));
+            return Err(KeystoreError::Invalid(
+                "the keystore is already unsealed".into(),
+            ));
         }
         Request::Seal => Response::Ok,
-        Request::PrimaryVersion { ring: r } => Response::Version { version: ks.primary_version(&ring(&r)?)?.get() },
-        Request::Derive { ring: r, version, encrypt, fixed_info } => {
-            let info = B64.decode(fixed_info).map_err(|_| KeystoreError::Invalid("fixed_info".into()))?;
+        Request::PrimaryVersion { ring: r } => Response::Version {
+            version: ks.primary_version(&ring(&r)?)?.get(),
+        },
+        Request::Derive {
+            ring: r,
+            version,
+            encrypt,
+            fixed_info,
+        } => {
+            let info = B64
+                .decode(fixed_info)
+                .map_err(|_| KeystoreError::Invalid("fixed_info".into()))?;
             let v = KeyVersion::new(version).ok_or(KeystoreError::Invalid("version 0".into()))?;
-            let usage = if encrypt { KeyUse::Encrypt } else { KeyUse::Decrypt };
+            let usage = if encrypt {
+                KeyUse::Encrypt
+            } else {
+                KeyUse::Decrypt
+            };
             let d = ks.derive(&ring(&r)?, v, usage, &info)?;
-            Response::Derived { key: Zeroizing::new(B64.encode(d.key.expose_secret())), commitment: B64.encode(d.commitment) }
+            Response::Derived {
+                key: Zeroizing::new(B64.encode(d.key.expose_secret())),
+                commitment: B64.encode(d.commitment),
+            }
         }
-        Request::CreateRing { ring: r, max_age_days } => {
+        Request::CreateRing {
+            ring: r,
+            max_age_days,
+        } => {
             ks.create_ring(&ring(&r)?, max_age_days)?;
             Response::Version { version: 1 }
         }
-        Request::Rotate { ring: r } => Response::Version { version: ks.rotate(&ring(&r)?)? },
+        Request::Rotate { ring: r } => Response::Version {
+            version: ks.rotate(&ring(&r)?)?,
+        },
         Request::Destroy { ring: r, version } => {
             ks.destroy(&ring(&r)?, version)?;
             Response::Ok
@@ -223,15 +246,26 @@ pub fn handle(ks: &Keystore, req: Request) -> Result<Response> {
             ks.set_max_age(&ring(&r)?, days)?;
             Response::Ok
         }
-        Request::List { namespace } => Response::Rings { rings: ks.list(namespace.as_deref())? },
-        Request::EscrowExport { passphrase, namespace } => {
+        Request::List { namespace } => Response::Rings {
+            rings: ks.list(namespace.as_deref())?,
+        },
+        Request::EscrowExport {
+            passphrase,
+            namespace,
+        } => {
             let pw = SecretBytes::new(passphrase.as_bytes().to_vec());
-            Response::Escrow { file: B64.encode(escrow::export(ks, &pw, namespace.as_deref())?) }
+            Response::Escrow {
+                file: B64.encode(escrow::export(ks, &pw, namespace.as_deref())?),
+            }
         }
         Request::EscrowImport { file, passphrase } => {
-            let bytes = B64.decode(file).map_err(|_| KeystoreError::Invalid("escrow file".into()))?;
+            let bytes = B64
+                .decode(file)
+                .map_err(|_| KeystoreError::Invalid("escrow file".into()))?;
             let pw = SecretBytes::new(passphrase.as_bytes().to_vec());
-            Response::Imported { rings: escrow::import(ks, &bytes, &pw)? }
+            Response::Imported {
+                rings: escrow::import(ks, &bytes, &pw)?,
+            }
         }
     })
 }
@@ -267,8 +301,17 @@ fn key_err(e: KeystoreError) -> KeyError {
 
 impl KeyDeriver for ServiceKeys<'_> {
     fn primary_version(&self, ring: &KeyRingName) -> std::result::Result<KeyVersion, KeyError> {
-        match self.0.call(Request::PrimaryVersion { ring: ring.to_string() }).and_then(check).map_err(key_err)? {
-            Response::Version { version } => KeyVersion::new(version).ok_or(KeyError::Service("version 0".into())),
+        match self
+            .0
+            .call(Request::PrimaryVersion {
+                ring: ring.to_string(),
+            })
+            .and_then(check)
+            .map_err(key_err)?
+        {
+            Response::Version { version } => {
+                KeyVersion::new(version).ok_or(KeyError::Service("version 0".into()))
+            }
             _ => Err(KeyError::Service("unexpected response".into())),
         }
     }
@@ -288,7 +331,10 @@ impl KeyDeriver for ServiceKeys<'_> {
         };
         match self.0.call(req).and_then(check).map_err(key_err)? {
             Response::Derived { key, commitment } => {
-                let raw = Zeroizing::new(B64.decode(key.as_bytes()).map_err(|_| KeyError::Service("bad key".into()))?);
+                let raw = Zeroizing::new(
+                    B64.decode(key.as_bytes())
+                        .map_err(|_| KeyError::Service("bad key".into()))?,
+                );
                 let key = SecretKey::from_slice(&raw).ok_or(KeyError::Service("bad key".into()))?;
                 let commitment = B64
                     .decode(commitment)

@@ -33,7 +33,11 @@ pub const DEFAULT_MAX_AGE_DAYS: u32 = 365;
 pub const DEFAULT_SHARES: (u8, u8) = (3, 5);
 
 pub(crate) fn now() -> String {
-    OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 ns").format(&Rfc3339).expect("RFC 3339")
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 ns")
+        .format(&Rfc3339)
+        .expect("RFC 3339")
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -41,7 +45,9 @@ pub(crate) fn hex(b: &[u8]) -> String {
 }
 
 fn age_days(ts: &str) -> i64 {
-    OffsetDateTime::parse(ts, &Rfc3339).map(|t| (OffsetDateTime::now_utc() - t).whole_days()).unwrap_or(0)
+    OffsetDateTime::parse(ts, &Rfc3339)
+        .map(|t| (OffsetDateTime::now_utc() - t).whole_days())
+        .unwrap_or(0)
 }
 
 /// How to seal a new keystore.
@@ -88,7 +94,8 @@ pub fn read_file(dir: &Path) -> Result<KeystoreFile> {
         std::io::ErrorKind::NotFound => KeystoreError::NotInitialized(dir.to_path_buf()),
         _ => KeystoreError::Io(format!("reading {}", path.display()), e),
     })?;
-    let file: KeystoreFile = serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Corrupt(e.to_string()))?;
+    let file: KeystoreFile =
+        serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Corrupt(e.to_string()))?;
     if file.body.format != "phivault-keystore" {
         return Err(KeystoreError::Corrupt("not a phivault keystore".into()));
     }
@@ -112,10 +119,14 @@ fn mac_body(root: &SecretKey, body: &Body) -> Result<Vec<u8>> {
 }
 
 fn write_file(dir: &Path, root: &SecretKey, body: &Body) -> Result<()> {
-    let file = KeystoreFile { body: body.clone(), mac: B64.encode(mac_body(root, body)?) };
+    let file = KeystoreFile {
+        body: body.clone(),
+        mac: B64.encode(mac_body(root, body)?),
+    };
     let json = serde_json::to_vec_pretty(&file).expect("serializes");
     let path = keystore_path(dir);
-    atomic::write_atomic(&path, &json).map_err(|e| KeystoreError::Io(format!("writing {}", path.display()), e))
+    atomic::write_atomic(&path, &json)
+        .map_err(|e| KeystoreError::Io(format!("writing {}", path.display()), e))
 }
 
 /// An exclusive advisory lock on the data dir's keystore, held for the
@@ -130,13 +141,15 @@ fn lock(dir: &Path) -> Result<Lock> {
         .write(true)
         .open(&p)
         .map_err(|e| KeystoreError::Io(format!("opening {}", p.display()), e))?;
-    f.lock().map_err(|e| KeystoreError::Io(format!("locking {}", p.display()), e))?;
+    f.lock()
+        .map_err(|e| KeystoreError::Io(format!("locking {}", p.display()), e))?;
     Ok(Lock(f))
 }
 
 /// Creates a new keystore in `dir`. Refuses if one exists.
 pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
-    fs::create_dir_all(dir).map_err(|e| KeystoreError::Io(format!("creating {}", dir.display()), e))?;
+    fs::create_dir_all(dir)
+        .map_err(|e| KeystoreError::Io(format!("creating {}", dir.display()), e))?;
     let _l = lock(dir)?;
     if exists(dir) {
         return Err(KeystoreError::AlreadyInitialized(dir.to_path_buf()));
@@ -152,14 +165,33 @@ pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
             for s in shamir::split(unseal_key.expose_secret(), threshold, shares, set)? {
                 shares_out.push(s.encode());
             }
-            Seal::Shamir { threshold, shares, share_set: hex(&set) }
+            Seal::Shamir {
+                threshold,
+                shares,
+                share_set: hex(&set),
+            }
         }
-        InitMethod::Passphrase { passphrase, iterations } => {
+        InitMethod::Passphrase {
+            passphrase,
+            iterations,
+        } => {
             let salt: [u8; crypto::PBKDF2_SALT_LEN] = crypto::random_array()?;
-            let derived = crypto::pbkdf2_hmac_sha256(passphrase.expose_secret(), &salt, iterations)?;
-            let body = new_body(id, Seal::Passphrase { iterations, salt: B64.encode(salt) }, &derived, &root)?;
+            let derived =
+                crypto::pbkdf2_hmac_sha256(passphrase.expose_secret(), &salt, iterations)?;
+            let body = new_body(
+                id,
+                Seal::Passphrase {
+                    iterations,
+                    salt: B64.encode(salt),
+                },
+                &derived,
+                &root,
+            )?;
             write_file(dir, &root, &body)?;
-            return Ok(InitOutcome { keystore_id: hex(&id), shares: vec![] });
+            return Ok(InitOutcome {
+                keystore_id: hex(&id),
+                shares: vec![],
+            });
         }
         InitMethod::Dev => {
             // The key file is written first: a crash before the keystore
@@ -167,12 +199,17 @@ pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
             let kf = dir.join(DEV_KEY_FILE);
             atomic::write_atomic(&kf, B64.encode(unseal_key.expose_secret()).as_bytes())
                 .map_err(|e| KeystoreError::Io(format!("writing {}", kf.display()), e))?;
-            Seal::Dev { key_file: DEV_KEY_FILE.into() }
+            Seal::Dev {
+                key_file: DEV_KEY_FILE.into(),
+            }
         }
     };
     let body = new_body(id, seal, &unseal_key, &root)?;
     write_file(dir, &root, &body)?;
-    Ok(InitOutcome { keystore_id: hex(&id), shares: shares_out })
+    Ok(InitOutcome {
+        keystore_id: hex(&id),
+        shares: shares_out,
+    })
 }
 
 fn new_body(id: [u8; 8], seal: Seal, unseal_key: &SecretKey, root: &SecretKey) -> Result<Body> {
@@ -227,6 +264,9 @@ pub struct VersionInfo {
     pub destroyed: Option<String>,
 }
 
+/// A ring's metadata with its live version keys, as escrow moves it.
+pub(crate) type RingExport = (String, Ring, Vec<(u32, SecretKey)>);
+
 /// An unsealed keystore.
 pub struct Keystore {
     dir: PathBuf,
@@ -250,7 +290,9 @@ fn unwrap_all(root: &SecretKey, body: &Body) -> Result<BTreeMap<(String, u32), S
     for (name, ring) in &body.rings {
         for v in &ring.versions {
             if v.state == VersionState::Active {
-                let w = B64.decode(&v.wrapped).map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
+                let w = B64
+                    .decode(&v.wrapped)
+                    .map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
                 let k = crypto::unwrap_key256(root, &w).map_err(|_| KeystoreError::Tampered)?;
                 keys.insert((name.clone(), v.version), k);
             }
@@ -263,17 +305,29 @@ impl Keystore {
     /// Opens the keystore with its unseal key: unwraps the root, checks the MAC.
     pub fn open_with_unseal_key(dir: &Path, unseal_key: &SecretKey) -> Result<Self> {
         let file = read_file(dir)?;
-        let wrapped = B64.decode(&file.body.wrapped_root).map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
-        let root = crypto::unwrap_key256(unseal_key, &wrapped).map_err(|_| KeystoreError::WrongUnsealKey)?;
+        let wrapped = B64
+            .decode(&file.body.wrapped_root)
+            .map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
+        let root = crypto::unwrap_key256(unseal_key, &wrapped)
+            .map_err(|_| KeystoreError::WrongUnsealKey)?;
         Self::open_with_root(dir, root, file)
     }
 
     fn open_with_root(dir: &Path, root: SecretKey, file: KeystoreFile) -> Result<Self> {
         let mac = B64.decode(&file.mac).map_err(|_| KeystoreError::Tampered)?;
         let canon = serde_json::to_vec(&file.body).expect("serializes");
-        mac_key(&root)?.verify(&[&canon], &mac).map_err(|_| KeystoreError::Tampered)?;
+        mac_key(&root)?
+            .verify(&[&canon], &mac)
+            .map_err(|_| KeystoreError::Tampered)?;
         let keys = unwrap_all(&root, &file.body)?;
-        Ok(Self { dir: dir.to_path_buf(), root, state: RwLock::new(State { body: file.body, keys }) })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            root,
+            state: RwLock::new(State {
+                body: file.body,
+                keys,
+            }),
+        })
     }
 
     /// Dev mode: opens with the key file beside the data. Refused unless the
@@ -284,9 +338,14 @@ impl Keystore {
             return Err(KeystoreError::NotDevKeystore(file.body.seal.name()));
         };
         let p = dir.join(key_file);
-        let text = fs::read_to_string(&p).map_err(|e| KeystoreError::Io(format!("reading {}", p.display()), e))?;
-        let raw = zeroize::Zeroizing::new(B64.decode(text.trim()).map_err(|_| KeystoreError::Corrupt("dev key file".into()))?);
-        let key = SecretKey::from_slice(&raw).ok_or(KeystoreError::Corrupt("dev key file".into()))?;
+        let text = fs::read_to_string(&p)
+            .map_err(|e| KeystoreError::Io(format!("reading {}", p.display()), e))?;
+        let raw = zeroize::Zeroizing::new(
+            B64.decode(text.trim())
+                .map_err(|_| KeystoreError::Corrupt("dev key file".into()))?,
+        );
+        let key =
+            SecretKey::from_slice(&raw).ok_or(KeystoreError::Corrupt("dev key file".into()))?;
         Self::open_with_unseal_key(dir, &key)
     }
 
@@ -329,7 +388,9 @@ impl Keystore {
     /// Creates a ring with version 1.
     pub fn create_ring(&self, name: &KeyRingName, max_age_days: u32) -> Result<()> {
         if max_age_days == 0 {
-            return Err(KeystoreError::Invalid("max age must be at least 1 day".into()));
+            return Err(KeystoreError::Invalid(
+                "max age must be at least 1 day".into(),
+            ));
         }
         self.mutate(|body, root| {
             if body.rings.contains_key(name.as_str()) {
@@ -407,7 +468,9 @@ impl Keystore {
             let ring = ring_mut(body, name)?;
             let p = primary(ring).unwrap_or(0);
             if min == 0 || min > p {
-                return Err(KeystoreError::Invalid(format!("minimum decryption version must be 1..={p}")));
+                return Err(KeystoreError::Invalid(format!(
+                    "minimum decryption version must be 1..={p}"
+                )));
             }
             ring.min_decryption_version = min;
             Ok(())
@@ -425,7 +488,9 @@ impl Keystore {
     /// Sets the rotation policy.
     pub fn set_max_age(&self, name: &KeyRingName, days: u32) -> Result<()> {
         if days == 0 {
-            return Err(KeystoreError::Invalid("max age must be at least 1 day".into()));
+            return Err(KeystoreError::Invalid(
+                "max age must be at least 1 day".into(),
+            ));
         }
         self.mutate(|body, _| {
             ring_mut(body, name)?.max_age_days = days;
@@ -447,7 +512,7 @@ impl Keystore {
     }
 
     /// Imports ring versions (escrow restore). Fails if a ring exists.
-    pub(crate) fn import(&self, rings: Vec<(String, Ring, Vec<(u32, SecretKey)>)>) -> Result<Vec<String>> {
+    pub(crate) fn import(&self, rings: Vec<RingExport>) -> Result<Vec<String>> {
         self.mutate(|body, root| {
             let mut names = Vec::new();
             for (name, mut ring, keys) in rings {
@@ -468,7 +533,7 @@ impl Keystore {
     }
 
     /// For escrow export: the rings with their live keys.
-    pub(crate) fn export(&self, namespace: Option<&str>) -> Vec<(String, Ring, Vec<(u32, SecretKey)>)> {
+    pub(crate) fn export(&self, namespace: Option<&str>) -> Vec<RingExport> {
         let st = self.state.read().expect("lock");
         st.body
             .rings
@@ -478,7 +543,11 @@ impl Keystore {
                 let keys = r
                     .versions
                     .iter()
-                    .filter_map(|v| st.keys.get(&(n.clone(), v.version)).map(|k| (v.version, k.duplicate())))
+                    .filter_map(|v| {
+                        st.keys
+                            .get(&(n.clone(), v.version))
+                            .map(|k| (v.version, k.duplicate()))
+                    })
                     .collect();
                 let mut r = r.clone();
                 r.versions.iter_mut().for_each(|v| v.wrapped.clear());
@@ -489,11 +558,17 @@ impl Keystore {
 }
 
 fn ring_mut<'a>(body: &'a mut Body, name: &KeyRingName) -> Result<&'a mut Ring> {
-    body.rings.get_mut(name.as_str()).ok_or_else(|| KeyError::UnknownRing(name.to_string()).into())
+    body.rings
+        .get_mut(name.as_str())
+        .ok_or_else(|| KeyError::UnknownRing(name.to_string()).into())
 }
 
 fn primary(ring: &Ring) -> Option<u32> {
-    ring.versions.iter().rev().find(|v| v.state == VersionState::Active).map(|v| v.version)
+    ring.versions
+        .iter()
+        .rev()
+        .find(|v| v.state == VersionState::Active)
+        .map(|v| v.version)
 }
 
 fn ring_info(name: &str, r: &Ring) -> RingInfo {
@@ -515,7 +590,12 @@ fn ring_info(name: &str, r: &Ring) -> RingInfo {
         versions: r
             .versions
             .iter()
-            .map(|v| VersionInfo { version: v.version, created: v.created.clone(), state: v.state, destroyed: v.destroyed.clone() })
+            .map(|v| VersionInfo {
+                version: v.version,
+                created: v.created.clone(),
+                state: v.state,
+                destroyed: v.destroyed.clone(),
+            })
             .collect(),
     }
 }
@@ -523,11 +603,17 @@ fn ring_info(name: &str, r: &Ring) -> RingInfo {
 impl KeyDeriver for Keystore {
     fn primary_version(&self, ring: &KeyRingName) -> std::result::Result<KeyVersion, KeyError> {
         let st = self.state.read().expect("lock");
-        let r = st.body.rings.get(ring.as_str()).ok_or_else(|| KeyError::UnknownRing(ring.to_string()))?;
+        let r = st
+            .body
+            .rings
+            .get(ring.as_str())
+            .ok_or_else(|| KeyError::UnknownRing(ring.to_string()))?;
         if r.disabled {
             return Err(KeyError::Disabled(ring.to_string()));
         }
-        primary(r).and_then(KeyVersion::new).ok_or_else(|| KeyError::UnknownRing(ring.to_string()))
+        primary(r)
+            .and_then(KeyVersion::new)
+            .ok_or_else(|| KeyError::UnknownRing(ring.to_string()))
     }
 
     fn derive(
@@ -539,25 +625,38 @@ impl KeyDeriver for Keystore {
     ) -> std::result::Result<DerivedKey, KeyError> {
         let st = self.state.read().expect("lock");
         let name = ring.to_string();
-        let r = st.body.rings.get(ring.as_str()).ok_or_else(|| KeyError::UnknownRing(name.clone()))?;
+        let r = st
+            .body
+            .rings
+            .get(ring.as_str())
+            .ok_or_else(|| KeyError::UnknownRing(name.clone()))?;
         if r.disabled {
             return Err(KeyError::Disabled(name));
         }
         let v = version.get();
-        let meta = r.versions.iter().find(|x| x.version == v).ok_or_else(|| KeyError::UnknownVersion(name.clone(), v))?;
+        let meta = r
+            .versions
+            .iter()
+            .find(|x| x.version == v)
+            .ok_or_else(|| KeyError::UnknownVersion(name.clone(), v))?;
         if meta.state == VersionState::Destroyed {
             return Err(KeyError::Destroyed(name, v));
         }
         match usage {
             KeyUse::Encrypt if primary(r) != Some(v) => {
-                return Err(KeyError::Service(format!("version {v} of '{name}' is not the primary")));
+                return Err(KeyError::Service(format!(
+                    "version {v} of '{name}' is not the primary"
+                )));
             }
             KeyUse::Decrypt if v < r.min_decryption_version => {
                 return Err(KeyError::BelowMinimum(name, v, r.min_decryption_version));
             }
             _ => {}
         }
-        let key = st.keys.get(&(name.clone(), v)).ok_or(KeyError::Destroyed(name, v))?;
+        let key = st
+            .keys
+            .get(&(name.clone(), v))
+            .ok_or(KeyError::Destroyed(name, v))?;
         DerivedKey::derive(key, fixed_info).map_err(|e| KeyError::Service(e.to_string()))
     }
 }

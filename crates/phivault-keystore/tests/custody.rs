@@ -6,7 +6,7 @@ use phivault_core::envelope;
 use phivault_core::keys::{KeyError, KeyRingName};
 use phivault_core::secret::SecretBytes;
 use phivault_keystore::service::{AgentKeysExt, KeyService, Request, Response};
-use phivault_keystore::{InitMethod, KeystoreError, Keystore, agent, escrow, seal, store};
+use phivault_keystore::{InitMethod, Keystore, KeystoreError, agent, escrow, seal, store};
 
 fn ring(s: &str) -> KeyRingName {
     KeyRingName::parse(s).unwrap()
@@ -17,45 +17,103 @@ fn pw(s: &str) -> SecretBytes {
 }
 
 fn shares_text(out: &phivault_keystore::InitOutcome) -> Vec<String> {
-    out.shares.iter().map(|s| String::from_utf8(s.expose_secret().to_vec()).unwrap()).collect()
+    out.shares
+        .iter()
+        .map(|s| String::from_utf8(s.expose_secret().to_vec()).unwrap())
+        .collect()
 }
 
 #[test]
 fn shamir_three_of_five() {
     let d = tempfile::tempdir().unwrap();
-    let out = store::init(d.path(), InitMethod::Shamir { threshold: 3, shares: 5 }).unwrap();
+    let out = store::init(
+        d.path(),
+        InitMethod::Shamir {
+            threshold: 3,
+            shares: 5,
+        },
+    )
+    .unwrap();
     let shares = shares_text(&out);
     assert_eq!(shares.len(), 5);
-    assert!(matches!(store::init(d.path(), InitMethod::Dev), Err(KeystoreError::AlreadyInitialized(_))));
+    assert!(matches!(
+        store::init(d.path(), InitMethod::Dev),
+        Err(KeystoreError::AlreadyInitialized(_))
+    ));
 
     let mut u = seal::Unsealer::new(d.path()).unwrap();
     assert!(u.submit(&shares[4]).unwrap().is_none());
-    assert!(matches!(u.submit(&shares[4]), Err(KeystoreError::Shamir(_))), "duplicate share accepted");
+    assert!(
+        matches!(u.submit(&shares[4]), Err(KeystoreError::Shamir(_))),
+        "duplicate share accepted"
+    );
     assert!(u.submit(&shares[1]).unwrap().is_none());
     assert_eq!(u.progress().have, 2);
-    let ks = u.submit(&shares[2]).unwrap().expect("unsealed with 3 shares");
+    let ks = u
+        .submit(&shares[2])
+        .unwrap()
+        .expect("unsealed with 3 shares");
     ks.create_ring(&ring("prod/billing"), 90).unwrap();
 
     // A share from another keystore is refused by name.
     let other = tempfile::tempdir().unwrap();
-    let o = shares_text(&store::init(other.path(), InitMethod::Shamir { threshold: 2, shares: 3 }).unwrap());
+    let o = shares_text(
+        &store::init(
+            other.path(),
+            InitMethod::Shamir {
+                threshold: 2,
+                shares: 3,
+            },
+        )
+        .unwrap(),
+    );
     let mut u = seal::Unsealer::new(d.path()).unwrap();
-    assert!(matches!(u.submit(&o[0]), Err(KeystoreError::Shamir(phivault_core::shamir::ShamirError::WrongSet))));
+    assert!(matches!(
+        u.submit(&o[0]),
+        Err(KeystoreError::Shamir(
+            phivault_core::shamir::ShamirError::WrongSet
+        ))
+    ));
 
     // Dev key file refused for a Shamir keystore.
-    assert!(matches!(Keystore::open_dev(d.path()), Err(KeystoreError::NotDevKeystore("shamir"))));
+    assert!(matches!(
+        Keystore::open_dev(d.path()),
+        Err(KeystoreError::NotDevKeystore("shamir"))
+    ));
     // Passphrase refused for a Shamir keystore.
-    assert!(matches!(seal::open_with_passphrase(d.path(), &pw("x")), Err(KeystoreError::WrongMethod { .. })));
+    assert!(matches!(
+        seal::open_with_passphrase(d.path(), &pw("x")),
+        Err(KeystoreError::WrongMethod { .. })
+    ));
 }
 
 #[test]
 fn passphrase_unseal_and_wrong_passphrase() {
     let d = tempfile::tempdir().unwrap();
-    store::init(d.path(), InitMethod::Passphrase { passphrase: pw("correct horse battery"), iterations: 600_000 }).unwrap();
-    assert!(matches!(seal::open_with_passphrase(d.path(), &pw("wrong horse")), Err(KeystoreError::WrongPassphrase)));
+    store::init(
+        d.path(),
+        InitMethod::Passphrase {
+            passphrase: pw("correct horse battery"),
+            iterations: 600_000,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        seal::open_with_passphrase(d.path(), &pw("wrong horse")),
+        Err(KeystoreError::WrongPassphrase)
+    ));
     seal::open_with_passphrase(d.path(), &pw("correct horse battery")).unwrap();
     let d2 = tempfile::tempdir().unwrap();
-    assert!(store::init(d2.path(), InitMethod::Passphrase { passphrase: pw("p"), iterations: 1000 }).is_err());
+    assert!(
+        store::init(
+            d2.path(),
+            InitMethod::Passphrase {
+                passphrase: pw("p"),
+                iterations: 1000
+            }
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -65,7 +123,10 @@ fn lifecycle_rotate_min_version_disable_destroy() {
     let ks = Keystore::open_dev(d.path()).unwrap();
     let r = ring("test/pii");
     ks.create_ring(&r, 30).unwrap();
-    assert!(matches!(ks.create_ring(&r, 30), Err(KeystoreError::RingExists(_))));
+    assert!(matches!(
+        ks.create_ring(&r, 30),
+        Err(KeystoreError::RingExists(_))
+    ));
     let v1 = envelope::encrypt(&ks, &r, b"ctx", b"Jane Doe").unwrap();
     assert_eq!(ks.rotate(&r).unwrap(), 2);
     let v2 = envelope::encrypt(&ks, &r, b"ctx", b"John Roe").unwrap();
@@ -74,16 +135,28 @@ fn lifecycle_rotate_min_version_disable_destroy() {
     assert_eq!(envelope::decrypt(&ks, &v1, b"ctx").unwrap(), b"Jane Doe");
 
     ks.set_min_decryption_version(&r, 2).unwrap();
-    assert!(matches!(envelope::decrypt(&ks, &v1, b"ctx"), Err(envelope::EnvelopeError::Key(KeyError::BelowMinimum(..)))));
+    assert!(matches!(
+        envelope::decrypt(&ks, &v1, b"ctx"),
+        Err(envelope::EnvelopeError::Key(KeyError::BelowMinimum(..)))
+    ));
     ks.set_min_decryption_version(&r, 1).unwrap();
 
     ks.set_disabled(&r, true).unwrap();
-    assert!(matches!(envelope::decrypt(&ks, &v2, b"ctx"), Err(envelope::EnvelopeError::Key(KeyError::Disabled(_)))));
+    assert!(matches!(
+        envelope::decrypt(&ks, &v2, b"ctx"),
+        Err(envelope::EnvelopeError::Key(KeyError::Disabled(_)))
+    ));
     ks.set_disabled(&r, false).unwrap();
 
-    assert!(ks.destroy(&r, 2).is_err(), "primary must not be destroyable");
+    assert!(
+        ks.destroy(&r, 2).is_err(),
+        "primary must not be destroyable"
+    );
     ks.destroy(&r, 1).unwrap();
-    assert!(matches!(envelope::decrypt(&ks, &v1, b"ctx"), Err(envelope::EnvelopeError::Key(KeyError::Destroyed(..)))));
+    assert!(matches!(
+        envelope::decrypt(&ks, &v1, b"ctx"),
+        Err(envelope::EnvelopeError::Key(KeyError::Destroyed(..)))
+    ));
     // Destroyed for good: the wrapped key is gone from the file, and a
     // fresh open can't bring it back.
     let text = std::fs::read_to_string(d.path().join(store::KEYSTORE_FILE)).unwrap();
@@ -108,12 +181,24 @@ fn edits_outside_phivault_are_caught() {
     ks.rotate(&ring("test/a")).unwrap();
     let p = d.path().join(store::KEYSTORE_FILE);
     let orig = std::fs::read_to_string(&p).unwrap();
-    for (from, to) in [("\"min_decryption_version\": 1", "\"min_decryption_version\": 2"), ("\"max_age_days\": 30", "\"max_age_days\": 31")] {
+    for (from, to) in [
+        (
+            "\"min_decryption_version\": 1",
+            "\"min_decryption_version\": 2",
+        ),
+        ("\"max_age_days\": 30", "\"max_age_days\": 31"),
+    ] {
         std::fs::write(&p, orig.replace(from, to)).unwrap();
-        assert!(matches!(Keystore::open_dev(d.path()), Err(KeystoreError::Tampered)), "edit {from} not caught");
+        assert!(
+            matches!(Keystore::open_dev(d.path()), Err(KeystoreError::Tampered)),
+            "edit {from} not caught"
+        );
     }
     std::fs::write(&p, &orig[..orig.len() / 2]).unwrap();
-    assert!(matches!(Keystore::open_dev(d.path()), Err(KeystoreError::Corrupt(_))));
+    assert!(matches!(
+        Keystore::open_dev(d.path()),
+        Err(KeystoreError::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -130,18 +215,36 @@ fn escrow_moves_keys_to_another_keystore() {
     let file = escrow::export(&ka, &pw("backup secret 123"), None).unwrap();
     let text = String::from_utf8(file.clone()).unwrap();
     assert!(!text.contains("MRN"));
-    assert_eq!(escrow::inspect(&file).unwrap().rings, vec!["prod/claims".to_string()]);
-    assert!(matches!(escrow::import(&kb, &file, &pw("wrong secret 123")), Err(KeystoreError::WrongBackupSecret)));
+    assert_eq!(
+        escrow::inspect(&file).unwrap().rings,
+        vec!["prod/claims".to_string()]
+    );
+    assert!(matches!(
+        escrow::import(&kb, &file, &pw("wrong secret 123")),
+        Err(KeystoreError::WrongBackupSecret)
+    ));
     assert!(escrow::export(&ka, &pw("short"), None).is_err());
     escrow::import(&kb, &file, &pw("backup secret 123")).unwrap();
     assert_eq!(envelope::decrypt(&kb, &ct, b"").unwrap(), b"MRN 1234");
-    assert!(matches!(escrow::import(&kb, &file, &pw("backup secret 123")), Err(KeystoreError::RingExists(_))));
+    assert!(matches!(
+        escrow::import(&kb, &file, &pw("backup secret 123")),
+        Err(KeystoreError::RingExists(_))
+    ));
 }
 
 #[test]
 fn agent_over_unix_socket() {
     let d = tempfile::tempdir().unwrap();
-    let shares = shares_text(&store::init(d.path(), InitMethod::Shamir { threshold: 2, shares: 3 }).unwrap());
+    let shares = shares_text(
+        &store::init(
+            d.path(),
+            InitMethod::Shamir {
+                threshold: 2,
+                shares: 3,
+            },
+        )
+        .unwrap(),
+    );
     let dir = d.path().to_path_buf();
     let server = std::thread::spawn(move || agent::serve(&dir));
     let client = loop {
@@ -152,11 +255,24 @@ fn agent_over_unix_socket() {
     };
     let err = client.call(Request::List { namespace: None }).unwrap();
     assert!(matches!(err, Response::Error { ref code, .. } if code == "sealed"));
-    let r = client.call(Request::Unseal { share: shares[0].clone().into() }).unwrap();
+    let r = client
+        .call(Request::Unseal {
+            share: shares[0].clone().into(),
+        })
+        .unwrap();
     assert!(matches!(r, Response::Status(ref s) if s.sealed && s.progress.unwrap().have == 1));
-    let r = client.call(Request::Unseal { share: shares[2].clone().into() }).unwrap();
+    let r = client
+        .call(Request::Unseal {
+            share: shares[2].clone().into(),
+        })
+        .unwrap();
     assert!(matches!(r, Response::Status(ref s) if !s.sealed));
-    client.call(Request::CreateRing { ring: "prod/x".into(), max_age_days: 10 }).unwrap();
+    client
+        .call(Request::CreateRing {
+            ring: "prod/x".into(),
+            max_age_days: 10,
+        })
+        .unwrap();
     let keys = client.keys();
     let ct = envelope::encrypt(&keys, &ring("prod/x"), b"", b"secret").unwrap();
     assert_eq!(envelope::decrypt(&keys, &ct, b"").unwrap(), b"secret");

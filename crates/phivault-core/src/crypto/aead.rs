@@ -34,7 +34,8 @@ impl Aes256GcmKey {
 
     /// Expands a key given as raw bytes (test vectors). Fails unless 32 bytes.
     pub fn from_slice(key: &[u8]) -> Result<Self, CryptoError> {
-        let key = SecretKey::from_slice(key).ok_or(CryptoError::InvalidInput("AES-256 key length"))?;
+        let key =
+            SecretKey::from_slice(key).ok_or(CryptoError::InvalidInput("AES-256 key length"))?;
         Self::new(&key)
     }
 
@@ -67,7 +68,12 @@ impl Aes256GcmKey {
             return Err(CryptoError::DecryptionFailed);
         }
         self.0
-            .open_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), tag, in_out)
+            .open_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                tag,
+                in_out,
+            )
             .map(|_| ())
             .map_err(|_| CryptoError::DecryptionFailed)
     }

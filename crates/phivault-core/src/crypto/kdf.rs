@@ -38,12 +38,22 @@ fn hkdf_with(
 }
 
 /// HKDF-SHA-256 extract-then-expand into `out`.
-pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
+pub fn hkdf_sha256(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
     hkdf_with(hkdf::HKDF_SHA256, salt, ikm, info, out)
 }
 
 /// HKDF-SHA-384 extract-then-expand into `out`.
-pub fn hkdf_sha384(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
+pub fn hkdf_sha384(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
     hkdf_with(hkdf::HKDF_SHA384, salt, ikm, info, out)
 }
 
@@ -57,7 +67,8 @@ pub fn kbkdf_ctr_hmac_sha256(
 ) -> Result<(), CryptoError> {
     let alg = get_kbkdf_ctr_hmac_algorithm(KbkdfCtrHmacAlgorithmId::Sha256)
         .ok_or(CryptoError::Internal("KBKDF algorithm"))?;
-    kbkdf_ctr_hmac(alg, key.expose_secret(), fixed_info, out).map_err(|_| CryptoError::Internal("KBKDF"))
+    kbkdf_ctr_hmac(alg, key.expose_secret(), fixed_info, out)
+        .map_err(|_| CryptoError::Internal("KBKDF"))
 }
 
 /// PBKDF2-HMAC-SHA-256 (SP 800-132). Refuses fewer than
@@ -68,20 +79,35 @@ pub fn pbkdf2_hmac_sha256(
     iterations: u32,
 ) -> Result<SecretKey, CryptoError> {
     if iterations < PBKDF2_MIN_ITERATIONS {
-        return Err(CryptoError::InvalidInput("PBKDF2 iteration count (minimum 600000)"));
+        return Err(CryptoError::InvalidInput(
+            "PBKDF2 iteration count (minimum 600000)",
+        ));
     }
     if salt.len() < PBKDF2_SALT_LEN {
-        return Err(CryptoError::InvalidInput("PBKDF2 salt length (minimum 16 bytes)"));
+        return Err(CryptoError::InvalidInput(
+            "PBKDF2 salt length (minimum 16 bytes)",
+        ));
     }
     pbkdf2_raw(passphrase, salt, iterations)
 }
 
 /// PBKDF2 without phivault's policy floors, for published test vectors only.
 #[doc(hidden)]
-pub fn pbkdf2_raw(passphrase: &[u8], salt: &[u8], iterations: u32) -> Result<SecretKey, CryptoError> {
-    let iters = NonZeroU32::new(iterations).ok_or(CryptoError::InvalidInput("PBKDF2 iterations"))?;
+pub fn pbkdf2_raw(
+    passphrase: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> Result<SecretKey, CryptoError> {
+    let iters =
+        NonZeroU32::new(iterations).ok_or(CryptoError::InvalidInput("PBKDF2 iterations"))?;
     let mut out = [0u8; 32];
-    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iters, salt, passphrase, &mut out);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iters,
+        salt,
+        passphrase,
+        &mut out,
+    );
     let key = SecretKey::from_bytes(out);
     zeroize::Zeroize::zeroize(&mut out);
     Ok(key)

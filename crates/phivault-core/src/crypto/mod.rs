@@ -78,7 +78,11 @@ pub struct ModuleInfo {
 pub fn module_info() -> ModuleInfo {
     let fips_build = cfg!(feature = "fips");
     ModuleInfo {
-        name: if fips_build { "AWS-LC FIPS 140-3" } else { "AWS-LC" },
+        name: if fips_build {
+            "AWS-LC FIPS 140-3"
+        } else {
+            "AWS-LC"
+        },
         version: aws_lc_rs::awslc_version(),
         fips_build,
         fips_mode: aws_lc_rs::try_fips_mode().is_ok(),

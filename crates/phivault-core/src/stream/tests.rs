@@ -7,12 +7,19 @@ use std::io::Cursor;
 fn keys() -> (StaticKeys, KeyRingName) {
     let ring = KeyRingName::parse("test/files").unwrap();
     let mut k = StaticKeys::new();
-    k.insert(ring.clone(), KeyVersion::MIN, SecretKey::from_bytes([3; 32]));
+    k.insert(
+        ring.clone(),
+        KeyVersion::MIN,
+        SecretKey::from_bytes([3; 32]),
+    );
     (k, ring)
 }
 
 fn opts(exp: u8, pool: Option<&rayon::ThreadPool>) -> Options<'_> {
-    Options { segment_exp: exp, pool }
+    Options {
+        segment_exp: exp,
+        pool,
+    }
 }
 
 fn enc(pt: &[u8], exp: u8) -> Vec<u8> {
@@ -31,10 +38,24 @@ fn dec(ct: &[u8]) -> Result<Vec<u8>, StreamError> {
 
 #[test]
 fn roundtrip_sizes_around_segment_boundaries() {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
     let (k, ring) = keys();
     let s = 1 << 12;
-    for len in [0, 1, s - 1, s, s + 1, 2 * s, BATCH * s, BATCH * s + 1, (BATCH + 1) * s, 3 * BATCH * s + 7] {
+    for len in [
+        0,
+        1,
+        s - 1,
+        s,
+        s + 1,
+        2 * s,
+        BATCH * s,
+        BATCH * s + 1,
+        (BATCH + 1) * s,
+        3 * BATCH * s + 7,
+    ] {
         let pt: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         for p in [None, Some(&pool)] {
             let mut ct = Vec::new();
@@ -42,7 +63,13 @@ fn roundtrip_sizes_around_segment_boundaries() {
             let segs = if len == 0 { 1 } else { len.div_ceil(s) };
             let h = read_header(&mut &ct[..]).unwrap();
             assert_eq!(ct.len(), h.len() + len + 16 * segs, "len {len}");
-            assert_eq!(layout(&h, ct.len() as u64).unwrap(), Layout { segments: segs as u64, plaintext_len: len as u64 });
+            assert_eq!(
+                layout(&h, ct.len() as u64).unwrap(),
+                Layout {
+                    segments: segs as u64,
+                    plaintext_len: len as u64
+                }
+            );
             let mut out = Vec::new();
             decrypt(&k, &ct[..], &mut out, opts(12, p), &mut |_| {}).unwrap();
             assert_eq!(out, pt, "len {len}");
@@ -87,7 +114,10 @@ fn every_bit_flip_is_detected() {
         for i in 0..ct.len() * 8 {
             let mut bad = ct.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            assert!(dec(&bad).is_err(), "len {len}: flip of bit {i} not detected");
+            assert!(
+                dec(&bad).is_err(),
+                "len {len}: flip of bit {i} not detected"
+            );
         }
     }
 }
@@ -97,11 +127,23 @@ fn range_decrypt_reads_only_what_it_needs() {
     let (k, _) = keys();
     let pt: Vec<u8> = (0..5 * 4096 + 100).map(|i| (i % 256) as u8).collect();
     let ct = enc(&pt, 12);
-    for (off, len) in [(0u64, 10u64), (4090, 20), (4096, 4096), (5 * 4096, 100), (5 * 4096 + 99, 50), (0, u64::MAX), (1 << 40, 5)] {
+    for (off, len) in [
+        (0u64, 10u64),
+        (4090, 20),
+        (4096, 4096),
+        (5 * 4096, 100),
+        (5 * 4096 + 99, 50),
+        (0, u64::MAX),
+        (1 << 40, 5),
+    ] {
         let mut out = Vec::new();
         let n = decrypt_range(&k, Cursor::new(&ct), off, len, &mut out).unwrap();
         let end = (off.saturating_add(len)).min(pt.len() as u64);
-        let want = if off >= end { &[][..] } else { &pt[off as usize..end as usize] };
+        let want = if off >= end {
+            &[][..]
+        } else {
+            &pt[off as usize..end as usize]
+        };
         assert_eq!(out, want, "range {off}+{len}");
         assert_eq!(n as usize, want.len());
     }
@@ -116,8 +158,15 @@ fn range_decrypt_reads_only_what_it_needs() {
 fn wrong_key_and_header_errors() {
     let ct = enc(b"hello", 12);
     let mut other = StaticKeys::new();
-    other.insert(KeyRingName::parse("test/files").unwrap(), KeyVersion::MIN, SecretKey::from_bytes([4; 32]));
-    assert!(matches!(decrypt(&other, &ct[..], Vec::new(), Options::default(), &mut |_| {}), Err(StreamError::DecryptionFailed)));
+    other.insert(
+        KeyRingName::parse("test/files").unwrap(),
+        KeyVersion::MIN,
+        SecretKey::from_bytes([4; 32]),
+    );
+    assert!(matches!(
+        decrypt(&other, &ct[..], Vec::new(), Options::default(), &mut |_| {}),
+        Err(StreamError::DecryptionFailed)
+    ));
     let mut v = ct.clone();
     v[3] = 9;
     assert!(matches!(dec(&v), Err(StreamError::UnsupportedVersion(9))));
