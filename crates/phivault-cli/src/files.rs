@@ -63,6 +63,18 @@ fn with_output(
     f: impl FnOnce(&mut (dyn Write + Send)) -> Result<u64>,
 ) -> Result<u64> {
     match output {
+        // A path that is not a regular file (a device such as /dev/null, a
+        // FIFO) is written in place: renaming a temporary file over it
+        // would replace the device.
+        Some(p) if std::fs::metadata(p).is_ok_and(|m| !m.file_type().is_file()) => {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?;
+            let n = f(&mut out)?;
+            out.flush()?;
+            Ok(n)
+        }
         Some(p) => {
             let mut out = AtomicFile::create(p)
                 .with_context(|| format!("creating a temporary file next to {}", p.display()))?;

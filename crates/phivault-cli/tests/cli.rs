@@ -377,3 +377,39 @@ fn help_completions_and_exit_code_table() {
     assert!(ok(pv(d.path()).args(["completions", "bash"])).contains("phivault"));
     assert_eq!(run(pv(d.path()).arg("--bogus")).status.code(), Some(2));
 }
+
+/// Regression: `-o /dev/null` once renamed a temporary file over the
+/// device. Non-regular outputs are written in place; a FIFO stands in for
+/// the device here so a failure can't damage the machine.
+#[test]
+fn output_to_a_fifo_is_written_in_place() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    ok(dev(&data).arg("init"));
+    ok(dev(&data).args(["keys", "create", "test/a"]));
+    let src = d.path().join("src");
+    std::fs::write(&src, b"hello fifo").unwrap();
+    let fifo = d.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let f2 = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read(&f2).unwrap());
+    ok(dev(&data)
+        .args(["encrypt", "-k", "test/a"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&fifo));
+    // Check before joining: if the FIFO was replaced, the reader would wait forever.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata(&fifo).unwrap().file_type().is_fifo(),
+        "the FIFO was replaced"
+    );
+    let ct = reader.join().unwrap();
+    assert!(ct.starts_with(b"PVS"));
+}

@@ -137,6 +137,11 @@ pub fn serve(dir: &Path) -> Result<()> {
                 ),
             };
             stop = s;
+            if stop {
+                // Unlink before answering: a client that sees the answer
+                // must not find (and connect to) a socket that is closing.
+                let _ = std::fs::remove_file(&path);
+            }
             let resp = resp.unwrap_or_else(|e| Response::Error {
                 code: e.code().into(),
                 message: e.to_string(),
@@ -148,7 +153,6 @@ pub fn serve(dir: &Path) -> Result<()> {
             }
         }
         if stop {
-            let _ = std::fs::remove_file(&path);
             return Ok(());
         }
     }
