@@ -226,7 +226,7 @@ pub fn to_text(ct: &[u8]) -> String {
 /// Parses the compact text form back to bytes.
 pub fn from_text(s: &str) -> Result<Vec<u8>, EnvelopeError> {
     let b64 = s
-        .trim()
+        .trim_matches([' ', '\t', '\r', '\n'])
         .strip_prefix(TEXT_PREFIX)
         .ok_or(EnvelopeError::Malformed("text form must start with 'pve:'"))?;
     base64::engine::general_purpose::URL_SAFE_NO_PAD

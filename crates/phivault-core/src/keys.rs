@@ -19,8 +19,8 @@ use core::fmt;
 use core::num::NonZeroU32;
 use std::collections::BTreeMap;
 
-/// Longest key ring name, in bytes, including the namespace.
-pub const MAX_RING_NAME_LEN: usize = 128;
+/// Longest key ring name, in bytes: two 63-byte parts and the '/'.
+pub const MAX_RING_NAME_LEN: usize = 127;
 
 /// A key ring's full name, `namespace/name`, e.g. `prod/billing`.
 ///
