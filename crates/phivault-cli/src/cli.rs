@@ -52,7 +52,7 @@ pub struct Global {
     pub namespace: String,
     /// Dev mode: allow a keystore whose unseal key is a file beside the data.
     /// Never for real PHI; phivault warns at every start.
-    #[arg(long, global = true, env = "PHIVAULT_DEV")]
+    #[arg(long, global = true, env = "PHIVAULT_DEV", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
