@@ -30,6 +30,16 @@ fn open_input(p: &Option<PathBuf>) -> Result<(Box<dyn Read + Send>, Option<u64>)
     Ok((Box::new(f), len))
 }
 
+/// The input as a regular file with its length, if it is one.
+fn regular_file(p: &Option<PathBuf>) -> Option<(File, u64)> {
+    if is_stdin(p) {
+        return None;
+    }
+    let f = File::open(p.as_ref()?).ok()?;
+    let m = f.metadata().ok()?;
+    m.file_type().is_file().then(|| (f, m.len()))
+}
+
 fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     let n = threads
         .unwrap_or_else(|| {
@@ -135,20 +145,22 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
             segment_exp: a.segment_exp,
             pool: Some(&pool),
         };
-        let n = with_output(&a.output, |w| {
-            Ok(stream::encrypt(
-                &keys,
-                &ring,
-                input,
-                w,
-                opts,
-                &mut |done| {
-                    if let Some(b) = &bar {
-                        b.set_position(done)
-                    }
-                },
-            )?)
-        })?;
+        let mut tick = |done| {
+            if let Some(b) = &bar {
+                b.set_position(done)
+            }
+        };
+        let n = match regular_file(&a.input) {
+            // A regular file: each worker reads the segments it seals.
+            Some((file, len)) => with_output(&a.output, |w| {
+                Ok(stream::encrypt_at(
+                    &keys, &ring, &file, len, w, opts, &mut tick,
+                )?)
+            })?,
+            None => with_output(&a.output, |w| {
+                Ok(stream::encrypt(&keys, &ring, input, w, opts, &mut tick)?)
+            })?,
+        };
         if let Some(b) = bar {
             b.finish_and_clear();
         }

@@ -13,7 +13,7 @@
 //! different key and fails the commitment check. The segment nonce is a
 //! counter plus a flag that is 1 only on the last segment, so truncation, reordering and appended data all fail authentication.
 //!
-//! Memory stays constant: three batch buffers of `BATCH` segments each. The
+//! Memory stays constant: three batch buffers of `BATCH` (64) segments each. The
 //! segments of a batch are sealed or opened in parallel on a rayon pool, a
 //! reader thread and a writer thread overlap I/O with the crypto, and a batch
 //! reaches the writer only after every segment in it has authenticated, so
@@ -34,7 +34,7 @@ pub const DEFAULT_SEGMENT_EXP: u8 = 16;
 /// Allowed segment size exponents (4 KiB … 16 MiB).
 pub const SEGMENT_EXP_RANGE: core::ops::RangeInclusive<u8> = 12..=24;
 /// Segments per batch handed to the worker pool.
-const BATCH: usize = 32;
+const BATCH: usize = 64;
 const LABEL: &[u8] = b"phivault stream v1";
 const NONCE_LEN: usize = 32;
 const COMMIT_LEN: usize = 32;
@@ -328,19 +328,19 @@ where
     }
 }
 
-/// Runs the reader → crypto → writer pipeline. `process` turns a filled
-/// batch into output in place and returns an error to stop everything;
-/// `emit` writes a processed batch.
-fn pipeline<R, W, P, E>(
-    input: R,
+/// Runs the fill → crypto → writer pipeline. `fill` (on its own thread)
+/// loads the next batch and sets its segment lengths and `eof`; `process`
+/// turns a filled batch into output in place and returns an error to stop
+/// everything; `emit` (on the writer thread) writes a processed batch.
+fn pipeline<F, W, P, E>(
+    mut fill: F,
     output: &mut W,
-    unit: usize,
     slot: usize,
     mut process: P,
     emit: E,
 ) -> Result<(), StreamError>
 where
-    R: Read + Send,
+    F: FnMut(&mut Batch) -> io::Result<()> + Send,
     W: Write + Send,
     P: FnMut(&mut Batch) -> Result<(), StreamError>,
     E: Fn(&mut W, &Batch) -> io::Result<()> + Send,
@@ -361,14 +361,10 @@ where
     let (done_tx, done_rx) = mpsc::sync_channel::<Batch>(1);
     std::thread::scope(|s| {
         s.spawn(move || {
-            let mut r = PeekReader {
-                inner: input,
-                carry: None,
-            };
             let mut next = 0u64;
             while let Ok(mut b) = free_rx.recv() {
                 b.first = next;
-                let res = fill_batch(&mut r, &mut b, unit, slot).map(|()| b);
+                let res = fill(&mut b).map(|()| b);
                 let stop = !matches!(&res, Ok(b) if !b.eof);
                 if let Ok(b) = &res {
                     next += b.lens.len() as u64;
@@ -406,6 +402,151 @@ where
     })
 }
 
+/// Input that can be read at any offset from several threads at once
+/// (a regular file, or bytes in memory). With it, [`encrypt_at`] reads each
+/// segment on the worker that seals it, so reading scales with the cores.
+pub trait ReadAt: Sync {
+    /// Reads at `offset`, like `pread(2)`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+#[cfg(unix)]
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let start = (offset as usize).min(self.len());
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+fn read_exact_at(
+    r: &(impl ReadAt + ?Sized),
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match r.read_at(buf, offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the input file shrank while it was being encrypted",
+                ));
+            }
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the header and returns the file's AEAD key.
+fn begin(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    nonce: [u8; NONCE_LEN],
+    segment_exp: u8,
+    output: &mut impl Write,
+) -> Result<Aes256GcmKey, StreamError> {
+    if !SEGMENT_EXP_RANGE.contains(&segment_exp) {
+        return Err(StreamError::Malformed("segment size out of range"));
+    }
+    let version = keys.primary_version(ring)?;
+    let name = ring.as_str().as_bytes();
+    let mut header = Vec::with_capacity(8 + name.len() + 4 + NONCE_LEN + COMMIT_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&[
+        VERSION,
+        Algorithm::Aes256GcmStreamKbkdfSha256Commit.id(),
+        segment_exp,
+    ]);
+    header.extend_from_slice(&[SOURCE_KEY_RING, name.len() as u8]);
+    header.extend_from_slice(name);
+    header.extend_from_slice(&version.get().to_be_bytes());
+    header.extend_from_slice(&nonce);
+    let derived = keys.derive(ring, version, KeyUse::Encrypt, &fixed_info(&header))?;
+    header.extend_from_slice(&derived.commitment);
+    output.write_all(&header)?;
+    Ok(Aes256GcmKey::new(&derived.key)?)
+}
+
+fn seal_segment(
+    aead: &Aes256GcmKey,
+    i: u64,
+    last: bool,
+    chunk: &mut [u8],
+    len: usize,
+) -> Result<(), StreamError> {
+    let tag = aead.seal_in_place(segment_nonce(i, last), &[], &mut chunk[..len])?;
+    chunk[len..len + AEAD_TAG_LEN].copy_from_slice(&tag);
+    Ok(())
+}
+
+fn emit_sealed(w: &mut impl Write, b: &Batch, slot: usize) -> io::Result<()> {
+    let n = b.lens.len();
+    w.write_all(&b.buf[..(n - 1) * slot + b.lens[n - 1] + AEAD_TAG_LEN])
+}
+
+/// Encrypts `len` bytes of a random-access input (a regular file). Same
+/// output as [`encrypt`], but each worker reads the segments it seals, so
+/// both reading and sealing run on every core. Fails if the input shrinks,
+/// or has grown, by the end.
+pub fn encrypt_at<R: ReadAt + ?Sized, W: Write + Send>(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    input: &R,
+    len: u64,
+    mut output: W,
+    opts: Options<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, StreamError> {
+    let nonce = crypto::random_array::<NONCE_LEN>()?;
+    let aead = begin(keys, ring, nonce, opts.segment_exp, &mut output)?;
+    let seg = 1u64 << opts.segment_exp;
+    let slot = seg as usize + AEAD_TAG_LEN;
+    let segments = len.div_ceil(seg).max(1);
+    let mut total = 0u64;
+    pipeline(
+        |b: &mut Batch| {
+            b.lens.clear();
+            let end = (b.first + BATCH as u64).min(segments);
+            for i in b.first..end {
+                b.lens.push((len - i * seg).min(seg) as usize);
+            }
+            b.eof = end == segments;
+            Ok(())
+        },
+        &mut output,
+        slot,
+        |b| {
+            for_each_segment(opts.pool, b, slot, |i, last, chunk, l| {
+                read_exact_at(input, &mut chunk[..l], i * seg)?;
+                seal_segment(&aead, i, last, chunk, l)
+            })?;
+            total += b.lens.iter().map(|&l| l as u64).sum::<u64>();
+            progress(total);
+            Ok(())
+        },
+        |w, b| emit_sealed(w, b, slot),
+    )?;
+    if input.read_at(&mut [0u8; 1], len)? != 0 {
+        return Err(StreamError::Io(io::Error::other(
+            "the input file grew while it was being encrypted; encrypt a copy that does not change",
+        )));
+    }
+    Ok(total)
+}
+
 /// Encrypts `input` to `output` under the primary version of `ring`.
 /// Returns the plaintext length. `progress` is called with the running
 /// plaintext byte count.
@@ -433,34 +574,17 @@ pub fn encrypt_with_nonce<R: Read + Send, W: Write + Send>(
     opts: Options<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, StreamError> {
-    if !SEGMENT_EXP_RANGE.contains(&opts.segment_exp) {
-        return Err(StreamError::Malformed("segment size out of range"));
-    }
-    let version = keys.primary_version(ring)?;
-    let name = ring.as_str().as_bytes();
-    let mut header = Vec::with_capacity(8 + name.len() + 4 + NONCE_LEN + COMMIT_LEN);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&[
-        VERSION,
-        Algorithm::Aes256GcmStreamKbkdfSha256Commit.id(),
-        opts.segment_exp,
-    ]);
-    header.extend_from_slice(&[SOURCE_KEY_RING, name.len() as u8]);
-    header.extend_from_slice(name);
-    header.extend_from_slice(&version.get().to_be_bytes());
-    header.extend_from_slice(&nonce);
-    let derived = keys.derive(ring, version, KeyUse::Encrypt, &fixed_info(&header))?;
-    header.extend_from_slice(&derived.commitment);
-    let aead = Aes256GcmKey::new(&derived.key)?;
-    output.write_all(&header)?;
-
+    let aead = begin(keys, ring, nonce, opts.segment_exp, &mut output)?;
     let seg = 1usize << opts.segment_exp;
     let slot = seg + AEAD_TAG_LEN;
     let mut total = 0u64;
+    let mut reader = PeekReader {
+        inner: input,
+        carry: None,
+    };
     pipeline(
-        input,
+        move |b: &mut Batch| fill_batch(&mut reader, b, seg, slot),
         &mut output,
-        seg,
         slot,
         |b| {
             if b.lens.is_empty() {
@@ -468,18 +592,13 @@ pub fn encrypt_with_nonce<R: Read + Send, W: Write + Send>(
                 b.lens.push(0);
             }
             for_each_segment(opts.pool, b, slot, |i, last, chunk, len| {
-                let tag = aead.seal_in_place(segment_nonce(i, last), &[], &mut chunk[..len])?;
-                chunk[len..len + AEAD_TAG_LEN].copy_from_slice(&tag);
-                Ok(())
+                seal_segment(&aead, i, last, chunk, len)
             })?;
             total += b.lens.iter().map(|&l| l as u64).sum::<u64>();
             progress(total);
             Ok(())
         },
-        |w, b| {
-            let n = b.lens.len();
-            w.write_all(&b.buf[..(n - 1) * slot + b.lens[n - 1] + AEAD_TAG_LEN])
-        },
+        |w, b| emit_sealed(w, b, slot),
     )?;
     Ok(total)
 }
@@ -547,10 +666,13 @@ pub fn decrypt<R: Read + Send, W: Write + Send>(
     let seg = h.segment_size();
     let slot = seg + AEAD_TAG_LEN;
     let mut total = 0u64;
+    let mut reader = PeekReader {
+        inner: input,
+        carry: None,
+    };
     pipeline(
-        input,
+        move |b: &mut Batch| fill_batch(&mut reader, b, slot, slot),
         &mut output,
-        slot,
         slot,
         |b| {
             if b.lens.is_empty() {

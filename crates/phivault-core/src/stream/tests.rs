@@ -218,3 +218,70 @@ proptest! {
         let _ = decrypt_range(&k, Cursor::new(&data), 0, 100, Vec::new());
     }
 }
+
+#[test]
+fn positional_encryption_matches_the_stream_layout() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (k, ring) = keys();
+    let s = 1 << 12;
+    for len in [0usize, 1, s, s + 1, BATCH * s, BATCH * s + 3, 2 * BATCH * s] {
+        let pt: Vec<u8> = (0..len).map(|i| (i * 13 % 253) as u8).collect();
+        for p in [None, Some(&pool)] {
+            let mut ct = Vec::new();
+            let n = encrypt_at(
+                &k,
+                &ring,
+                &pt[..],
+                len as u64,
+                &mut ct,
+                opts(12, p),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(n as usize, len);
+            let h = read_header(&mut &ct[..]).unwrap();
+            assert_eq!(
+                layout(&h, ct.len() as u64).unwrap().plaintext_len,
+                len as u64
+            );
+            assert_eq!(dec(&ct).unwrap(), pt, "len {len}");
+        }
+    }
+}
+
+#[test]
+fn positional_encryption_refuses_a_changing_input() {
+    let (k, ring) = keys();
+    let data = vec![1u8; 10_000];
+    // Told 20 000 bytes, finds 10 000: shrank.
+    let r = encrypt_at(
+        &k,
+        &ring,
+        &data[..],
+        20_000,
+        Vec::new(),
+        opts(12, None),
+        &mut |_| {},
+    );
+    assert!(
+        matches!(r, Err(StreamError::Io(ref e)) if e.to_string().contains("shrank")),
+        "{r:?}"
+    );
+    // Told 5 000 bytes, finds more: grew.
+    let r = encrypt_at(
+        &k,
+        &ring,
+        &data[..],
+        5_000,
+        Vec::new(),
+        opts(12, None),
+        &mut |_| {},
+    );
+    assert!(
+        matches!(r, Err(StreamError::Io(ref e)) if e.to_string().contains("grew")),
+        "{r:?}"
+    );
+}
