@@ -156,6 +156,12 @@ pub fn unseal(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
             )?);
         }
         _ => {
+            if !a.shares.is_empty() && !g.quiet {
+                eprintln!(
+                    "note: shares given as arguments are visible to other local users in the process list \
+                     and in shell history; omit them to be prompted instead"
+                );
+            }
             let given: Vec<zeroize::Zeroizing<String>> = if a.shares.is_empty() {
                 vec![ui::read_secret("Unseal share: ", "PHIVAULT_UNSEAL_SHARE")?]
             } else {

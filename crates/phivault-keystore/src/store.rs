@@ -660,3 +660,35 @@ impl KeyDeriver for Keystore {
         DerivedKey::derive(key, fixed_info).map_err(|e| KeyError::Service(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(created: &str, max_age_days: u32) -> Ring {
+        Ring {
+            purpose: Purpose::Encrypt,
+            created: created.into(),
+            max_age_days,
+            min_decryption_version: 1,
+            disabled: false,
+            versions: vec![Version {
+                version: 1,
+                created: created.into(),
+                state: VersionState::Active,
+                destroyed: None,
+                wrapped: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn rotation_policy_flags_overdue_primaries() {
+        let old = ring_info("prod/a", &ring("2020-01-01T00:00:00Z", 30));
+        assert!(old.rotation_overdue);
+        assert!(old.primary_age_days > 365);
+        let fresh = ring_info("prod/b", &ring(&now(), 30));
+        assert!(!fresh.rotation_overdue);
+        assert_eq!(fresh.primary_age_days, 0);
+    }
+}
