@@ -37,7 +37,7 @@ fn regular_file(p: &Option<PathBuf>) -> Option<(File, u64)> {
     }
     let f = File::open(p.as_ref()?).ok()?;
     let m = f.metadata().ok()?;
-    m.file_type().is_file().then(|| (f, m.len()))
+    m.file_type().is_file().then_some((f, m.len()))
 }
 
 fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
