@@ -30,6 +30,25 @@ fn open_input(p: &Option<PathBuf>) -> Result<(Box<dyn Read + Send>, Option<u64>)
     Ok((Box::new(f), len))
 }
 
+/// `-o PATH` when it can be written with positional writes: a regular file
+/// or a path that doesn't exist yet (never a device or FIFO).
+fn atomic_target(output: &Option<PathBuf>) -> Option<&PathBuf> {
+    output
+        .as_ref()
+        .filter(|p| std::fs::metadata(p).map_or(true, |m| m.file_type().is_file()))
+}
+
+/// Runs `f` on a temporary file beside `path` and renames it into place
+/// only if `f` succeeds.
+fn positional(path: &Path, f: impl FnOnce(&File) -> Result<u64>) -> Result<u64> {
+    let out = AtomicFile::create(path)
+        .with_context(|| format!("creating a temporary file next to {}", path.display()))?;
+    let n = f(out.as_file())?;
+    out.commit()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(n)
+}
+
 /// The input as a regular file with its length, if it is one.
 fn regular_file(p: &Option<PathBuf>) -> Option<(File, u64)> {
     if is_stdin(p) {
@@ -150,14 +169,20 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
                 b.set_position(done)
             }
         };
-        let n = match regular_file(&a.input) {
-            // A regular file: each worker reads the segments it seals.
-            Some((file, len)) => with_output(&a.output, |w| {
+        let n = match (regular_file(&a.input), atomic_target(&a.output)) {
+            // File to file: every worker reads, seals and writes its own segments.
+            (Some((file, len)), Some(p)) => positional(p, |out| {
+                Ok(stream::encrypt_file(
+                    &keys, &ring, &file, len, out, opts, &mut tick,
+                )?)
+            })?,
+            // From a file: each worker reads the segments it seals.
+            (Some((file, len)), None) => with_output(&a.output, |w| {
                 Ok(stream::encrypt_at(
                     &keys, &ring, &file, len, w, opts, &mut tick,
                 )?)
             })?,
-            None => with_output(&a.output, |w| {
+            (None, _) => with_output(&a.output, |w| {
                 Ok(stream::encrypt(&keys, &ring, input, w, opts, &mut tick)?)
             })?,
         };
@@ -239,14 +264,25 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
                     pool: Some(&pool),
                     ..Default::default()
                 };
-                let reader = io::Cursor::new(head).chain(input);
-                let n = with_output(&a.output, |w| {
-                    Ok(stream::decrypt(&keys, reader, w, opts, &mut |done| {
-                        if let Some(b) = &bar {
-                            b.set_position(done)
-                        }
-                    })?)
-                })?;
+                let mut tick = |done| {
+                    if let Some(b) = &bar {
+                        b.set_position(done)
+                    }
+                };
+                let n = match (regular_file(&a.input), atomic_target(&a.output)) {
+                    // File to file: every worker reads, opens and writes its own segments.
+                    (Some((file, len)), Some(p)) => positional(p, |out| {
+                        Ok(stream::decrypt_file(
+                            &keys, &file, len, out, opts, &mut tick,
+                        )?)
+                    })?,
+                    _ => {
+                        let reader = io::Cursor::new(head).chain(input);
+                        with_output(&a.output, |w| {
+                            Ok(stream::decrypt(&keys, reader, w, opts, &mut tick)?)
+                        })?
+                    }
+                };
                 if let Some(b) = bar {
                     b.finish_and_clear();
                 }

@@ -436,7 +436,7 @@ fn read_exact_at(
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "the input file shrank while it was being encrypted",
+                    "the input file shrank while phivault was reading it",
                 ));
             }
             Ok(n) => {
@@ -601,6 +601,134 @@ pub fn encrypt_with_nonce<R: Read + Send, W: Write + Send>(
         |w, b| emit_sealed(w, b, slot),
     )?;
     Ok(total)
+}
+
+/// Output that can be written at any offset from several threads at once
+/// (a regular file). With it, [`encrypt_file`] and [`decrypt_file`] write
+/// each segment on the worker that produced it.
+pub trait WriteAt: Sync {
+    /// Writes all of `buf` at `offset`, like `pwrite(2)` in a loop.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+}
+
+#[cfg(unix)]
+impl WriteAt for std::fs::File {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self, buf, offset)
+    }
+}
+
+/// Runs `f` over the segments `0..segments` in batches of [`BATCH`], the
+/// segments of a batch in parallel. `lens(i)` is segment `i`'s length in
+/// the batch buffer.
+fn positional_batches(
+    pool: Option<&rayon::ThreadPool>,
+    segments: u64,
+    slot: usize,
+    lens: impl Fn(u64) -> usize,
+    f: impl Fn(u64, bool, &mut [u8], usize) -> Result<(), StreamError> + Sync,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), StreamError> {
+    let mut b = Batch {
+        buf: vec![0u8; BATCH * slot],
+        lens: Vec::with_capacity(BATCH),
+        first: 0,
+        eof: false,
+    };
+    while b.first < segments {
+        let end = (b.first + BATCH as u64).min(segments);
+        b.lens.clear();
+        b.lens.extend((b.first..end).map(&lens));
+        b.eof = end == segments;
+        for_each_segment(pool, &mut b, slot, &f)?;
+        progress(end);
+        b.first = end;
+    }
+    Ok(())
+}
+
+/// Encrypts a regular file into a regular file with positional reads and
+/// writes: every worker reads, seals and writes its own segments, so the
+/// I/O scales with the cores too. The output is the same format as
+/// [`encrypt`]. Returns the plaintext length.
+pub fn encrypt_file<R: ReadAt + ?Sized, W: WriteAt + ?Sized>(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    input: &R,
+    len: u64,
+    output: &W,
+    opts: Options<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, StreamError> {
+    let nonce = crypto::random_array::<NONCE_LEN>()?;
+    let mut header = Vec::new();
+    let aead = begin(keys, ring, nonce, opts.segment_exp, &mut header)?;
+    output.write_all_at(&header, 0)?;
+    let hl = header.len() as u64;
+    let seg = 1u64 << opts.segment_exp;
+    let slot = seg as usize + AEAD_TAG_LEN;
+    let segments = len.div_ceil(seg).max(1);
+    positional_batches(
+        opts.pool,
+        segments,
+        slot,
+        |i| (len - i * seg).min(seg) as usize,
+        |i, last, chunk, l| {
+            read_exact_at(input, &mut chunk[..l], i * seg)?;
+            seal_segment(&aead, i, last, chunk, l)?;
+            Ok(output.write_all_at(&chunk[..l + AEAD_TAG_LEN], hl + i * slot as u64)?)
+        },
+        &mut |done| progress((done * seg).min(len)),
+    )?;
+    if input.read_at(&mut [0u8; 1], len)? != 0 {
+        return Err(StreamError::Io(io::Error::other(
+            "the input file grew while it was being encrypted; encrypt a copy that does not change",
+        )));
+    }
+    Ok(len)
+}
+
+/// Decrypts a stream file of length `len` into a regular file with
+/// positional reads and writes on every core. Only authenticated plaintext
+/// is ever written, but on failure the output may hold some of it with
+/// holes, so the caller must write to a temporary file and discard it on
+/// error (the CLI's `AtomicFile` does). Returns the plaintext length.
+pub fn decrypt_file<R: ReadAt + ?Sized, W: WriteAt + ?Sized>(
+    keys: &dyn KeyDeriver,
+    input: &R,
+    len: u64,
+    output: &W,
+    opts: Options<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, StreamError> {
+    struct At<'a, R: ?Sized>(&'a R, u64);
+    impl<R: ReadAt + ?Sized> Read for At<'_, R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read_at(buf, self.1)?;
+            self.1 += n as u64;
+            Ok(n)
+        }
+    }
+    let h = read_header(&mut At(input, 0))?;
+    let aead = open_header(keys, &h)?;
+    let lay = layout(&h, len)?;
+    let hl = h.len() as u64;
+    let seg = h.segment_size() as u64;
+    let slot = seg as usize + AEAD_TAG_LEN;
+    let body = len - hl;
+    positional_batches(
+        opts.pool,
+        lay.segments,
+        slot,
+        |i| (body - i * slot as u64).min(slot as u64) as usize,
+        |i, last, chunk, l| {
+            read_exact_at(input, &mut chunk[..l], hl + i * slot as u64)?;
+            let n = open_segment(&aead, i, last, &mut chunk[..l])?;
+            Ok(output.write_all_at(&chunk[..n], i * seg)?)
+        },
+        &mut |done| progress((done * seg).min(lay.plaintext_len)),
+    )?;
+    Ok(lay.plaintext_len)
 }
 
 /// Opens one segment in place and returns its plaintext length. A final

@@ -65,6 +65,12 @@ impl AtomicFile {
         })
     }
 
+    /// The temporary file itself, for positional writes (`pwrite`) from
+    /// several threads.
+    pub fn as_file(&self) -> &File {
+        self.file.as_ref().expect("open until committed")
+    }
+
     /// The temporary path (for tests and error messages).
     pub fn temp_path(&self) -> &Path {
         &self.temp

@@ -285,3 +285,80 @@ fn positional_encryption_refuses_a_changing_input() {
         "{r:?}"
     );
 }
+
+/// `WriteAt` over a shared in-memory buffer, for the positional tests.
+struct MemAt(std::sync::Mutex<Vec<u8>>);
+impl WriteAt for MemAt {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut v = self.0.lock().unwrap();
+        let end = offset as usize + buf.len();
+        if v.len() < end {
+            v.resize(end, 0);
+        }
+        v[offset as usize..end].copy_from_slice(buf);
+        Ok(())
+    }
+}
+
+#[test]
+fn positional_file_to_file_roundtrip_and_failures() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (k, ring) = keys();
+    let s = 1 << 12;
+    for len in [0usize, 1, s, s + 1, BATCH * s + 5, 3 * BATCH * s] {
+        let pt: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let ct = MemAt(Default::default());
+        encrypt_file(
+            &k,
+            &ring,
+            &pt[..],
+            len as u64,
+            &ct,
+            opts(12, Some(&pool)),
+            &mut |_| {},
+        )
+        .unwrap();
+        let ct = ct.0.into_inner().unwrap();
+        // Same format as the streaming encoder: the streaming decoder reads it.
+        assert_eq!(dec(&ct).unwrap(), pt, "len {len}");
+        let out = MemAt(Default::default());
+        let n = decrypt_file(
+            &k,
+            &ct[..],
+            ct.len() as u64,
+            &out,
+            opts(12, Some(&pool)),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(n as usize, len);
+        assert_eq!(out.0.into_inner().unwrap(), pt);
+    }
+    let pt = vec![3u8; 3 * s];
+    let ct = enc(&pt, 12);
+    let h = read_header(&mut &ct[..]).unwrap();
+    let cut = &ct[..h.len() + 2 * (s + 16)];
+    let r = decrypt_file(
+        &k,
+        cut,
+        cut.len() as u64,
+        &MemAt(Default::default()),
+        opts(12, None),
+        &mut |_| {},
+    );
+    assert!(matches!(r, Err(StreamError::Truncated)), "{r:?}");
+    let mut bad = ct.clone();
+    bad[h.len() + 5] ^= 1;
+    let r = decrypt_file(
+        &k,
+        &bad[..],
+        bad.len() as u64,
+        &MemAt(Default::default()),
+        opts(12, None),
+        &mut |_| {},
+    );
+    assert!(matches!(r, Err(StreamError::DecryptionFailed)), "{r:?}");
+}
