@@ -164,11 +164,7 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
             segment_exp: a.segment_exp,
             pool: Some(&pool),
         };
-        let mut tick = |done| {
-            if let Some(b) = &bar {
-                b.set_position(done)
-            }
-        };
+        let mut tick = ui::ticker(&bar);
         let n = match (regular_file(&a.input), atomic_target(&a.output)) {
             // File to file: every worker reads, seals and writes its own segments.
             (Some((file, len)), Some(p)) => positional(p, |out| {
@@ -186,6 +182,7 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
                 Ok(stream::encrypt(&keys, &ring, input, w, opts, &mut tick)?)
             })?,
         };
+        drop(tick);
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -264,11 +261,7 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
                     pool: Some(&pool),
                     ..Default::default()
                 };
-                let mut tick = |done| {
-                    if let Some(b) = &bar {
-                        b.set_position(done)
-                    }
-                };
+                let mut tick = ui::ticker(&bar);
                 let n = match (regular_file(&a.input), atomic_target(&a.output)) {
                     // File to file: every worker reads, opens and writes its own segments.
                     (Some((file, len)), Some(p)) => positional(p, |out| {
@@ -283,6 +276,7 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
                         })?
                     }
                 };
+                drop(tick);
                 if let Some(b) = bar {
                     b.finish_and_clear();
                 }

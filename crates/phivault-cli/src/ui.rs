@@ -30,6 +30,15 @@ pub fn progress(g: &Global, total: Option<u64>, to_stdout: bool) -> Option<Progr
     Some(bar)
 }
 
+/// A progress callback that moves `bar`, if there is one.
+pub fn ticker(bar: &Option<ProgressBar>) -> impl FnMut(u64) + '_ {
+    move |done| {
+        if let Some(b) = bar {
+            b.set_position(done)
+        }
+    }
+}
+
 /// Reads a secret: from `env` if set, else a no-echo prompt on a terminal,
 /// else one line of stdin.
 pub fn read_secret(prompt: &str, env: &str) -> anyhow::Result<Zeroizing<String>> {

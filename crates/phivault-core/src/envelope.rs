@@ -16,7 +16,7 @@
 //! the GCM associated data.
 
 use crate::crypto::{self, AEAD_TAG_LEN, Aes256GcmKey};
-use crate::keys::{KeyDeriver, KeyError, KeyRingName, KeyUse, KeyVersion, MAX_RING_NAME_LEN};
+use crate::keys::{self, KeyDeriver, KeyError, KeyRingName, KeyUse, KeyVersion, MAX_RING_NAME_LEN};
 use base64::Engine;
 
 /// Magic bytes at the start of every binary envelope.
@@ -27,8 +27,8 @@ pub const VERSION: u8 = 1;
 pub const TEXT_PREFIX: &str = "pve:";
 /// KBKDF label for envelope keys.
 const LABEL: &[u8] = b"phivault envelope v1";
-const NONCE_LEN: usize = 32;
-const COMMIT_LEN: usize = 32;
+const NONCE_LEN: usize = keys::MESSAGE_NONCE_LEN;
+const COMMIT_LEN: usize = keys::COMMITMENT_LEN;
 
 /// Algorithm ids for envelopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,12 +103,7 @@ pub struct Header {
 }
 
 fn fixed_info(prefix: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(LABEL.len() + 1 + prefix.len() + 4);
-    v.extend_from_slice(LABEL);
-    v.push(0);
-    v.extend_from_slice(prefix);
-    v.extend_from_slice(&512u32.to_be_bytes());
-    v
+    keys::fixed_info(LABEL, prefix)
 }
 
 /// Parses the header of a binary envelope without decrypting anything.

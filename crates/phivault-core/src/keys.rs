@@ -156,6 +156,23 @@ impl fmt::Debug for DerivedKey {
     }
 }
 
+/// Length of the random per-message nonce in every header.
+pub const MESSAGE_NONCE_LEN: usize = 32;
+/// Length of the key commitment in every header.
+pub const COMMITMENT_LEN: usize = 32;
+
+/// The SP 800-108 fixed input for a per-message derivation:
+/// `Label ‖ 0x00 ‖ Context ‖ [512]₃₂` (docs/FORMAT.md §2). Each format
+/// passes its own label and its header bytes before the commitment.
+pub fn fixed_info(label: &[u8], context: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(label.len() + 1 + context.len() + 4);
+    v.extend_from_slice(label);
+    v.push(0);
+    v.extend_from_slice(context);
+    v.extend_from_slice(&512u32.to_be_bytes());
+    v
+}
+
 impl DerivedKey {
     /// Runs the phivault derivation on a ring key: KBKDF-CTR-HMAC-SHA-256
     /// with `fixed_info`, 512 bits out; the first half is the key, the

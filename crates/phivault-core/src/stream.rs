@@ -20,7 +20,7 @@
 //! no unauthenticated plaintext is ever released.
 
 use crate::crypto::{self, AEAD_TAG_LEN, Aes256GcmKey, CryptoError};
-use crate::keys::{KeyDeriver, KeyError, KeyRingName, KeyUse, KeyVersion, MAX_RING_NAME_LEN};
+use crate::keys::{self, KeyDeriver, KeyError, KeyRingName, KeyUse, KeyVersion, MAX_RING_NAME_LEN};
 use rayon::prelude::*;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc;
@@ -36,8 +36,8 @@ pub const SEGMENT_EXP_RANGE: core::ops::RangeInclusive<u8> = 12..=24;
 /// Segments per batch handed to the worker pool.
 const BATCH: usize = 64;
 const LABEL: &[u8] = b"phivault stream v1";
-const NONCE_LEN: usize = 32;
-const COMMIT_LEN: usize = 32;
+const NONCE_LEN: usize = keys::MESSAGE_NONCE_LEN;
+const COMMIT_LEN: usize = keys::COMMITMENT_LEN;
 const SOURCE_KEY_RING: u8 = 0x01;
 
 /// Algorithm ids for streams.
@@ -138,12 +138,7 @@ impl Header {
 }
 
 fn fixed_info(prefix: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(LABEL.len() + 1 + prefix.len() + 4);
-    v.extend_from_slice(LABEL);
-    v.push(0);
-    v.extend_from_slice(prefix);
-    v.extend_from_slice(&512u32.to_be_bytes());
-    v
+    keys::fixed_info(LABEL, prefix)
 }
 
 fn read_exact_or(r: &mut impl Read, buf: &mut [u8], what: &'static str) -> Result<(), StreamError> {
