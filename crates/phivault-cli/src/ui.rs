@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 const PROGRESS_MIN_BYTES: u64 = 16 << 20;
 
 /// A progress bar on stderr, only when a person is watching: stderr is a
-/// terminal, output is not piped, and the input is large.
+/// terminal and output is not piped. A file of known size under 16 MiB gets
+/// none; input of unknown size (stdin) gets a byte counter with its rate.
 pub fn progress(g: &Global, total: Option<u64>, to_stdout: bool) -> Option<ProgressBar> {
     if g.quiet
         || g.json
@@ -18,16 +19,28 @@ pub fn progress(g: &Global, total: Option<u64>, to_stdout: bool) -> Option<Progr
     {
         return None;
     }
-    let total = total.filter(|&t| t >= PROGRESS_MIN_BYTES)?;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    Some(bar)
+    match total {
+        Some(t) if t < PROGRESS_MIN_BYTES => None,
+        Some(t) => {
+            let bar = ProgressBar::new(t);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            Some(bar)
+        }
+        None => {
+            let bar = ProgressBar::no_length();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec} {elapsed}")
+                    .expect("template"),
+            );
+            Some(bar)
+        }
+    }
 }
 
 /// A progress callback that moves `bar`, if there is one.
