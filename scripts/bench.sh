@@ -20,7 +20,7 @@ cargo build --release -q -p phivault-cli
 PV="$PWD/target/release/phivault"
 rm -rf "$DIR"; mkdir -p "$DIR"; trap 'rm -rf "$DIR"' EXIT
 head -c $((SIZE_MB << 20)) /dev/urandom > "$DIR/in"
-export PHIVAULT_DATA_DIR="$DIR/data" PHIVAULT_DEV=1
+export PHIVAULT_DATA_DIR="$DIR/data" PHIVAULT_INSECURE_DEV=1
 "$PV" -q init >/dev/null; "$PV" -q keys create bench/x >/dev/null
 "$PV" -q encrypt -k bench/x "$DIR/in" -o "$DIR/in.pv"
 age-keygen -o "$DIR/age.key" 2>/dev/null; AGE_PUB=$(age-keygen -y "$DIR/age.key")

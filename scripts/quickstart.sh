@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p phivault-cli
 PV="$PWD/target/release/phivault"
 WORK=$(mktemp -d /tmp/phivault-quickstart.XXXXXX)
-export PHIVAULT_DATA_DIR="$WORK/data" PHIVAULT_DEV=1
+export PHIVAULT_DATA_DIR="$WORK/data" PHIVAULT_INSECURE_DEV=1
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 step "$PV" status || true
 step "$PV" init

@@ -32,6 +32,11 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
+    /// TOML config file (keys: data_dir, namespace, threads). Flags and
+    /// environment variables override it. Default:
+    /// ~/.config/phivault/config.toml if it exists.
+    #[arg(long, global = true, env = "PHIVAULT_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Folder holding the keystore (and, later, the data).
     #[arg(
         long,
@@ -50,9 +55,10 @@ pub struct Global {
         default_value = "default"
     )]
     pub namespace: String,
-    /// Dev mode: allow a keystore whose unseal key is a file beside the data.
-    /// Never for real PHI; phivault warns at every start.
-    #[arg(long, global = true, env = "PHIVAULT_DEV", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    /// INSECURE dev mode: create or use a keystore whose unseal key is a
+    /// plaintext file beside the data. Never for real PHI; phivault warns at
+    /// every start.
+    #[arg(long = "insecure-dev", global = true, env = "PHIVAULT_INSECURE_DEV", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub dev: bool,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -70,7 +76,7 @@ pub enum Command {
     /// Shamir shares, any 3 of which unseal it: no single person can. The
     /// shares are printed once; hand each to a different custodian.
     /// `--passphrase` derives the unseal key from a passphrase with
-    /// PBKDF2-HMAC-SHA-256 (600 000 iterations) instead; `--dev` (global)
+    /// PBKDF2-HMAC-SHA-256 (600 000 iterations) instead; `--insecure-dev` (global)
     /// stores it in a file beside the data, for development only.
     Init(InitArgs),
     /// Give one unseal share (or the passphrase) to the key agent.

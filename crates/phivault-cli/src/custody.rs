@@ -22,7 +22,7 @@ pub fn service(g: &Global) -> Result<Box<dyn KeyService>> {
             if !g.dev {
                 bail!(
                     "{} is a dev keystore (its unseal key is a plaintext file); \
-                     pass --dev or set PHIVAULT_DEV=1 to use it, or create a real one with `phivault init`",
+                     pass --insecure-dev or set PHIVAULT_INSECURE_DEV=1 to use it, or create a real one with `phivault init`",
                     g.data_dir.display()
                 );
             }
@@ -106,7 +106,7 @@ pub fn init(g: &Global, a: &InitArgs) -> Result<ExitCode> {
             }
             println!("\nNext: each custodian runs `phivault unseal` with their share.");
         } else if dev {
-            println!("Next: `phivault --dev keys create test/demo`");
+            println!("Next: `phivault --insecure-dev keys create test/demo`");
         } else {
             println!("Next: `phivault unseal` with the passphrase.");
         }
@@ -144,7 +144,7 @@ fn agent_client(g: &Global) -> Result<AgentClient> {
 pub fn unseal(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
     let (_, seal) = seal::describe(&g.data_dir)?;
     if let Seal::Dev { .. } = seal {
-        bail!("a dev keystore needs no unseal; use --dev");
+        bail!("a dev keystore needs no unseal; use --insecure-dev");
     }
     let client = agent_client(g)?;
     let mut last = None;

@@ -4,12 +4,13 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod config;
 mod custody;
 mod files;
 mod keys_cmd;
 mod ui;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 use phivault_core::envelope::EnvelopeError;
 use phivault_core::keys::KeyError;
@@ -18,7 +19,12 @@ use phivault_keystore::KeystoreError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = config::apply(&mut cli, &matches) {
+        eprintln!("phivault: error: {e:#}");
+        return ExitCode::from(2);
+    }
     let res = match &cli.command {
         Command::Init(a) => custody::init(&cli.global, a),
         Command::Unseal(a) => custody::unseal(&cli.global, a),

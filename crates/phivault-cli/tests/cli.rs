@@ -57,7 +57,7 @@ fn with_stdin(c: &mut Command, input: &[u8]) -> Output {
 
 fn dev(dir: &Path) -> Command {
     let mut c = pv(dir);
-    c.arg("--dev");
+    c.arg("--insecure-dev");
     c
 }
 
@@ -126,7 +126,7 @@ fn dev_mode_files_and_stdin_roundtrip() {
     assert_eq!(j["plaintext_len"], 300_000);
     assert_eq!(j["segments"], 5);
 
-    // A dev keystore is refused without --dev.
+    // A dev keystore is refused without --insecure-dev.
     fails(pv(&data).args(["keys", "list"]), 1, "dev keystore");
 }
 
@@ -412,4 +412,64 @@ fn output_to_a_fifo_is_written_in_place() {
     );
     let ct = reader.join().unwrap();
     assert!(ct.starts_with(b"PVS"));
+}
+
+#[test]
+fn config_file_then_environment_then_flags() {
+    let d = tempfile::tempdir().unwrap();
+    let from_file = d.path().join("from-file");
+    let from_env = d.path().join("from-env");
+    let from_flag = d.path().join("from-flag");
+    for dir in [&from_file, &from_env, &from_flag] {
+        ok(dev(dir).arg("init"));
+    }
+    ok(dev(&from_file).args(["keys", "create", "filens/a"]));
+    ok(dev(&from_env).args(["keys", "create", "envns/a"]));
+    ok(dev(&from_flag).args(["keys", "create", "flagns/a"]));
+    let cfg = d.path().join("phivault.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\nnamespace = \"filens\"\ncolour = \"blue\"\n",
+            from_file
+        ),
+    )
+    .unwrap();
+    let base = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_phivault"));
+        c.env_clear()
+            .arg("--insecure-dev")
+            .arg("--json")
+            .env("PHIVAULT_CONFIG", &cfg);
+        c
+    };
+    let names = |o: Output| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The file alone: its data dir and namespace; its unknown key is warned about.
+    let o = run(base().args(["keys", "list"]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown key 'colour'"));
+    assert_eq!(names(o), ["filens/a"]);
+    // The environment beats the file.
+    let o = run(base()
+        .env("PHIVAULT_DATA_DIR", &from_env)
+        .env("PHIVAULT_NAMESPACE", "envns")
+        .args(["keys", "list"]));
+    assert_eq!(names(o), ["envns/a"]);
+    // A flag beats both, also when given after the subcommand.
+    let o = run(base()
+        .env("PHIVAULT_DATA_DIR", &from_env)
+        .args(["keys", "list", "--namespace", "flagns", "--data-dir"])
+        .arg(&from_flag));
+    assert_eq!(names(o), ["flagns/a"]);
+    // A broken file is a usage error that names the file.
+    std::fs::write(&cfg, "data_dir = [").unwrap();
+    let o = run(base().args(["keys", "list"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("phivault.toml"));
 }

@@ -42,7 +42,7 @@ fn pv(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_phivault"));
     c.env_clear()
         .arg("--quiet")
-        .arg("--dev")
+        .arg("--insecure-dev")
         .arg("--data-dir")
         .arg(dir);
     c.stdin(Stdio::null())

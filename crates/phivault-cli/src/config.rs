@@ -1,0 +1,72 @@
+//! Layered configuration: defaults → config file → environment → flags.
+//!
+//! The file is TOML, from `--config`/`PHIVAULT_CONFIG`, else
+//! `$XDG_CONFIG_HOME/phivault/config.toml` (or `~/.config/phivault/config.toml`)
+//! when it exists. A value from the file is used only where neither a flag
+//! nor an environment variable gave one. Unknown keys are warned about, not
+//! ignored silently. Options that weaken security (`--insecure-dev`) are not
+//! accepted from the file: they must be asked for on each run.
+
+use crate::cli::{Cli, Command};
+use anyhow::{Context, Result};
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What the file may set.
+#[derive(Debug, Default, Deserialize)]
+pub struct FileConfig {
+    /// Like `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Like `--namespace`.
+    pub namespace: Option<String>,
+    /// Like `--threads` on encrypt/decrypt.
+    pub threads: Option<usize>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("phivault").join("config.toml")).filter(|p| p.exists())
+}
+
+fn from_default(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.value_source(id), None | Some(ValueSource::DefaultValue))
+}
+
+/// Loads the file (if any) and fills in what flags and environment left at
+/// their defaults.
+pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<()> {
+    let Some(path) = cli.global.config.clone().or_else(default_path) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let file: FileConfig = toml::from_str(&text)
+        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    for key in file.unknown.keys() {
+        eprintln!(
+            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads)",
+            path.display()
+        );
+    }
+    if let (Some(d), true) = (file.data_dir, from_default(m, "data_dir")) {
+        cli.global.data_dir = d;
+    }
+    if let (Some(n), true) = (file.namespace, from_default(m, "namespace")) {
+        cli.global.namespace = n;
+    }
+    if let Some(t) = file.threads {
+        match &mut cli.command {
+            Command::Encrypt(a) if a.threads.is_none() => a.threads = Some(t),
+            Command::Decrypt(a) if a.threads.is_none() => a.threads = Some(t),
+            _ => {}
+        }
+    }
+    Ok(())
+}
