@@ -120,12 +120,23 @@ fn agent_client(g: &Global) -> Result<AgentClient> {
         return Ok(c);
     }
     seal::describe(&g.data_dir)?;
+    if g.data_dir.join("run").exists() {
+        agent::check_run_dir(&g.data_dir)?;
+    }
     let exe = std::env::current_exe().context("finding the phivault binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--data-dir")
         .arg(&g.data_dir)
         .arg("--quiet")
         .arg("agent");
+    // The agent lives long: it must not keep secrets in its environment.
+    for var in [
+        "PHIVAULT_PASSPHRASE",
+        "PHIVAULT_UNSEAL_SHARE",
+        "PHIVAULT_BACKUP_PASSPHRASE",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());

@@ -13,7 +13,7 @@
 //! different key and fails the commitment check. The segment nonce is a
 //! counter plus a flag that is 1 only on the last segment, so truncation, reordering and appended data all fail authentication.
 //!
-//! Memory stays constant: three batch buffers of `BATCH` (64) segments each. The
+//! Memory stays constant: three batch buffers of [`batch_len`] segments each. The
 //! segments of a batch are sealed or opened in parallel on a rayon pool, a
 //! reader thread and a writer thread overlap I/O with the crypto, and a batch
 //! reaches the writer only after every segment in it has authenticated, so
@@ -35,6 +35,15 @@ pub const DEFAULT_SEGMENT_EXP: u8 = 16;
 pub const SEGMENT_EXP_RANGE: core::ops::RangeInclusive<u8> = 12..=24;
 /// Segments per batch handed to the worker pool.
 const BATCH: usize = 64;
+/// Bytes of plaintext per batch that [`batch_len`] aims for (64 × 64 KiB).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Segments per batch for a segment slot size: 64 for the default 64 KiB
+/// segments, fewer (at least 4, for parallelism) for larger ones, so memory
+/// stays at three batches of about 4 MiB (64 MiB with 16 MiB segments).
+fn batch_len(slot: usize) -> usize {
+    (BATCH_BYTES / slot).clamp(4, BATCH)
+}
 const LABEL: &[u8] = b"phivault stream v1";
 const NONCE_LEN: usize = keys::MESSAGE_NONCE_LEN;
 const COMMIT_LEN: usize = keys::COMMITMENT_LEN;
@@ -283,7 +292,7 @@ fn fill_batch<R: Read>(
 ) -> io::Result<()> {
     b.lens.clear();
     b.eof = false;
-    for j in 0..BATCH {
+    for j in 0..batch_len(slot) {
         let n = r.fill(&mut b.buf[j * slot..j * slot + unit])?;
         if n == 0 {
             b.eof = true;
@@ -345,8 +354,8 @@ where
     for _ in 0..BUFFERS {
         free_tx
             .send(Batch {
-                buf: vec![0u8; BATCH * slot],
-                lens: Vec::with_capacity(BATCH),
+                buf: vec![0u8; batch_len(slot) * slot],
+                lens: Vec::with_capacity(batch_len(slot)),
                 first: 0,
                 eof: false,
             })
@@ -514,7 +523,7 @@ pub fn encrypt_at<R: ReadAt + ?Sized, W: Write + Send>(
     pipeline(
         |b: &mut Batch| {
             b.lens.clear();
-            let end = (b.first + BATCH as u64).min(segments);
+            let end = (b.first + batch_len(slot) as u64).min(segments);
             for i in b.first..end {
                 b.lens.push((len - i * seg).min(seg) as usize);
             }
@@ -613,7 +622,7 @@ impl WriteAt for std::fs::File {
     }
 }
 
-/// Runs `f` over the segments `0..segments` in batches of [`BATCH`], the
+/// Runs `f` over the segments `0..segments` in batches of [`batch_len`], the
 /// segments of a batch in parallel. `lens(i)` is segment `i`'s length in
 /// the batch buffer.
 fn positional_batches(
@@ -625,13 +634,13 @@ fn positional_batches(
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), StreamError> {
     let mut b = Batch {
-        buf: vec![0u8; BATCH * slot],
-        lens: Vec::with_capacity(BATCH),
+        buf: vec![0u8; batch_len(slot) * slot],
+        lens: Vec::with_capacity(batch_len(slot)),
         first: 0,
         eof: false,
     };
     while b.first < segments {
-        let end = (b.first + BATCH as u64).min(segments);
+        let end = (b.first + batch_len(slot) as u64).min(segments);
         b.lens.clear();
         b.lens.extend((b.first..end).map(&lens));
         b.eof = end == segments;
@@ -842,8 +851,13 @@ pub fn layout(h: &Header, total_len: u64) -> Result<Layout, StreamError> {
     }
     let segments = body.div_ceil(slot);
     let last = body - (segments - 1) * slot;
-    if last < AEAD_TAG_LEN as u64 || (last == AEAD_TAG_LEN as u64 && segments > 1) {
+    if last < AEAD_TAG_LEN as u64 {
         return Err(StreamError::Truncated);
+    }
+    if last == AEAD_TAG_LEN as u64 && segments > 1 {
+        // An empty final segment after others is never written: treat it
+        // like any other invalid segment (the streaming reader agrees).
+        return Err(StreamError::DecryptionFailed);
     }
     Ok(Layout {
         segments,

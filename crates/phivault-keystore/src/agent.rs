@@ -12,11 +12,50 @@ use crate::service::{KeyService, Request, Response, StatusInfo, handle};
 use crate::store::Keystore;
 use crate::{KeystoreError, Result};
 use phivault_core::secret::SecretBytes;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Longest request the agent reads; anything longer is refused.
+const MAX_REQUEST: u64 = 1 << 20;
+/// How long one connection may take to send its request and read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// This process's real uid, from /proc (std has no safe getuid).
+fn own_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The agent's folder must be a real directory (not a symlink), owned by
+/// us, with no access for group or others: otherwise another local user
+/// could plant a fake agent and collect unseal shares and passphrases.
+pub fn check_run_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let run = dir.join("run");
+    let bad = |why: &str| {
+        KeystoreError::Invalid(format!(
+            "refusing to use the key agent folder {}: {why}; remove it and run `phivault unseal` again",
+            run.display()
+        ))
+    };
+    let m = std::fs::symlink_metadata(&run)
+        .map_err(|e| KeystoreError::Io(format!("checking {}", run.display()), e))?;
+    if !m.file_type().is_dir() {
+        return Err(bad("it is not a directory"));
+    }
+    if own_uid().is_some_and(|u| u != m.uid()) {
+        return Err(bad("it is owned by another user"));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(bad("group or others can access it"));
+    }
+    Ok(())
+}
 
 /// The agent's socket path for a data dir.
 pub fn socket_path(dir: &Path) -> PathBuf {
@@ -94,16 +133,28 @@ impl AgentState {
 /// no agent is running; a stale socket file is replaced.
 pub fn serve(dir: &Path) -> Result<()> {
     let run = dir.join("run");
-    std::fs::create_dir_all(&run)
-        .map_err(|e| KeystoreError::Io(format!("creating {}", run.display()), e))?;
-    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| KeystoreError::Io(format!("securing {}", run.display()), e))?;
-    let path = socket_path(dir);
-    if UnixStream::connect(&path).is_ok() {
+    if std::fs::symlink_metadata(&run).is_err() {
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&run)
+            .map_err(|e| KeystoreError::Io(format!("creating {}", run.display()), e))?;
+    }
+    check_run_dir(dir)?;
+    // One agent per data dir, for the agent's whole life: two custodians
+    // running `unseal` at once must not leave an orphan holding shares.
+    let lock_path = run.join("agent.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| KeystoreError::Io(format!("opening {}", lock_path.display()), e))?;
+    if lock.try_lock().is_err() {
         return Err(KeystoreError::Invalid(
             "a key agent is already running for this data dir".into(),
         ));
     }
+    seal::describe(dir)?; // refuse to run for a missing keystore
+    let path = socket_path(dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)
         .map_err(|e| KeystoreError::Io(format!("binding {}", path.display()), e))?;
@@ -112,47 +163,49 @@ pub fn serve(dir: &Path) -> Result<()> {
         unsealer: None,
         ks: None,
     };
-    seal::describe(dir)?; // refuse to run for a missing keystore
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-        let mut reader = BufReader::new(match conn.try_clone() {
-            Ok(c) => c,
-            Err(_) => continue,
-        });
-        let mut writer = conn;
+        // One request per connection, bounded in size and time, so a bad
+        // client can neither exhaust memory nor hold the agent.
+        let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+        let Ok(read_half) = conn.try_clone() else {
+            continue;
+        };
+        let mut reader = BufReader::new(read_half.take(MAX_REQUEST));
         let mut line = zeroize::Zeroizing::new(String::new());
-        let mut stop = false;
-        while !stop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        let (resp, stop) = match reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line.ends_with('\n') => {
+                match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => state.handle(req),
+                    Err(_) => (
+                        Err(KeystoreError::Invalid("malformed request".into())),
+                        false,
+                    ),
+                }
             }
-            let (resp, s) = match serde_json::from_str::<Request>(&line) {
-                Ok(req) => state.handle(req),
-                Err(_) => (
-                    Err(KeystoreError::Invalid("malformed request".into())),
-                    false,
-                ),
-            };
-            stop = s;
-            if stop {
-                // Unlink before answering: a client that sees the answer
-                // must not find (and connect to) a socket that is closing.
-                let _ = std::fs::remove_file(&path);
-            }
-            let resp = resp.unwrap_or_else(|e| Response::Error {
-                code: e.code().into(),
-                message: e.to_string(),
-            });
-            let mut out = zeroize::Zeroizing::new(serde_json::to_vec(&resp).expect("serializes"));
-            out.push(b'\n');
-            if writer.write_all(&out).is_err() {
-                break;
-            }
-        }
+            _ => (
+                Err(KeystoreError::Invalid(
+                    "request too long, incomplete or too slow".into(),
+                )),
+                false,
+            ),
+        };
         if stop {
+            // Unlink before answering: a client that sees the answer must
+            // not find (and connect to) a socket that is closing.
+            let _ = std::fs::remove_file(&path);
+        }
+        let resp = resp.unwrap_or_else(|e| Response::Error {
+            code: e.code().into(),
+            message: e.to_string(),
+        });
+        let mut out = zeroize::Zeroizing::new(serde_json::to_vec(&resp).expect("serializes"));
+        out.push(b'\n');
+        let mut writer = conn;
+        let _ = writer.write_all(&out);
+        if stop {
+            drop(lock);
             return Ok(());
         }
     }
@@ -167,6 +220,7 @@ pub struct AgentClient {
 impl AgentClient {
     /// Connects if an agent is running.
     pub fn connect(dir: &Path) -> Option<Self> {
+        check_run_dir(dir).ok()?;
         let path = socket_path(dir);
         UnixStream::connect(&path).ok().map(|_| Self { path })
     }
@@ -176,6 +230,9 @@ impl KeyService for AgentClient {
     fn call(&self, req: Request) -> Result<Response> {
         let err = |e| KeystoreError::Io("talking to the key agent".into(), e);
         let mut s = UnixStream::connect(&self.path).map_err(err)?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))
+            .map_err(err)?;
+        s.set_write_timeout(Some(IO_TIMEOUT)).map_err(err)?;
         let mut msg = zeroize::Zeroizing::new(serde_json::to_vec(&req).expect("serializes"));
         msg.push(b'\n');
         s.write_all(&msg).map_err(err)?;

@@ -68,7 +68,7 @@ pub fn export(ks: &Keystore, passphrase: &SecretBytes, namespace: Option<&str>) 
             "the backup passphrase must be at least 12 characters".into(),
         ));
     }
-    let rings = ks.export(namespace);
+    let rings = ks.export(namespace)?;
     let payload = Payload {
         rings: rings
             .into_iter()
@@ -147,7 +147,10 @@ pub fn import(ks: &Keystore, bytes: &[u8], passphrase: &SecretBytes) -> Result<V
         B64.decode(&f.ciphertext)
             .map_err(|_| KeystoreError::Corrupt("escrow ciphertext".into()))?,
     );
-    if ct.len() < 16 || f.meta.iterations < PBKDF2_MIN_ITERATIONS {
+    if ct.len() < 16
+        || f.meta.iterations > crate::seal::MAX_ITERATIONS
+        || f.meta.iterations < PBKDF2_MIN_ITERATIONS
+    {
         return Err(KeystoreError::Corrupt("escrow ciphertext".into()));
     }
     let aad = serde_json::to_vec(&f.meta).expect("serializes");

@@ -10,6 +10,10 @@ use phivault_core::secret::{SecretBytes, SecretKey};
 use phivault_core::shamir::{self, Share};
 use std::path::{Path, PathBuf};
 
+/// Refuse PBKDF2 counts above this from a file: a hostile file could
+/// otherwise make an unseal spin for hours.
+pub const MAX_ITERATIONS: u32 = 50_000_000;
+
 /// Progress of a Shamir unseal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
@@ -35,7 +39,7 @@ impl core::fmt::Debug for Unsealer {
 
 fn parse_hex8(s: &str) -> Result<[u8; 8]> {
     let mut out = [0u8; 8];
-    if s.len() != 16 {
+    if s.len() != 16 || !s.is_ascii() {
         return Err(KeystoreError::Corrupt("bad share set id".into()));
     }
     for (i, o) in out.iter_mut().enumerate() {
@@ -112,6 +116,11 @@ pub fn open_with_passphrase(dir: &Path, passphrase: &SecretBytes) -> Result<Keys
             given: "passphrase",
         });
     };
+    if *iterations > MAX_ITERATIONS {
+        return Err(KeystoreError::Corrupt(format!(
+            "PBKDF2 iteration count {iterations} is implausibly high"
+        )));
+    }
     let salt = B64
         .decode(salt)
         .map_err(|_| KeystoreError::Corrupt("bad salt".into()))?;

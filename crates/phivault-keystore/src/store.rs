@@ -148,8 +148,13 @@ fn lock(dir: &Path) -> Result<Lock> {
 
 /// Creates a new keystore in `dir`. Refuses if one exists.
 pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
-    fs::create_dir_all(dir)
-        .map_err(|e| KeystoreError::Io(format!("creating {}", dir.display()), e))?;
+    if !dir.exists() {
+        // Owner-only from the start: the data dir holds the keystore and
+        // the agent's socket folder.
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(|e| KeystoreError::Io(format!("creating {}", dir.display()), e))?;
+    }
     let _l = lock(dir)?;
     if exists(dir) {
         return Err(KeystoreError::AlreadyInitialized(dir.to_path_buf()));
@@ -277,6 +282,51 @@ pub struct Keystore {
 struct State {
     body: Body,
     keys: BTreeMap<(String, u32), SecretKey>,
+    /// (inode, length, mtime ns) of the file this state was read from, so
+    /// a change by another process is noticed with one stat(2).
+    stamp: Option<(u64, u64, i128)>,
+}
+
+fn file_stamp(dir: &Path) -> Option<(u64, u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(keystore_path(dir)).ok()?;
+    Some((
+        m.ino(),
+        m.len(),
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+    ))
+}
+
+/// Checks the invariants every keystore body must hold, before it is used
+/// or written: valid ring names, versions strictly ascending from 1, a
+/// wrapped key for every live version and none for destroyed ones, and a
+/// minimum decryption version within the ring.
+fn validate(body: &Body) -> Result<()> {
+    for (name, ring) in &body.rings {
+        KeyRingName::parse(name)
+            .map_err(|_| KeystoreError::Corrupt(format!("bad key ring name '{name}'")))?;
+        let mut last = 0;
+        for v in &ring.versions {
+            if v.version <= last {
+                return Err(KeystoreError::Corrupt(format!(
+                    "ring '{name}': versions not strictly ascending"
+                )));
+            }
+            last = v.version;
+            if (v.state == VersionState::Active) == v.wrapped.is_empty() {
+                return Err(KeystoreError::Corrupt(format!(
+                    "ring '{name}' version {}: key presence does not match its state",
+                    v.version
+                )));
+            }
+        }
+        if ring.min_decryption_version == 0 || ring.min_decryption_version > last.max(1) {
+            return Err(KeystoreError::Corrupt(format!(
+                "ring '{name}': minimum decryption version out of range"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl core::fmt::Debug for Keystore {
@@ -319,6 +369,7 @@ impl Keystore {
         mac_key(&root)?
             .verify(&[&canon], &mac)
             .map_err(|_| KeystoreError::Tampered)?;
+        validate(&file.body)?;
         let keys = unwrap_all(&root, &file.body)?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -326,6 +377,7 @@ impl Keystore {
             state: RwLock::new(State {
                 body: file.body,
                 keys,
+                stamp: file_stamp(dir),
             }),
         })
     }
@@ -361,6 +413,15 @@ impl Keystore {
 
     /// Re-reads the file if another process changed it.
     fn refresh(&self) -> Result<()> {
+        if self
+            .state
+            .read()
+            .expect("lock")
+            .stamp
+            .is_some_and(|s| Some(s) == file_stamp(&self.dir))
+        {
+            return Ok(());
+        }
         let file = read_file(&self.dir)?;
         let cur = self.state.read().expect("lock").body.generation;
         if file.body.generation != cur {
@@ -379,9 +440,13 @@ impl Keystore {
         let mut body = self.state.read().expect("lock").body.clone();
         let out = f(&mut body, &self.root)?;
         body.generation += 1;
-        write_file(&self.dir, &self.root, &body)?;
+        // Check before writing: a body that would not open again never
+        // reaches the disk.
+        validate(&body)?;
         let keys = unwrap_all(&self.root, &body)?;
-        *self.state.write().expect("lock") = State { body, keys };
+        write_file(&self.dir, &self.root, &body)?;
+        let stamp = file_stamp(&self.dir);
+        *self.state.write().expect("lock") = State { body, keys, stamp };
         Ok(out)
     }
 
@@ -533,9 +598,11 @@ impl Keystore {
     }
 
     /// For escrow export: the rings with their live keys.
-    pub(crate) fn export(&self, namespace: Option<&str>) -> Vec<RingExport> {
+    pub(crate) fn export(&self, namespace: Option<&str>) -> Result<Vec<RingExport>> {
+        self.refresh()?;
         let st = self.state.read().expect("lock");
-        st.body
+        Ok(st
+            .body
             .rings
             .iter()
             .filter(|(n, _)| namespace.is_none_or(|ns| n.split('/').next() == Some(ns)))
@@ -553,7 +620,7 @@ impl Keystore {
                 r.versions.iter_mut().for_each(|v| v.wrapped.clear());
                 (n.clone(), r, keys)
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -602,6 +669,8 @@ fn ring_info(name: &str, r: &Ring) -> RingInfo {
 
 impl KeyDeriver for Keystore {
     fn primary_version(&self, ring: &KeyRingName) -> std::result::Result<KeyVersion, KeyError> {
+        self.refresh()
+            .map_err(|e| KeyError::Service(e.to_string()))?;
         let st = self.state.read().expect("lock");
         let r = st
             .body
@@ -623,6 +692,10 @@ impl KeyDeriver for Keystore {
         usage: KeyUse,
         fixed_info: &[u8],
     ) -> std::result::Result<DerivedKey, KeyError> {
+        // Another process may have destroyed, disabled or raised the
+        // minimum of this ring since we read the file: one stat(2) tells.
+        self.refresh()
+            .map_err(|e| KeyError::Service(e.to_string()))?;
         let st = self.state.read().expect("lock");
         let name = ring.to_string();
         let r = st
@@ -680,6 +753,54 @@ mod tests {
                 wrapped: String::new(),
             }],
         }
+    }
+
+    fn body_with(ring_: Ring) -> Body {
+        Body {
+            format: "phivault-keystore".into(),
+            version: 1,
+            keystore_id: "00".repeat(8),
+            created: now(),
+            generation: 1,
+            seal: Seal::Dev {
+                key_file: DEV_KEY_FILE.into(),
+            },
+            wrapped_root: String::new(),
+            rings: [("prod/a".to_string(), ring_)].into(),
+        }
+    }
+
+    /// Regression (review M1): bodies that would lock the keystore out or
+    /// confuse rotation are refused before they are written.
+    #[test]
+    fn invalid_bodies_are_refused() {
+        let mut r = ring(&now(), 30);
+        r.versions[0].wrapped = "AAAA".into();
+        assert!(validate(&body_with(r.clone())).is_ok());
+        let mut no_key = r.clone();
+        no_key.versions[0].wrapped.clear();
+        assert!(
+            validate(&body_with(no_key)).is_err(),
+            "active version without a key"
+        );
+        let mut unsorted = r.clone();
+        let mut v3 = unsorted.versions[0].clone();
+        v3.version = 3;
+        unsorted.versions.insert(0, v3);
+        assert!(
+            validate(&body_with(unsorted)).is_err(),
+            "versions out of order"
+        );
+        let mut min = r.clone();
+        min.min_decryption_version = 5;
+        assert!(
+            validate(&body_with(min)).is_err(),
+            "minimum above the newest version"
+        );
+        let mut b = body_with(r);
+        let ring_ = b.rings.remove("prod/a").unwrap();
+        b.rings.insert("Not A Name".into(), ring_);
+        assert!(validate(&b).is_err(), "bad ring name");
     }
 
     #[test]

@@ -280,3 +280,64 @@ fn agent_over_unix_socket() {
     server.join().unwrap().unwrap();
     assert!(agent::AgentClient::connect(d.path()).is_none());
 }
+
+/// Regression (review H2): a long-lived keystore (the agent) must notice a
+/// destroy, disable or new minimum made by another process.
+#[test]
+fn a_second_process_destroy_is_seen_by_a_running_keystore() {
+    let d = tempfile::tempdir().unwrap();
+    store::init(d.path(), InitMethod::Dev).unwrap();
+    let agent_view = Keystore::open_dev(d.path()).unwrap();
+    let other_process = Keystore::open_dev(d.path()).unwrap();
+    let r = ring("prod/shred");
+    other_process.create_ring(&r, 30).unwrap();
+    let ct = envelope::encrypt(&agent_view, &r, b"", b"MRN 42").unwrap();
+    other_process.rotate(&r).unwrap();
+    other_process.destroy(&r, 1).unwrap();
+    assert!(matches!(
+        envelope::decrypt(&agent_view, &ct, b""),
+        Err(envelope::EnvelopeError::Key(KeyError::Destroyed(..)))
+    ));
+    other_process.set_disabled(&r, true).unwrap();
+    assert!(matches!(
+        envelope::encrypt(&agent_view, &r, b"", b"x"),
+        Err(envelope::EnvelopeError::Key(KeyError::Disabled(_)))
+    ));
+    // And escrow made through the long-lived view has no destroyed key.
+    let file = escrow::export(&agent_view, &pw("backup secret 123"), None).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    store::init(fresh.path(), InitMethod::Dev).unwrap();
+    let kf = Keystore::open_dev(fresh.path()).unwrap();
+    escrow::import(&kf, &file, &pw("backup secret 123")).unwrap();
+    kf.set_disabled(&r, false).unwrap();
+    assert!(envelope::decrypt(&kf, &ct, b"").is_err());
+}
+
+/// Regression (review H1): the agent folder must be private to its owner.
+#[test]
+fn agent_folder_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let d = data.as_path();
+    store::init(
+        d,
+        InitMethod::Shamir {
+            threshold: 2,
+            shares: 2,
+        },
+    )
+    .unwrap();
+    let run = d.join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = agent::serve(d).unwrap_err();
+    assert!(e.to_string().contains("group or others"), "{e}");
+    assert!(agent::AgentClient::connect(d).is_none());
+    assert!(agent::check_run_dir(d).is_err());
+    assert_eq!(
+        std::fs::metadata(d).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "data dir not owner-only"
+    );
+}
