@@ -203,7 +203,10 @@ fn detect(head: &[u8]) -> Result<Kind> {
         Ok(Kind::Stream)
     } else if head.starts_with(envelope::MAGIC) {
         Ok(Kind::Envelope)
-    } else if head.starts_with(envelope::TEXT_PREFIX.as_bytes()) {
+    } else if head
+        .trim_ascii_start()
+        .starts_with(envelope::TEXT_PREFIX.as_bytes())
+    {
         Ok(Kind::EnvelopeText)
     } else if head.len() < 3 {
         Err(stream::StreamError::Malformed("input is empty or too short").into())
@@ -215,9 +218,16 @@ fn detect(head: &[u8]) -> Result<Kind> {
     }
 }
 
+/// Reads the first 4 bytes, plus any leading whitespace before a text
+/// envelope (FORMAT.md §3.1 lets readers trim it), up to 256 bytes.
 fn read_head(r: &mut dyn Read) -> Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(4);
+    let mut head = Vec::with_capacity(8);
     r.take(4).read_to_end(&mut head)?;
+    while head.len() < 256 && head.len() >= 4 && head.trim_ascii_start().len() < 4 {
+        if r.take(1).read_to_end(&mut head)? == 0 {
+            break;
+        }
+    }
     Ok(head)
 }
 

@@ -187,6 +187,12 @@ pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
                 bail!("unexpected response")
             };
             let bytes = base64_decode(&file)?;
+            if std::fs::metadata(output).is_ok_and(|m| !m.file_type().is_file()) {
+                bail!(
+                    "{} is not a regular file; write the escrow to a file",
+                    output.display()
+                );
+            }
             atomic::write_atomic(output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             let meta = phivault_keystore::escrow::inspect(&bytes)?;

@@ -19,6 +19,12 @@ use phivault_keystore::KeystoreError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Ctrl-C or SIGTERM mid-write must not leave a partial file behind
+    // (for decrypt, that would be PHI on disk): remove it, then exit.
+    let _ = ctrlc::set_handler(|| {
+        phivault_keystore::atomic::remove_in_flight();
+        std::process::exit(130);
+    });
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(e) = config::apply(&mut cli, &matches) {

@@ -118,6 +118,18 @@ fn dev_mode_files_and_stdin_roundtrip() {
         text.as_bytes(),
     );
     assert_eq!(o.status.code(), Some(5));
+    // Surrounding whitespace is trimmed (FORMAT.md §3.1).
+    let padded = format!("  \n\t{}", text.trim_end());
+    let o = with_stdin(
+        dev(&data).args(["decrypt", "--context", "rec1/ssn"]),
+        padded.as_bytes(),
+    );
+    assert_eq!(
+        o.stdout,
+        b"123-45-6789",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // inspect, without any key.
     let j: serde_json::Value =

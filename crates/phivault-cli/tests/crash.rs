@@ -238,3 +238,55 @@ fn sigkill_during_encrypt_never_leaves_a_partial_output() {
     }
     eprintln!("encrypt: killed mid-run {killed}/{ROUNDS}");
 }
+
+/// Regression (review M5): SIGTERM (and Ctrl-C, the same handler) during
+/// `decrypt -o` removes the partial plaintext file.
+#[test]
+fn sigterm_during_decrypt_removes_the_partial_plaintext() {
+    let mut r = rng();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("data");
+    ok(pv(&dir).arg("init"));
+    ok(pv(&dir).args(["keys", "create", "test/files"]));
+    let src = d.path().join("big");
+    std::fs::write(&src, vec![7u8; 48 << 20]).unwrap();
+    let enc = d.path().join("big.pv");
+    ok(pv(&dir)
+        .args(["encrypt", "-k", "test/files"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&enc));
+    let out = d.path().join("out");
+    let typical = duration_of(pv(&dir).arg("decrypt").arg(&enc).arg("-o").arg(&out));
+    std::fs::remove_file(&out).unwrap();
+    for _ in 0..10 {
+        let mut child = pv(&dir)
+            .arg("decrypt")
+            .arg(&enc)
+            .arg("-o")
+            .arg(&out)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(pick(&mut r, typical));
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+        let temps = std::fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(temps, 0, "a partial plaintext temp file was left behind");
+        if out.exists() {
+            assert_eq!(std::fs::metadata(&out).unwrap().len(), 48 << 20);
+            std::fs::remove_file(&out).unwrap();
+        }
+    }
+}

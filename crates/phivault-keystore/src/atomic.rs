@@ -6,6 +6,27 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Temporary files being written right now, so that a SIGINT/SIGTERM
+/// handler can remove them: a half-decrypted file is PHI on disk.
+static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn forget(p: &Path) {
+    if let Ok(mut v) = IN_FLIGHT.lock() {
+        v.retain(|x| x != p);
+    }
+}
+
+/// Removes every temporary file still being written. For signal handlers:
+/// call it, then exit.
+pub fn remove_in_flight() {
+    if let Ok(v) = IN_FLIGHT.lock() {
+        for p in v.iter() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
 
 fn temp_path(target: &Path) -> PathBuf {
     let name = target
@@ -58,6 +79,9 @@ impl AtomicFile {
     pub fn create(target: &Path) -> io::Result<Self> {
         let temp = temp_path(target);
         let file = create_private(&temp)?;
+        if let Ok(mut v) = IN_FLIGHT.lock() {
+            v.push(temp.clone());
+        }
         Ok(Self {
             file: Some(file),
             temp,
@@ -82,6 +106,7 @@ impl AtomicFile {
         file.sync_all()?;
         drop(file);
         fs::rename(&self.temp, &self.target)?;
+        forget(&self.temp);
         sync_dir(self.target.parent().unwrap_or(Path::new(".")))
     }
 }
@@ -102,6 +127,7 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.temp);
+            forget(&self.temp);
         }
     }
 }
