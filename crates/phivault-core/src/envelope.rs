@@ -152,13 +152,27 @@ pub fn encrypt(
 ) -> Result<Vec<u8>, EnvelopeError> {
     let version = keys.primary_version(ring)?;
     let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
-    encrypt_with_nonce(keys, ring, version, nonce, context, plaintext)
+    encrypt_inner(keys, ring, version, nonce, context, plaintext)
+}
+
+/// [`encrypt`] with a caller-chosen nonce, for test vectors only (feature
+/// `test-vectors`). The same nonce twice repeats a data key.
+#[cfg(any(test, feature = "test-vectors"))]
+#[doc(hidden)]
+pub fn encrypt_with_nonce(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    version: KeyVersion,
+    nonce: [u8; NONCE_LEN],
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    encrypt_inner(keys, ring, version, nonce, context, plaintext)
 }
 
 /// Deterministic core of [`encrypt`], for test vectors. Never call with a
 /// nonce that is not fresh from the DRBG outside of tests.
-#[doc(hidden)]
-pub fn encrypt_with_nonce(
+fn encrypt_inner(
     keys: &dyn KeyDeriver,
     ring: &KeyRingName,
     version: KeyVersion,

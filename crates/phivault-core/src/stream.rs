@@ -563,13 +563,28 @@ pub fn encrypt<R: Read + Send, W: Write + Send>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, StreamError> {
     let nonce = crypto::random_array::<NONCE_LEN>()?;
-    encrypt_with_nonce(keys, ring, nonce, input, output, opts, progress)
+    encrypt_inner(keys, ring, nonce, input, output, opts, progress)
+}
+
+/// [`encrypt`] with a caller-chosen nonce, for test vectors only (feature
+/// `test-vectors`). The same nonce twice repeats a file key.
+#[cfg(any(test, feature = "test-vectors"))]
+#[doc(hidden)]
+pub fn encrypt_with_nonce<R: Read + Send, W: Write + Send>(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    nonce: [u8; NONCE_LEN],
+    input: R,
+    output: W,
+    opts: Options<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, StreamError> {
+    encrypt_inner(keys, ring, nonce, input, output, opts, progress)
 }
 
 /// Deterministic core of [`encrypt`], for test vectors only. Never call it
 /// with a nonce that is not fresh from the DRBG outside of tests.
-#[doc(hidden)]
-pub fn encrypt_with_nonce<R: Read + Send, W: Write + Send>(
+fn encrypt_inner<R: Read + Send, W: Write + Send>(
     keys: &dyn KeyDeriver,
     ring: &KeyRingName,
     nonce: [u8; NONCE_LEN],
