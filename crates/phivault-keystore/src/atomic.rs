@@ -1,16 +1,30 @@
 //! Crash-safe file writes: write to a temporary file in the same folder,
-//! fsync it, rename it over the target, then fsync the folder. A reader (or
-//! a restart after SIGKILL) sees either the old file or the new one, never
-//! a mix, and never a partial file under the final name.
+//! fsync it, give it its final name with rename(2), then fsync the folder.
+//! A reader (or a restart after SIGKILL) sees either the old file or the
+//! new one, never a mix, and never a partial file under the final name.
+//!
+//! Where the filesystem supports it (ext4, xfs, btrfs, tmpfs), the
+//! temporary file is created with `O_TMPFILE`: it has no name until the
+//! data is complete and synced, so even a SIGKILL mid-write leaves nothing
+//! behind — for `decrypt -o`, no partial plaintext on disk. Elsewhere a
+//! hidden named temporary file is used, removed on error, on drop, and by
+//! the CLI's Ctrl-C/SIGTERM handler ([`remove_in_flight`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Temporary files being written right now, so that a SIGINT/SIGTERM
+/// Named temporary files being written right now, so that a SIGINT/SIGTERM
 /// handler can remove them: a half-decrypted file is PHI on disk.
 static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn remember(p: &Path) {
+    if let Ok(mut v) = IN_FLIGHT.lock() {
+        v.push(p.to_path_buf());
+    }
+}
 
 fn forget(p: &Path) {
     if let Ok(mut v) = IN_FLIGHT.lock() {
@@ -18,8 +32,8 @@ fn forget(p: &Path) {
     }
 }
 
-/// Removes every temporary file still being written. For signal handlers:
-/// call it, then exit.
+/// Removes every named temporary file still being written. For signal
+/// handlers: call it, then exit.
 pub fn remove_in_flight() {
     if let Ok(v) = IN_FLIGHT.lock() {
         for p in v.iter() {
@@ -39,13 +53,15 @@ fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.{suffix}.tmp"))
 }
 
+fn parent(target: &Path) -> &Path {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    })?
-    .sync_all()
+    File::open(dir)?.sync_all()
 }
 
 /// Opens a file for writing with owner-only permissions (0600).
@@ -58,6 +74,25 @@ fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// An unnamed file in `dir` (Linux `O_TMPFILE`), mode 0600.
+fn create_unnamed(dir: &Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Gives an unnamed file the name `at` (which must not exist).
+fn link_unnamed(file: &File, at: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(CWD, proc_path.as_str(), CWD, at, AtFlags::SYMLINK_FOLLOW)?;
+    Ok(())
+}
+
 /// Atomically replaces `target` with `bytes`, readable by the owner only.
 pub fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(target)?;
@@ -66,48 +101,68 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// A file being written that appears under its final name only when
-/// [`AtomicFile::commit`] succeeds. Dropping it uncommitted removes the
-/// temporary file.
+/// [`AtomicFile::commit`] succeeds. Dropping it uncommitted discards it.
 pub struct AtomicFile {
     file: Option<File>,
-    temp: PathBuf,
+    /// `Some` for a named temporary file; `None` for an unnamed one.
+    temp: Option<PathBuf>,
     target: PathBuf,
 }
 
 impl AtomicFile {
     /// Starts writing a replacement for `target`.
     pub fn create(target: &Path) -> io::Result<Self> {
+        if let Ok(file) = create_unnamed(parent(target)) {
+            return Ok(Self {
+                file: Some(file),
+                temp: None,
+                target: target.to_path_buf(),
+            });
+        }
         let temp = temp_path(target);
         let file = create_private(&temp)?;
-        if let Ok(mut v) = IN_FLIGHT.lock() {
-            v.push(temp.clone());
-        }
+        remember(&temp);
         Ok(Self {
             file: Some(file),
-            temp,
+            temp: Some(temp),
             target: target.to_path_buf(),
         })
     }
 
-    /// The temporary file itself, for positional writes (`pwrite`) from
+    /// The file being written, for positional writes (`pwrite`) from
     /// several threads.
     pub fn as_file(&self) -> &File {
         self.file.as_ref().expect("open until committed")
     }
 
-    /// The temporary path (for tests and error messages).
-    pub fn temp_path(&self) -> &Path {
-        &self.temp
+    /// Whether the data is in an unnamed (`O_TMPFILE`) file.
+    pub fn is_unnamed(&self) -> bool {
+        self.temp.is_none()
     }
 
-    /// fsync, rename over the target, fsync the folder.
+    /// fsync, give the file its final name, fsync the folder.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("not committed twice");
         file.sync_all()?;
+        let temp = match self.temp.take() {
+            Some(t) => t,
+            None => {
+                // linkat can't replace an existing file, so the complete
+                // data gets a hidden name first, then rename(2) replaces
+                // the target atomically.
+                let t = temp_path(&self.target);
+                link_unnamed(&file, &t)?;
+                t
+            }
+        };
         drop(file);
-        fs::rename(&self.temp, &self.target)?;
-        forget(&self.temp);
-        sync_dir(self.target.parent().unwrap_or(Path::new(".")))
+        let renamed = fs::rename(&temp, &self.target);
+        forget(&temp);
+        if renamed.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        renamed?;
+        sync_dir(parent(&self.target))
     }
 }
 
@@ -125,9 +180,10 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.temp);
-            forget(&self.temp);
+        self.file.take();
+        if let Some(t) = self.temp.take() {
+            let _ = fs::remove_file(&t);
+            forget(&t);
         }
     }
 }
@@ -170,5 +226,23 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn unnamed_temp_files_have_no_name_until_commit() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out");
+        let mut f = AtomicFile::create(&p).unwrap();
+        f.write_all(b"partial").unwrap();
+        if f.is_unnamed() {
+            assert_eq!(
+                fs::read_dir(d.path()).unwrap().count(),
+                0,
+                "an unnamed file showed up in the folder"
+            );
+        }
+        f.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"partial");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }
