@@ -20,14 +20,37 @@ fn is_stdin(p: &Option<PathBuf>) -> bool {
     p.as_deref().is_none_or(|p| p == Path::new("-"))
 }
 
-fn open_input(p: &Option<PathBuf>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+/// An opened input: the reader, its length, and — for a regular file — the
+/// same open file again for positional reads (no second open(2)).
+struct Input {
+    reader: Box<dyn Read + Send>,
+    len: Option<u64>,
+    file: Option<File>,
+}
+
+fn open_input(p: &Option<PathBuf>) -> Result<Input> {
     if is_stdin(p) {
-        return Ok((Box::new(io::stdin()), None));
+        return Ok(Input {
+            reader: Box::new(io::stdin()),
+            len: None,
+            file: None,
+        });
     }
     let p = p.as_ref().expect("checked");
     let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    let len = f.metadata().ok().map(|m| m.len());
-    Ok((Box::new(f), len))
+    let m = f
+        .metadata()
+        .with_context(|| format!("reading {}", p.display()))?;
+    let (len, file) = if m.file_type().is_file() {
+        (Some(m.len()), Some(f.try_clone()?))
+    } else {
+        (None, None)
+    };
+    Ok(Input {
+        reader: Box::new(f),
+        len,
+        file,
+    })
 }
 
 /// `-o PATH` when it can be written with positional writes: a regular file
@@ -47,16 +70,6 @@ fn positional(path: &Path, f: impl FnOnce(&File) -> Result<u64>) -> Result<u64> 
     out.commit()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(n)
-}
-
-/// The input as a regular file with its length, if it is one.
-fn regular_file(p: &Option<PathBuf>) -> Option<(File, u64)> {
-    if is_stdin(p) {
-        return None;
-    }
-    let f = File::open(p.as_ref()?).ok()?;
-    let m = f.metadata().ok()?;
-    m.file_type().is_file().then_some((f, m.len()))
 }
 
 fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
@@ -136,7 +149,11 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
     let svc = service(g)?;
     let keys = ServiceKeys(&*svc);
     let ring = ring_name(g, &a.key)?;
-    let (mut input, len) = open_input(&a.input)?;
+    let Input {
+        reader: mut input,
+        len,
+        file,
+    } = open_input(&a.input)?;
     let start = std::time::Instant::now();
     let n = if a.envelope {
         let mut pt = Vec::new();
@@ -165,7 +182,7 @@ pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
             pool: Some(&pool),
         };
         let mut tick = ui::ticker(&bar);
-        let n = match (regular_file(&a.input), atomic_target(&a.output)) {
+        let n = match (file.zip(len), atomic_target(&a.output)) {
             // File to file: every worker reads, seals and writes its own segments.
             (Some((file, len)), Some(p)) => positional(p, |out| {
                 Ok(stream::encrypt_file(
@@ -248,7 +265,11 @@ fn read_envelope(kind: &Kind, head: Vec<u8>, mut input: impl Read) -> Result<Vec
 
 pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
     check_paths(&a.input, &a.output, true)?;
-    let (mut input, len) = open_input(&a.input)?;
+    let Input {
+        reader: mut input,
+        len,
+        file,
+    } = open_input(&a.input)?;
     let head = read_head(&mut input)?;
     let kind = detect(&head)?;
     let svc = service(g)?;
@@ -257,10 +278,9 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
     let n = match kind {
         Kind::Stream => {
             if let Some((off, n)) = a.range {
-                let Some(p) = a.input.as_ref().filter(|_| !is_stdin(&a.input)) else {
-                    bail!("--range needs a seekable input file, not stdin");
+                let Some(f) = file else {
+                    bail!("--range needs a regular input file, not stdin or a pipe");
                 };
-                let f = File::open(p)?;
                 with_output(&a.output, |w| {
                     Ok(stream::decrypt_range(&keys, f, off, n, w)?)
                 })?
@@ -272,7 +292,7 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
                     ..Default::default()
                 };
                 let mut tick = ui::ticker(&bar);
-                let n = match (regular_file(&a.input), atomic_target(&a.output)) {
+                let n = match (file.zip(len), atomic_target(&a.output)) {
                     // File to file: every worker reads, opens and writes its own segments.
                     (Some((file, len)), Some(p)) => positional(p, |out| {
                         Ok(stream::decrypt_file(
@@ -313,7 +333,11 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
 }
 
 pub fn inspect(g: &Global, a: &InspectArgs) -> Result<ExitCode> {
-    let (mut input, len) = open_input(&a.input)?;
+    let Input {
+        reader: mut input,
+        len,
+        file: _,
+    } = open_input(&a.input)?;
     let head = read_head(&mut input)?;
     let kind = detect(&head)?;
     let hexs = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();

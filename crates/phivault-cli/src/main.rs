@@ -80,15 +80,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(k) = cause.downcast_ref::<KeystoreError>() {
             return match k {
                 KeystoreError::Key(k) => key_code(k),
-                KeystoreError::Remote(code, _) => match code.as_str() {
+                // A local error and one relayed by the agent share one code table.
+                other => match other.remote_or_own_code() {
                     "sealed" | "not_initialized" => 3,
                     "wrong_secret" | "too_few_shares" | "bad_share" => 4,
                     "key" => 6,
-                    _ => 1,
-                },
-                other => match other.code() {
-                    "sealed" | "not_initialized" => 3,
-                    "wrong_secret" | "too_few_shares" | "bad_share" => 4,
                     _ => 1,
                 },
             };

@@ -109,6 +109,14 @@ fn versions(dir: &Path, ring: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// A dev keystore in `<base>/data` with one ring.
+fn dev_store_with_ring(base: &Path, ring: &str) -> std::path::PathBuf {
+    let dir = base.join("data");
+    ok(pv(&dir).arg("init"));
+    ok(pv(&dir).args(["keys", "create", ring]));
+    dir
+}
+
 #[test]
 fn sigkill_during_init_never_leaves_an_unreadable_keystore() {
     let mut r = rng();
@@ -198,9 +206,7 @@ fn sigkill_during_rotate_and_destroy_keeps_the_keystore_consistent() {
 fn sigkill_during_encrypt_never_leaves_a_partial_output() {
     let mut r = rng();
     let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("data");
-    ok(pv(&dir).arg("init"));
-    ok(pv(&dir).args(["keys", "create", "test/files"]));
+    let dir = dev_store_with_ring(d.path(), "test/files");
     let src = d.path().join("big");
     let pt: Vec<u8> = (0..24u32 << 20).map(|i| (i ^ (i >> 9)) as u8).collect();
     std::fs::write(&src, &pt).unwrap();
@@ -259,9 +265,7 @@ fn supports_o_tmpfile(dir: &Path) -> bool {
 fn signals_during_decrypt_leave_no_partial_plaintext() {
     let mut r = rng();
     let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("data");
-    ok(pv(&dir).arg("init"));
-    ok(pv(&dir).args(["keys", "create", "test/files"]));
+    let dir = dev_store_with_ring(d.path(), "test/files");
     let src = d.path().join("big");
     std::fs::write(&src, vec![7u8; 48 << 20]).unwrap();
     let enc = d.path().join("big.pv");

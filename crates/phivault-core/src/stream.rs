@@ -890,6 +890,9 @@ pub fn decrypt_range<R: Read + Seek, W: Write>(
     len: u64,
     mut output: W,
 ) -> Result<u64, StreamError> {
+    // The stream starts at offset 0 of the input (the layout is computed
+    // from its total length), wherever the caller's cursor is.
+    input.seek(SeekFrom::Start(0))?;
     let h = read_header(&mut input)?;
     let aead = open_header(keys, &h)?;
     let total_len = input.seek(SeekFrom::End(0))?;

@@ -96,6 +96,8 @@ impl AgentState {
                     let u = self.unsealer.as_mut().expect("set");
                     match u.submit(&share) {
                         Ok(Some(ks)) => {
+                            // The agent answers other processes, so it sees their changes at once.
+                            ks.set_key_use_recheck(Duration::ZERO);
                             self.ks = Some(ks);
                             self.unsealer = None;
                         }
@@ -116,6 +118,8 @@ impl AgentState {
                     &SecretBytes::new(passphrase.as_bytes().to_vec()),
                 )
                 .and_then(|ks| {
+                    // The agent answers other processes, so it sees their changes at once.
+                    ks.set_key_use_recheck(Duration::ZERO);
                     self.ks = Some(ks);
                     self.status().map(Response::Status)
                 });

@@ -82,6 +82,7 @@ pub fn export(ks: &Keystore, passphrase: &SecretBytes, namespace: Option<&str>) 
             })
             .collect(),
     };
+    let names: Vec<String> = payload.rings.iter().map(|r| r.name.clone()).collect();
     let mut plain = Zeroizing::new(serde_json::to_vec(&payload).expect("serializes"));
     for r in payload.rings {
         for (_, mut k) in r.keys {
@@ -90,18 +91,13 @@ pub fn export(ks: &Keystore, passphrase: &SecretBytes, namespace: Option<&str>) 
     }
     let salt: [u8; 16] = crypto::random_array()?;
     let nonce: [u8; 12] = crypto::random_array()?;
-    let body = ks.body();
     let meta = EscrowMeta {
         format: "phivault-key-escrow".into(),
         version: 1,
-        source_keystore: body.keystore_id,
+        source_keystore: ks.body().keystore_id,
         created: now(),
-        rings: body
-            .rings
-            .keys()
-            .filter(|n| namespace.is_none_or(|ns| n.split('/').next() == Some(ns)))
-            .cloned()
-            .collect(),
+        // The same list as the payload, so the public part can't disagree.
+        rings: names,
         iterations: PBKDF2_MIN_ITERATIONS,
         salt: B64.encode(salt),
         nonce: B64.encode(nonce),

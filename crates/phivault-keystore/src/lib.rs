@@ -122,6 +122,14 @@ impl KeystoreError {
         }
     }
 
+    /// [`Self::code`], or for an error relayed by the agent, the agent's code.
+    pub fn remote_or_own_code(&self) -> &str {
+        match self {
+            Self::Remote(code, _) => code,
+            other => other.code(),
+        }
+    }
+
     /// Rebuilds an error from the agent wire.
     pub fn from_remote(code: &str, message: String) -> Self {
         match code {

@@ -1,7 +1,7 @@
 //! Unsealing: turning shares or a passphrase into an open [`Keystore`].
 
 use crate::model::Seal;
-use crate::store::{Keystore, hex, read_file};
+use crate::store::{Keystore, read_file};
 use crate::{KeystoreError, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -135,9 +135,4 @@ pub fn open_with_passphrase(dir: &Path, passphrase: &SecretBytes) -> Result<Keys
 pub fn describe(dir: &Path) -> Result<(String, Seal)> {
     let f = read_file(dir)?;
     Ok((f.body.keystore_id, f.body.seal))
-}
-
-#[allow(dead_code)]
-pub(crate) fn set_id_hex(set: &[u8; 8]) -> String {
-    hex(set)
 }

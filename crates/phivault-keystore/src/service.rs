@@ -183,13 +183,16 @@ fn ring(s: &str) -> Result<KeyRingName> {
 /// Runs a request against an unsealed keystore.
 pub fn handle(ks: &Keystore, req: Request) -> Result<Response> {
     Ok(match req {
-        Request::Status => Response::Status(StatusInfo {
-            keystore_id: ks.body().keystore_id,
-            seal_method: ks.body().seal.name().into(),
-            sealed: false,
-            progress: None,
-            rings: Some(ks.body().rings.len()),
-        }),
+        Request::Status => {
+            let body = ks.body();
+            Response::Status(StatusInfo {
+                keystore_id: body.keystore_id,
+                seal_method: body.seal.name().into(),
+                sealed: false,
+                progress: None,
+                rings: Some(body.rings.len()),
+            })
+        }
         Request::Unseal { .. } | Request::UnsealPassphrase { .. } => {
             return Err(KeystoreError::Invalid(
                 "the keystore is already unsealed".into(),

@@ -277,11 +277,25 @@ pub struct Keystore {
     dir: PathBuf,
     root: SecretKey,
     state: RwLock<State>,
+    /// When this keystore was opened, and (ns after that) when a key use
+    /// last checked the file for changes.
+    opened: std::time::Instant,
+    checked_ns: std::sync::atomic::AtomicU64,
+    recheck_ns: std::sync::atomic::AtomicU64,
 }
+
+/// Default bound on how stale a key use may see the keystore file: at most
+/// this long after another process destroys, disables or raises the
+/// minimum of a ring. Checking on every use (one stat(2)) cut envelope
+/// round trips from 437 000/s to 156 000/s (BENCHMARKS.md). The key agent,
+/// whose requests each cost a socket round trip anyway, checks every time
+/// ([`Keystore::set_key_use_recheck`]).
+const KEY_USE_RECHECK_NS: u64 = 1_000_000;
 
 struct State {
     body: Body,
-    keys: BTreeMap<(String, u32), SecretKey>,
+    /// Live ring keys, by ring name then version.
+    keys: BTreeMap<String, BTreeMap<u32, SecretKey>>,
     /// (inode, length, mtime ns) of the file this state was read from, so
     /// a change by another process is noticed with one stat(2).
     stamp: Option<(u64, u64, i128)>,
@@ -335,7 +349,7 @@ impl core::fmt::Debug for Keystore {
     }
 }
 
-fn unwrap_all(root: &SecretKey, body: &Body) -> Result<BTreeMap<(String, u32), SecretKey>> {
+fn unwrap_all(root: &SecretKey, body: &Body) -> Result<BTreeMap<String, BTreeMap<u32, SecretKey>>> {
     let mut keys = BTreeMap::new();
     for (name, ring) in &body.rings {
         for v in &ring.versions {
@@ -344,7 +358,9 @@ fn unwrap_all(root: &SecretKey, body: &Body) -> Result<BTreeMap<(String, u32), S
                     .decode(&v.wrapped)
                     .map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
                 let k = crypto::unwrap_key256(root, &w).map_err(|_| KeystoreError::Tampered)?;
-                keys.insert((name.clone(), v.version), k);
+                keys.entry(name.clone())
+                    .or_insert_with(BTreeMap::new)
+                    .insert(v.version, k);
             }
         }
     }
@@ -379,6 +395,9 @@ impl Keystore {
                 keys,
                 stamp: file_stamp(dir),
             }),
+            opened: std::time::Instant::now(),
+            checked_ns: std::sync::atomic::AtomicU64::new(0),
+            recheck_ns: std::sync::atomic::AtomicU64::new(KEY_USE_RECHECK_NS),
         })
     }
 
@@ -411,7 +430,28 @@ impl Keystore {
         self.state.read().expect("lock").body.clone()
     }
 
-    /// Re-reads the file if another process changed it.
+    /// How often key uses look for changes other processes made to the
+    /// keystore file (default 1 ms; `Duration::ZERO` = on every use).
+    pub fn set_key_use_recheck(&self, every: std::time::Duration) {
+        let ns = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+        self.recheck_ns
+            .store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// [`Self::refresh`], at most once per recheck interval: for the
+    /// key-use hot path.
+    fn refresh_for_key_use(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let every = self.recheck_ns.load(Relaxed);
+        let now = (self.opened.elapsed().as_nanos() as u64).saturating_add(every);
+        if every > 0 && now.saturating_sub(self.checked_ns.load(Relaxed)) < every {
+            return Ok(());
+        }
+        self.checked_ns.store(now, Relaxed);
+        self.refresh()
+    }
+
+    /// Re-reads the file if another process changed it (one stat(2) when not).
     fn refresh(&self) -> Result<()> {
         if self
             .state
@@ -571,7 +611,7 @@ impl Keystore {
             .body
             .rings
             .iter()
-            .filter(|(n, _)| namespace.is_none_or(|ns| n.split('/').next() == Some(ns)))
+            .filter(|(n, _)| in_namespace(n, namespace))
             .map(|(n, r)| ring_info(n, r))
             .collect())
     }
@@ -605,14 +645,15 @@ impl Keystore {
             .body
             .rings
             .iter()
-            .filter(|(n, _)| namespace.is_none_or(|ns| n.split('/').next() == Some(ns)))
+            .filter(|(n, _)| in_namespace(n, namespace))
             .map(|(n, r)| {
                 let keys = r
                     .versions
                     .iter()
                     .filter_map(|v| {
                         st.keys
-                            .get(&(n.clone(), v.version))
+                            .get(n)
+                            .and_then(|ring_keys| ring_keys.get(&v.version))
                             .map(|k| (v.version, k.duplicate()))
                     })
                     .collect();
@@ -622,6 +663,11 @@ impl Keystore {
             })
             .collect())
     }
+}
+
+/// Whether ring `name` is in `namespace` (every ring when `None`).
+fn in_namespace(name: &str, namespace: Option<&str>) -> bool {
+    namespace.is_none_or(|ns| name.split('/').next() == Some(ns))
 }
 
 fn ring_mut<'a>(body: &'a mut Body, name: &KeyRingName) -> Result<&'a mut Ring> {
@@ -669,7 +715,7 @@ fn ring_info(name: &str, r: &Ring) -> RingInfo {
 
 impl KeyDeriver for Keystore {
     fn primary_version(&self, ring: &KeyRingName) -> std::result::Result<KeyVersion, KeyError> {
-        self.refresh()
+        self.refresh_for_key_use()
             .map_err(|e| KeyError::Service(e.to_string()))?;
         let st = self.state.read().expect("lock");
         let r = st
@@ -693,43 +739,45 @@ impl KeyDeriver for Keystore {
         fixed_info: &[u8],
     ) -> std::result::Result<DerivedKey, KeyError> {
         // Another process may have destroyed, disabled or raised the
-        // minimum of this ring since we read the file: one stat(2) tells.
-        self.refresh()
+        // minimum of this ring since we read the file: a stat(2), at most once a millisecond, tells.
+        self.refresh_for_key_use()
             .map_err(|e| KeyError::Service(e.to_string()))?;
         let st = self.state.read().expect("lock");
-        let name = ring.to_string();
+        let name = || ring.to_string();
         let r = st
             .body
             .rings
             .get(ring.as_str())
-            .ok_or_else(|| KeyError::UnknownRing(name.clone()))?;
+            .ok_or_else(|| KeyError::UnknownRing(name()))?;
         if r.disabled {
-            return Err(KeyError::Disabled(name));
+            return Err(KeyError::Disabled(name()));
         }
         let v = version.get();
         let meta = r
             .versions
             .iter()
             .find(|x| x.version == v)
-            .ok_or_else(|| KeyError::UnknownVersion(name.clone(), v))?;
+            .ok_or_else(|| KeyError::UnknownVersion(name(), v))?;
         if meta.state == VersionState::Destroyed {
-            return Err(KeyError::Destroyed(name, v));
+            return Err(KeyError::Destroyed(name(), v));
         }
         match usage {
             KeyUse::Encrypt if primary(r) != Some(v) => {
                 return Err(KeyError::Service(format!(
-                    "version {v} of '{name}' is not the primary"
+                    "version {v} of '{}' is not the primary",
+                    name()
                 )));
             }
             KeyUse::Decrypt if v < r.min_decryption_version => {
-                return Err(KeyError::BelowMinimum(name, v, r.min_decryption_version));
+                return Err(KeyError::BelowMinimum(name(), v, r.min_decryption_version));
             }
             _ => {}
         }
         let key = st
             .keys
-            .get(&(name.clone(), v))
-            .ok_or(KeyError::Destroyed(name, v))?;
+            .get(ring.as_str())
+            .and_then(|k| k.get(&v))
+            .ok_or_else(|| KeyError::Destroyed(name(), v))?;
         DerivedKey::derive(key, fixed_info).map_err(|e| KeyError::Service(e.to_string()))
     }
 }

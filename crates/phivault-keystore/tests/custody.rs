@@ -276,6 +276,35 @@ fn agent_over_unix_socket() {
     let keys = client.keys();
     let ct = envelope::encrypt(&keys, &ring("prod/x"), b"", b"secret").unwrap();
     assert_eq!(envelope::decrypt(&keys, &ct, b"").unwrap(), b"secret");
+
+    // A second agent for the same data dir is refused while this one lives.
+    let e = agent::serve(d.path()).unwrap_err();
+    assert!(e.to_string().contains("already running"), "{e}");
+
+    // Hostile clients: an oversized request, garbage, and one that sends
+    // nothing. Each gets an error or a close, and the agent keeps serving.
+    use std::io::{Read, Write};
+    let sock = agent::socket_path(d.path());
+    let mut big = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let _ = big.write_all(&vec![b'x'; 2 << 20]);
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.is_empty() || answer.contains("too long"), "{answer}");
+    let mut junk = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    junk.write_all(b"{not json}\n").unwrap();
+    let mut answer = String::new();
+    junk.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("malformed request"), "{answer}");
+    let silent = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let started = std::time::Instant::now();
+    let r = client.call(Request::List { namespace: None }).unwrap();
+    assert!(matches!(r, Response::Rings { .. }), "agent stopped serving");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "a silent client held the agent too long"
+    );
+    drop(silent);
+
     client.call(Request::Seal).unwrap();
     server.join().unwrap().unwrap();
     assert!(agent::AgentClient::connect(d.path()).is_none());
@@ -288,6 +317,8 @@ fn a_second_process_destroy_is_seen_by_a_running_keystore() {
     let d = tempfile::tempdir().unwrap();
     store::init(d.path(), InitMethod::Dev).unwrap();
     let agent_view = Keystore::open_dev(d.path()).unwrap();
+    // As the agent runs it: every key use checks the file.
+    agent_view.set_key_use_recheck(std::time::Duration::ZERO);
     let other_process = Keystore::open_dev(d.path()).unwrap();
     let r = ring("prod/shred");
     other_process.create_ring(&r, 30).unwrap();
@@ -340,4 +371,53 @@ fn agent_folder_must_be_private() {
         0o700,
         "data dir not owner-only"
     );
+}
+
+/// Regression (review): a keystore file naming an absurd PBKDF2 count is
+/// refused at once instead of making unseal spin for hours.
+#[test]
+fn implausible_pbkdf2_count_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    store::init(
+        d.path(),
+        InitMethod::Passphrase {
+            passphrase: pw("correct horse battery"),
+            iterations: 600_000,
+        },
+    )
+    .unwrap();
+    let p = d.path().join(store::KEYSTORE_FILE);
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replace("\"iterations\": 600000", "\"iterations\": 4000000000"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        seal::open_with_passphrase(d.path(), &pw("correct horse battery")),
+        Err(KeystoreError::Corrupt(_))
+    ));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+/// The default in-process setting sees another process's destroy within
+/// its recheck interval (1 ms).
+#[test]
+fn default_recheck_sees_other_processes_within_a_millisecond() {
+    let d = tempfile::tempdir().unwrap();
+    store::init(d.path(), InitMethod::Dev).unwrap();
+    let reader = Keystore::open_dev(d.path()).unwrap();
+    let writer = Keystore::open_dev(d.path()).unwrap();
+    let r = ring("prod/shred");
+    writer.create_ring(&r, 30).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let ct = envelope::encrypt(&reader, &r, b"", b"MRN 42").unwrap();
+    writer.rotate(&r).unwrap();
+    writer.destroy(&r, 1).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    assert!(matches!(
+        envelope::decrypt(&reader, &ct, b""),
+        Err(envelope::EnvelopeError::Key(KeyError::Destroyed(..)))
+    ));
 }

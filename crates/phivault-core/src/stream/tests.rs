@@ -147,6 +147,12 @@ fn range_decrypt_reads_only_what_it_needs() {
         assert_eq!(out, want, "range {off}+{len}");
         assert_eq!(n as usize, want.len());
     }
+    // The stream is read from offset 0 whatever the cursor's position.
+    let mut moved = Cursor::new(&ct);
+    moved.set_position(10);
+    let mut out = Vec::new();
+    decrypt_range(&k, moved, 5, 3, &mut out).unwrap();
+    assert_eq!(out, &pt[5..8]);
     // A range that touches a truncated end reports truncation.
     let h = read_header(&mut &ct[..]).unwrap();
     let cut = &ct[..h.len() + 5 * (4096 + 16)];
