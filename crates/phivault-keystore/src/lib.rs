@@ -17,7 +17,7 @@ pub mod service;
 pub mod store;
 
 pub use service::KeyService;
-pub use store::{InitMethod, InitOutcome, Keystore, RingInfo};
+pub use store::{InitMethod, InitOutcome, Keystore, RingConfig, RingInfo};
 
 use phivault_core::crypto::CryptoError;
 use phivault_core::keys::KeyError;

@@ -93,6 +93,58 @@ pub struct Ring {
     pub disabled: bool,
     /// Versions, ascending.
     pub versions: Vec<Version>,
+    /// What the key does (transit key type). Absent means AES-256-GCM, so
+    /// files written before this field existed MAC the same.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub kind: KeyKind,
+    /// Whether the whole ring may be deleted (transit `deletion_allowed`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub deletion_allowed: bool,
+    /// Lowest version a caller may pick to encrypt with; 0 = only the primary.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub min_encryption_version: u32,
+    /// Rotate automatically when the primary is this many seconds old; 0 = never.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub auto_rotate_period_secs: u64,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// What a ring's keys do, named as Vault's transit key types.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// Envelope encryption with AES-256-GCM (and HMAC by derivation).
+    #[default]
+    #[serde(rename = "aes256-gcm96")]
+    Aes256Gcm96,
+    /// HMAC only.
+    #[serde(rename = "hmac")]
+    Hmac,
+}
+
+impl KeyKind {
+    /// Vault's name for the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Aes256Gcm96 => "aes256-gcm96",
+            Self::Hmac => "hmac",
+        }
+    }
+    /// Parses Vault's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "aes256-gcm96" => Some(Self::Aes256Gcm96),
+            "hmac" => Some(Self::Hmac),
+            _ => None,
+        }
+    }
+    /// Whether the key encrypts.
+    pub fn encrypts(self) -> bool {
+        matches!(self, Self::Aes256Gcm96)
+    }
 }
 
 /// What a ring's keys may be used for.

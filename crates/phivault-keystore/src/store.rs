@@ -3,7 +3,7 @@
 //! MACed rewrite of the keystore file under an exclusive lock.
 
 use crate::atomic;
-use crate::model::{Body, KeystoreFile, Purpose, Ring, Seal, Version, VersionState};
+use crate::model::{Body, KeyKind, KeystoreFile, Purpose, Ring, Seal, Version, VersionState};
 use crate::{KeystoreError, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -42,6 +42,12 @@ pub(crate) fn now() -> String {
 
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn age_secs(ts: &str) -> i64 {
+    OffsetDateTime::parse(ts, &Rfc3339)
+        .map(|t| (OffsetDateTime::now_utc() - t).whole_seconds())
+        .unwrap_or(0)
 }
 
 fn age_days(ts: &str) -> i64 {
@@ -230,6 +236,19 @@ fn new_body(id: [u8; 8], seal: Seal, unseal_key: &SecretKey, root: &SecretKey) -
     })
 }
 
+/// A configuration change for [`Keystore::configure`].
+#[derive(Debug, Clone, Default)]
+pub struct RingConfig {
+    /// New minimum decryption version.
+    pub min_decryption_version: Option<u32>,
+    /// New minimum encryption version (0 = primary only).
+    pub min_encryption_version: Option<u32>,
+    /// Allow or forbid deleting the ring.
+    pub deletion_allowed: Option<bool>,
+    /// Auto-rotation period in seconds (0 = off).
+    pub auto_rotate_period_secs: Option<u64>,
+}
+
 /// A ring's public description, for `keys list`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RingInfo {
@@ -251,6 +270,21 @@ pub struct RingInfo {
     pub min_decryption_version: u32,
     /// Disabled flag.
     pub disabled: bool,
+    /// Key type.
+    #[serde(default)]
+    pub kind: KeyKind,
+    /// Whether the ring may be deleted.
+    #[serde(default)]
+    pub deletion_allowed: bool,
+    /// Lowest version callers may encrypt with (0 = primary only).
+    #[serde(default)]
+    pub min_encryption_version: u32,
+    /// Auto-rotation period in seconds (0 = off).
+    #[serde(default)]
+    pub auto_rotate_period_secs: u64,
+    /// Age in seconds of the primary version.
+    #[serde(default)]
+    pub primary_age_secs: i64,
     /// Every version.
     pub versions: Vec<VersionInfo>,
 }
@@ -492,6 +526,16 @@ impl Keystore {
 
     /// Creates a ring with version 1.
     pub fn create_ring(&self, name: &KeyRingName, max_age_days: u32) -> Result<()> {
+        self.create_ring_of(name, max_age_days, KeyKind::Aes256Gcm96)
+    }
+
+    /// Creates a ring of a given kind with version 1.
+    pub fn create_ring_of(
+        &self,
+        name: &KeyRingName,
+        max_age_days: u32,
+        kind: KeyKind,
+    ) -> Result<()> {
         if max_age_days == 0 {
             return Err(KeystoreError::Invalid(
                 "max age must be at least 1 day".into(),
@@ -518,6 +562,10 @@ impl Keystore {
                         destroyed: None,
                         wrapped: B64.encode(crypto::wrap_key(root, key.expose_secret())?),
                     }],
+                    kind,
+                    deletion_allowed: false,
+                    min_encryption_version: 0,
+                    auto_rotate_period_secs: 0,
                 },
             );
             Ok(())
@@ -601,6 +649,75 @@ impl Keystore {
             ring_mut(body, name)?.max_age_days = days;
             Ok(())
         })
+    }
+
+    /// Applies a configuration change; fields left `None` stay as they are.
+    pub fn configure(&self, name: &KeyRingName, c: &RingConfig) -> Result<()> {
+        self.mutate(|body, _| {
+            let ring = ring_mut(body, name)?;
+            let p = primary(ring).unwrap_or(0);
+            if let Some(min) = c.min_decryption_version {
+                if min == 0 || min > p {
+                    return Err(KeystoreError::Invalid(format!(
+                        "min_decryption_version must be 1..={p}"
+                    )));
+                }
+                ring.min_decryption_version = min;
+            }
+            if let Some(min) = c.min_encryption_version {
+                if min > p {
+                    return Err(KeystoreError::Invalid(format!(
+                        "min_encryption_version must be 0..={p} (0 = the latest version)"
+                    )));
+                }
+                ring.min_encryption_version = min;
+            }
+            if ring.min_encryption_version != 0
+                && ring.min_encryption_version < ring.min_decryption_version
+            {
+                return Err(KeystoreError::Invalid(
+                    "min_encryption_version must not be below min_decryption_version".into(),
+                ));
+            }
+            if let Some(d) = c.deletion_allowed {
+                ring.deletion_allowed = d;
+            }
+            if let Some(s) = c.auto_rotate_period_secs {
+                if s != 0 && s < 3600 {
+                    return Err(KeystoreError::Invalid(
+                        "auto_rotate_period must be 0 (off) or at least 1h".into(),
+                    ));
+                }
+                ring.auto_rotate_period_secs = s;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a whole ring, which must have `deletion_allowed`. Every
+    /// version's key is gone: data under the ring is crypto-shredded.
+    pub fn delete_ring(&self, name: &KeyRingName) -> Result<()> {
+        self.mutate(|body, _| {
+            let ring = ring_mut(body, name)?;
+            if !ring.deletion_allowed {
+                return Err(KeystoreError::Invalid(format!(
+                    "key ring '{name}' does not allow deletion; set deletion_allowed first"
+                )));
+            }
+            body.rings.remove(name.as_str());
+            Ok(())
+        })
+    }
+
+    /// One ring's public description.
+    pub fn ring(&self, name: &KeyRingName) -> Result<RingInfo> {
+        self.refresh_for_key_use()?;
+        let st = self.state.read().expect("lock");
+        st.body
+            .rings
+            .get(name.as_str())
+            .map(|r| ring_info(name.as_str(), r))
+            .ok_or_else(|| KeyError::UnknownRing(name.to_string()).into())
     }
 
     /// Lists rings, optionally in one namespace.
@@ -700,6 +817,14 @@ fn ring_info(name: &str, r: &Ring) -> RingInfo {
         rotation_overdue: p.is_some() && age > r.max_age_days as i64,
         min_decryption_version: r.min_decryption_version,
         disabled: r.disabled,
+        kind: r.kind,
+        deletion_allowed: r.deletion_allowed,
+        min_encryption_version: r.min_encryption_version,
+        auto_rotate_period_secs: r.auto_rotate_period_secs,
+        primary_age_secs: p
+            .and_then(|p| r.versions.iter().find(|v| v.version == p))
+            .map(|v| age_secs(&v.created))
+            .unwrap_or(0),
         versions: r
             .versions
             .iter()
@@ -762,7 +887,10 @@ impl KeyDeriver for Keystore {
             return Err(KeyError::Destroyed(name(), v));
         }
         match usage {
-            KeyUse::Encrypt if primary(r) != Some(v) => {
+            KeyUse::Encrypt
+                if primary(r) != Some(v)
+                    && (r.min_encryption_version == 0 || v < r.min_encryption_version) =>
+            {
                 return Err(KeyError::Service(format!(
                     "version {v} of '{}' is not the primary",
                     name()
@@ -800,6 +928,10 @@ mod tests {
                 destroyed: None,
                 wrapped: String::new(),
             }],
+            kind: KeyKind::default(),
+            deletion_allowed: false,
+            min_encryption_version: 0,
+            auto_rotate_period_secs: 0,
         }
     }
 

@@ -1,0 +1,529 @@
+//! Who may do what: scopes, and the short-lived bearer tokens (JWTs) bound
+//! to client certificates (RFC 8705).
+//!
+//! A request is authenticated by its client certificate (mTLS). It may
+//! also carry a token (`Authorization: Bearer` or `X-Vault-Token`); then
+//! the token's scopes apply, and the token must be bound to the very
+//! certificate presented on the connection (`cnf.x5t#S256`). A token never
+//! widens what the certificate may do: phivault issues tokens only for a
+//! subset of the certificate's scopes.
+
+use crate::AuthError;
+use crate::pki::PeerIdentity;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64U;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use phivault_core::crypto::{self, SignatureAlgorithm, SigningKey};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The longest token lifetime phivault issues or accepts.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Clock skew allowed on `exp`/`nbf`.
+const LEEWAY_SECS: u64 = 30;
+
+/// A scope: `area:operation[:resource]`, each segment `[a-z0-9_.-]+` or
+/// `*` (which matches any one segment). Examples: `transit:encrypt:billing`,
+/// `transit:*:billing`, `keys:admin`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope(String);
+
+impl Scope {
+    /// Parses a scope.
+    pub fn parse(s: &str) -> Result<Self, AuthError> {
+        let segs: Vec<&str> = s.split(':').collect();
+        let ok = (1..=4).contains(&segs.len())
+            && segs.iter().all(|g| {
+                *g == "*"
+                    || (!g.is_empty()
+                        && g.len() <= 64
+                        && g.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)
+                        }))
+            });
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(AuthError::BadScope(s.to_string()))
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this (granted) scope allows `required`, which has no wildcards.
+    pub fn allows(&self, required: &str) -> bool {
+        let mut g = self.0.split(':');
+        let mut r = required.split(':');
+        loop {
+            match (g.next(), r.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b)) if a == "*" || a == b => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// A set of granted scopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Vec<Scope>);
+
+impl Scopes {
+    /// Parses scopes, skipping none: one bad scope fails the whole set.
+    pub fn parse<'a>(it: impl IntoIterator<Item = &'a str>) -> Result<Self, AuthError> {
+        it.into_iter()
+            .map(Scope::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+    /// Whether any granted scope allows `required`.
+    pub fn allows(&self, required: &str) -> bool {
+        self.0.iter().any(|s| s.allows(required))
+    }
+    /// Whether every scope of `other` is covered by one of ours (a granted
+    /// wildcard covers the same wildcard, never a wider one).
+    pub fn covers(&self, other: &Scopes) -> bool {
+        other
+            .0
+            .iter()
+            .all(|o| self.0.iter().any(|s| s.allows(&o.0)))
+    }
+    /// Space-separated, as the `scope` claim.
+    pub fn to_claim(&self) -> String {
+        self.0
+            .iter()
+            .map(|s| s.0.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+    /// The scopes.
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> {
+        self.0.iter()
+    }
+}
+
+/// RFC 8705 confirmation claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// base64url SHA-256 of the client certificate DER.
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: String,
+}
+
+/// Token claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: the principal.
+    pub sub: String,
+    /// Audience.
+    pub aud: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expiry.
+    pub exp: u64,
+    /// Token id.
+    pub jti: String,
+    /// Space-separated scopes.
+    #[serde(default)]
+    pub scope: String,
+    /// Certificate binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// What a verified token grants.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    /// Token id.
+    pub jti: String,
+    /// Subject.
+    pub subject: String,
+    /// Issuer.
+    pub issuer: String,
+    /// Scopes.
+    pub scopes: Scopes,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+struct SigningState {
+    kid: String,
+    key: EncodingKey,
+    jwk: serde_json::Value,
+    created: std::time::Instant,
+}
+
+/// An external OIDC issuer whose tokens are accepted.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuer {
+    /// The `iss` value.
+    pub issuer: String,
+    /// The audience its tokens must carry.
+    pub audience: String,
+    /// A JWKS file (JSON `{"keys": [...]}`), re-read on reload.
+    pub jwks_file: std::path::PathBuf,
+    /// Accept its tokens without an RFC 8705 certificate binding. The
+    /// request must still come over mTLS, but a stolen token then works
+    /// with any valid client certificate.
+    #[serde(default)]
+    pub insecure_allow_unbound_tokens: bool,
+}
+
+struct External {
+    cfg: ExternalIssuer,
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+}
+
+/// Issues and verifies tokens. Signing keys are ECDSA P-256 (ES256), made
+/// by the FIPS module, held in memory only and rotated every `rotate`;
+/// the previous key stays in the JWKS until every token it signed has
+/// expired. A restart therefore invalidates outstanding tokens, which live
+/// at most 15 minutes.
+pub struct TokenAuthority {
+    issuer: String,
+    audience: String,
+    rotate: Duration,
+    keys: RwLock<Vec<SigningState>>,
+    external: RwLock<Vec<External>>,
+}
+
+impl std::fmt::Debug for TokenAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAuthority")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_signing_key() -> Result<SigningState, AuthError> {
+    let sk =
+        SigningKey::generate(SignatureAlgorithm::EcdsaP256Sha256).map_err(AuthError::Crypto)?;
+    let pkcs8 = sk.to_pkcs8().map_err(AuthError::Crypto)?;
+    let pubkey = sk.public_key();
+    // Uncompressed SEC1 point: 0x04 ‖ x ‖ y.
+    if pubkey.len() != 65 || pubkey[0] != 4 {
+        return Err(AuthError::Internal("unexpected public key encoding".into()));
+    }
+    let kid = hex::encode(&crypto::sha256(&pubkey)[..8]);
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+        "x": B64U.encode(&pubkey[1..33]), "y": B64U.encode(&pubkey[33..]),
+    });
+    Ok(SigningState {
+        kid,
+        key: EncodingKey::from_ec_der(pkcs8.expose_secret()),
+        jwk,
+        created: std::time::Instant::now(),
+    })
+}
+
+fn load_jwks(
+    path: &std::path::Path,
+) -> Result<HashMap<String, (DecodingKey, Algorithm)>, AuthError> {
+    let text = std::fs::read(path)
+        .map_err(|e| AuthError::Config(format!("reading JWKS {}: {e}", path.display())))?;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&text)
+        .map_err(|e| AuthError::Config(format!("JWKS {} does not parse: {e}", path.display())))?;
+    let mut out = HashMap::new();
+    for k in &set.keys {
+        let alg = match &k.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::PS256,
+            _ => continue,
+        };
+        let kid = k.common.key_id.clone().unwrap_or_default();
+        let dk = DecodingKey::from_jwk(k)
+            .map_err(|e| AuthError::Config(format!("JWKS {}: {e}", path.display())))?;
+        out.insert(kid, (dk, alg));
+    }
+    if out.is_empty() {
+        return Err(AuthError::Config(format!(
+            "JWKS {} has no ES256 or PS256 keys",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
+
+impl TokenAuthority {
+    /// A new authority with a fresh signing key.
+    pub fn new(issuer: &str, audience: &str, rotate: Duration) -> Result<Self, AuthError> {
+        Ok(Self {
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            rotate,
+            keys: RwLock::new(vec![new_signing_key()?]),
+            external: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// The issuer name.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Replaces the external issuers (config load and reload).
+    pub fn set_external(&self, issuers: &[ExternalIssuer]) -> Result<(), AuthError> {
+        let mut v = Vec::new();
+        for cfg in issuers {
+            v.push(External {
+                keys: load_jwks(&cfg.jwks_file)?,
+                cfg: cfg.clone(),
+            });
+        }
+        *self.external.write().expect("lock") = v;
+        Ok(())
+    }
+
+    /// Rotates the signing key if it is due; drops keys whose tokens have
+    /// all expired. Called periodically.
+    pub fn maintain(&self) -> Result<(), AuthError> {
+        let due = self.keys.read().expect("lock")[0].created.elapsed() >= self.rotate;
+        if due {
+            self.rotate_now()?;
+        }
+        let keep = MAX_TOKEN_TTL + Duration::from_secs(LEEWAY_SECS);
+        let mut keys = self.keys.write().expect("lock");
+        // keys[i] stopped signing when keys[i-1] was made.
+        let mut i = 1;
+        while i < keys.len() {
+            if keys[i - 1].created.elapsed() > keep {
+                keys.truncate(i);
+                break;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes a new signing key now; the old one keeps verifying.
+    pub fn rotate_now(&self) -> Result<(), AuthError> {
+        let k = new_signing_key()?;
+        self.keys.write().expect("lock").insert(0, k);
+        Ok(())
+    }
+
+    /// The public JWKS.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .keys
+            .read()
+            .expect("lock")
+            .iter()
+            .map(|k| k.jwk.clone())
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Issues a token for `peer`, for `requested` scopes (a subset of what
+    /// `granted` allows) and `ttl` (≤ 15 minutes).
+    pub fn issue(
+        &self,
+        peer: &PeerIdentity,
+        granted: &Scopes,
+        requested: &Scopes,
+        ttl: Duration,
+    ) -> Result<(String, Claims), AuthError> {
+        if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+            return Err(AuthError::TtlTooLong(ttl.as_secs()));
+        }
+        if !granted.covers(requested) {
+            return Err(AuthError::ScopeNotGranted(requested.to_claim()));
+        }
+        let now = now_secs();
+        let jti: [u8; 16] = crypto::random_array().map_err(AuthError::Crypto)?;
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: peer.principal.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs(),
+            jti: hex::encode(jti),
+            scope: requested.to_claim(),
+            cnf: Some(Confirmation {
+                x5t_s256: peer.x5t_s256.clone(),
+            }),
+        };
+        let keys = self.keys.read().expect("lock");
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(keys[0].kid.clone());
+        header.typ = Some("at+jwt".into());
+        let token = jsonwebtoken::encode(&header, &claims, &keys[0].key)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok((token, claims))
+    }
+
+    /// Verifies a token presented on a connection authenticated as `peer`.
+    pub fn verify(&self, token: &str, peer: &PeerIdentity) -> Result<TokenGrant, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::BadToken)?;
+        let kid = header.kid.clone().unwrap_or_default();
+        // Peek at the issuer (unverified) only to pick the key set.
+        let iss = unverified_issuer(token).ok_or(AuthError::BadToken)?;
+        let (key, alg, audience, unbound_ok) = if iss == self.issuer {
+            let keys = self.keys.read().expect("lock");
+            let k = keys
+                .iter()
+                .find(|k| k.kid == kid)
+                .ok_or(AuthError::UnknownKey)?;
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(k.jwk.clone()).map_err(|_| AuthError::BadToken)?;
+            (
+                DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::BadToken)?,
+                Algorithm::ES256,
+                self.audience.clone(),
+                false,
+            )
+        } else {
+            let ext = self.external.read().expect("lock");
+            let e = ext
+                .iter()
+                .find(|e| e.cfg.issuer == iss)
+                .ok_or(AuthError::ForeignIssuer)?;
+            let (k, alg) = e.keys.get(&kid).ok_or(AuthError::UnknownKey)?;
+            (
+                k.clone(),
+                *alg,
+                e.cfg.audience.clone(),
+                e.cfg.insecure_allow_unbound_tokens,
+            )
+        };
+        if header.alg != alg {
+            return Err(AuthError::BadToken);
+        }
+        let mut v = Validation::new(alg);
+        v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
+        v.set_audience(&[audience]);
+        v.set_issuer(&[iss.clone()]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => AuthError::Expired,
+                K::InvalidAudience => AuthError::WrongAudience,
+                K::InvalidIssuer => AuthError::ForeignIssuer,
+                K::ImmatureSignature => AuthError::NotYetValid,
+                _ => AuthError::BadToken,
+            }
+        })?;
+        let c = data.claims;
+        if c.exp.saturating_sub(c.iat) > MAX_TOKEN_TTL.as_secs() {
+            return Err(AuthError::TtlTooLong(c.exp.saturating_sub(c.iat)));
+        }
+        match &c.cnf {
+            Some(cnf)
+                if crypto::constant_time_eq(cnf.x5t_s256.as_bytes(), peer.x5t_s256.as_bytes()) => {}
+            Some(_) => return Err(AuthError::WrongCertificate),
+            None if unbound_ok => {}
+            None => return Err(AuthError::Unbound),
+        }
+        Ok(TokenGrant {
+            jti: c.jti,
+            subject: c.sub,
+            issuer: c.iss,
+            scopes: Scopes::parse(c.scope.split_whitespace())?,
+            exp: c.exp,
+        })
+    }
+}
+
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = B64U.decode(payload).ok()?;
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: String,
+    }
+    serde_json::from_slice::<Iss>(&bytes).ok().map(|i| i.iss)
+}
+
+/// Shared handle.
+pub type Authority = Arc<TokenAuthority>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(fp: &str) -> PeerIdentity {
+        PeerIdentity {
+            principal: "spiffe://t/app".into(),
+            scopes: vec![],
+            x5t_s256: fp.into(),
+            serial: "01".into(),
+            not_after: 0,
+        }
+    }
+
+    #[test]
+    fn scope_matching() {
+        let s = Scopes::parse(["transit:*:billing", "keys:admin"]).unwrap();
+        assert!(s.allows("transit:encrypt:billing"));
+        assert!(!s.allows("transit:encrypt:payroll"));
+        assert!(!s.allows("transit:encrypt"));
+        assert!(s.allows("keys:admin"));
+        assert!(!s.allows("keys:admin:x"));
+        assert!(Scope::parse("Transit:x").is_err());
+        assert!(Scope::parse("a::b").is_err());
+        let narrow = Scopes::parse(["transit:encrypt:billing"]).unwrap();
+        assert!(s.covers(&narrow));
+        assert!(!narrow.covers(&s));
+    }
+
+    #[test]
+    fn token_round_trip_and_binding() {
+        let ta =
+            TokenAuthority::new("phivault", "phivault-api", Duration::from_secs(3600)).unwrap();
+        let granted = Scopes::parse(["transit:*:billing"]).unwrap();
+        let req = Scopes::parse(["transit:encrypt:billing"]).unwrap();
+        let (t, _) = ta
+            .issue(&peer("AAA"), &granted, &req, Duration::from_secs(60))
+            .unwrap();
+        let g = ta.verify(&t, &peer("AAA")).unwrap();
+        assert!(g.scopes.allows("transit:encrypt:billing"));
+        assert!(matches!(
+            ta.verify(&t, &peer("BBB")),
+            Err(AuthError::WrongCertificate)
+        ));
+        // Wider than granted, or too long: refused.
+        let wide = Scopes::parse(["keys:admin"]).unwrap();
+        assert!(
+            ta.issue(&peer("AAA"), &granted, &wide, Duration::from_secs(60))
+                .is_err()
+        );
+        assert!(
+            ta.issue(&peer("AAA"), &granted, &req, Duration::from_secs(901))
+                .is_err()
+        );
+        // After rotation the old token still verifies; a foreign authority's does not.
+        ta.rotate_now().unwrap();
+        assert!(ta.verify(&t, &peer("AAA")).is_ok());
+        assert_eq!(ta.jwks()["keys"].as_array().unwrap().len(), 2);
+        let other =
+            TokenAuthority::new("phivault", "phivault-api", Duration::from_secs(3600)).unwrap();
+        assert!(other.verify(&t, &peer("AAA")).is_err());
+        // A tampered payload fails.
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let forged = B64U.encode(br#"{"iss":"phivault","sub":"x","aud":"phivault-api","iat":1,"nbf":1,"exp":99999999999,"jti":"1","scope":"keys:admin","cnf":{"x5t#S256":"AAA"}}"#);
+        parts[1] = &forged;
+        assert!(ta.verify(&parts.join("."), &peer("AAA")).is_err());
+    }
+}
