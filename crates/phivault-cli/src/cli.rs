@@ -109,6 +109,26 @@ pub enum Command {
     Decrypt(DecryptArgs),
     /// Print a ciphertext's header without decrypting it.
     Inspect(InspectArgs),
+    /// Run the vault server: HTTPS under the NIST SP 800-52r2 TLS policy,
+    /// mTLS, and the Vault-compatible transit API.
+    ///
+    /// `phivault serve --dev` sets up everything for a first try in the data
+    /// dir (an INSECURE dev keystore, a CA, a server certificate, an admin
+    /// client certificate, a `billing` key) and prints curl commands to
+    /// paste. Without --dev the server starts sealed (only /v1/sys/health
+    /// and /v1/sys/unseal answer) unless PHIVAULT_PASSPHRASE(_FILE) opens a
+    /// passphrase keystore. SIGHUP reloads the TLS files (they are also
+    /// watched); SIGTERM finishes in-flight requests, then exits.
+    ///
+    /// Settings come from the config file's [server], [tls] and [auth]
+    /// sections, then PHIVAULT_* variables, then flags.
+    Serve(ServeArgs),
+    /// The built-in certificate authority: init, issue, revoke, crl, list.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Check the configuration without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print shell completions.
     Completions {
         /// Shell.
@@ -117,6 +137,116 @@ pub enum Command {
     /// Run the key agent in the foreground (`unseal` starts it for you).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// Dev mode: create (or reuse) a dev data dir with an INSECURE
+    /// plaintext unseal key, a CA, certificates and a `billing` key, then
+    /// serve. Never for real PHI.
+    #[arg(long)]
+    pub dev: bool,
+    /// Address to listen on [default: 127.0.0.1:8200].
+    #[arg(long, env = "PHIVAULT_LISTEN")]
+    pub listen: Option<String>,
+    /// TLS profile: nist (TLS 1.3 + 1.2) or modern (TLS 1.3 only) [default: nist].
+    #[arg(long, env = "PHIVAULT_TLS_PROFILE")]
+    pub tls_profile: Option<String>,
+    /// Server certificate chain (PEM) [default: DATA/tls/server.pem].
+    #[arg(long, env = "PHIVAULT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) [default: DATA/tls/server.key].
+    #[arg(long, env = "PHIVAULT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle client certificates must chain to; set it to use an
+    /// external CA [default: DATA/ca/ca.pem].
+    #[arg(long, env = "PHIVAULT_TLS_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// CRL file(s) checked at every handshake [default: DATA/ca/crl.pem].
+    #[arg(long, env = "PHIVAULT_TLS_CRL", value_delimiter = ',')]
+    pub crl: Vec<PathBuf>,
+    /// Largest request body in bytes [default: 33554432].
+    #[arg(long, env = "PHIVAULT_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Log format: text or json.
+    #[arg(long, env = "PHIVAULT_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. info or phivault_server=debug.
+    #[arg(long, env = "PHIVAULT_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Create the CA: an ECDSA P-256 key sealed under the keystore, and a
+    /// self-signed certificate (5 years).
+    Init {
+        /// SPIFFE trust domain of client principals (spiffe://DOMAIN/NAME).
+        #[arg(long, default_value = "phivault.local")]
+        trust_domain: String,
+    },
+    /// Issue a server or client certificate with a fresh P-256 key.
+    ///
+    /// Client certificates carry the principal as a URI SAN
+    /// spiffe://DOMAIN/NAME and the scopes (e.g. transit:encrypt:billing,
+    /// transit:*:billing, keys:admin) in an extension. Server certificates
+    /// get SANs for --name and each --san, EKU serverAuth, and at most 398
+    /// days.
+    Issue {
+        /// server or client.
+        kind: CertKindArg,
+        /// Client: the principal's name. Server: the DNS name.
+        #[arg(long)]
+        name: String,
+        /// Server: extra DNS names or IPs.
+        #[arg(long, value_delimiter = ',')]
+        san: Vec<String>,
+        /// Client: scopes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Validity in days [default: 30 for clients, 90 for servers].
+        #[arg(long)]
+        days: Option<u32>,
+        /// Certificate output [default: DATA/tls/server.pem or DATA/clients/NAME.pem].
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Key output, written 0600 [default: beside the certificate, .key].
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Allow a server certificate longer than 398 days.
+        #[arg(long)]
+        insecure_long_validity: bool,
+    },
+    /// Revoke certificates (by serial, name or SHA-256) and rewrite the CRL;
+    /// a running server picks it up within seconds.
+    Revoke {
+        /// Serial (hex), name, or SHA-256 fingerprint (hex).
+        selector: String,
+        /// unspecified, key-compromise, superseded, cessation-of-operation.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Sign a fresh CRL (valid 7 days); run it daily, e.g. from cron.
+    Crl {
+        /// Also print the CRL PEM on stdout.
+        #[arg(long)]
+        print: bool,
+    },
+    /// List issued certificates.
+    List,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum CertKindArg {
+    Server,
+    Client,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Resolve file, environment and flags; load and check the TLS files
+    /// against the profile. Exits 0 when `serve` would start, 2 otherwise.
+    Check(ServeArgs),
 }
 
 #[derive(Args, Debug)]

@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// What the file may set.
@@ -24,8 +23,15 @@ pub struct FileConfig {
     pub namespace: Option<String>,
     /// Like `--threads` on encrypt/decrypt.
     pub threads: Option<usize>,
-    #[serde(flatten)]
-    unknown: BTreeMap<String, toml::Value>,
+    /// `serve`: listener, limits, timeouts.
+    #[serde(default)]
+    pub server: phivault_server::config::ServerFile,
+    /// `serve`: TLS profile and files.
+    #[serde(default)]
+    pub tls: phivault_server::config::TlsFile,
+    /// `serve`: tokens, external issuers, principals.
+    #[serde(default)]
+    pub auth: phivault_server::config::AuthFile,
 }
 
 fn default_path() -> Option<PathBuf> {
@@ -40,26 +46,29 @@ fn from_default(m: &ArgMatches, id: &str) -> bool {
 }
 
 /// Loads the file (if any) and fills in what flags and environment left at
-/// their defaults.
-pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<()> {
+/// their defaults. Returns the file's contents for `serve`.
+pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<FileConfig> {
     let Some(path) = cli.global.config.clone().or_else(default_path) else {
-        return Ok(());
+        return Ok(FileConfig::default());
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    let file: FileConfig = toml::from_str(&text)
+    let mut unknown = Vec::new();
+    let de = toml::Deserializer::parse(&text)
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    let file: FileConfig = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
         .with_context(|| format!("config file {} is not valid", path.display()))?;
-    for key in file.unknown.keys() {
+    for key in unknown {
         eprintln!(
-            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads)",
+            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth]; see README)",
             path.display()
         );
     }
-    if let (Some(d), true) = (file.data_dir, from_default(m, "data_dir")) {
-        cli.global.data_dir = d;
+    if let (Some(d), true) = (&file.data_dir, from_default(m, "data_dir")) {
+        cli.global.data_dir = d.clone();
     }
-    if let (Some(n), true) = (file.namespace, from_default(m, "namespace")) {
-        cli.global.namespace = n;
+    if let (Some(n), true) = (&file.namespace, from_default(m, "namespace")) {
+        cli.global.namespace = n.clone();
     }
     if let Some(t) = file.threads {
         match &mut cli.command {
@@ -68,5 +77,5 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<()> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(file)
 }

@@ -3,11 +3,13 @@
 //! calls the library crates.
 #![forbid(unsafe_code)]
 
+mod ca_cmd;
 mod cli;
 mod config;
 mod custody;
 mod files;
 mod keys_cmd;
+mod serve_cmd;
 mod ui;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -19,18 +21,24 @@ use phivault_keystore::KeystoreError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Ctrl-C or SIGTERM mid-write must not leave a partial file behind
-    // (for decrypt, that would be PHI on disk): remove it, then exit.
-    let _ = ctrlc::set_handler(|| {
-        phivault_keystore::atomic::remove_in_flight();
-        std::process::exit(130);
-    });
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Err(e) = config::apply(&mut cli, &matches) {
-        eprintln!("phivault: error: {e:#}");
-        return ExitCode::from(2);
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Ctrl-C or SIGTERM mid-write must not leave a partial file behind
+        // (for decrypt, that would be PHI on disk): remove it, then exit.
+        // The server handles its own signals (graceful shutdown).
+        let _ = ctrlc::set_handler(|| {
+            phivault_keystore::atomic::remove_in_flight();
+            std::process::exit(130);
+        });
     }
+    let file = match config::apply(&mut cli, &matches) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("phivault: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let res = match &cli.command {
         Command::Init(a) => custody::init(&cli.global, a),
         Command::Unseal(a) => custody::unseal(&cli.global, a),
@@ -41,6 +49,9 @@ fn main() -> ExitCode {
         Command::Encrypt(a) => files::encrypt(&cli.global, a),
         Command::Decrypt(a) => files::decrypt(&cli.global, a),
         Command::Inspect(a) => files::inspect(&cli.global, a),
+        Command::Serve(a) => serve_cmd::serve(&cli.global, a, &file),
+        Command::Ca(c) => ca_cmd::run(&cli.global, c),
+        Command::Config(cli::ConfigCommand::Check(a)) => serve_cmd::check(&cli.global, a, &file),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

@@ -52,11 +52,31 @@ pub fn ticker(bar: &Option<ProgressBar>) -> impl FnMut(u64) + '_ {
     }
 }
 
-/// Reads a secret: from `env` if set, else a no-echo prompt on a terminal,
-/// else one line of stdin.
-pub fn read_secret(prompt: &str, env: &str) -> anyhow::Result<Zeroizing<String>> {
+/// A secret from the environment: `NAME`, or the file named by
+/// `NAME_FILE` (trailing newline dropped), for secrets mounted as files.
+pub fn env_secret(env: &str) -> anyhow::Result<Option<Zeroizing<String>>> {
     if let Ok(v) = std::env::var(env) {
-        return Ok(Zeroizing::new(v));
+        return Ok(Some(Zeroizing::new(v)));
+    }
+    if let Some(p) = std::env::var_os(format!("{env}_FILE")) {
+        let v = Zeroizing::new(std::fs::read_to_string(&p).map_err(|e| {
+            anyhow::anyhow!(
+                "reading {env}_FILE ({}): {e}",
+                std::path::Path::new(&p).display()
+            )
+        })?);
+        return Ok(Some(Zeroizing::new(
+            v.trim_end_matches(['\r', '\n']).to_string(),
+        )));
+    }
+    Ok(None)
+}
+
+/// Reads a secret: from `env` (or `env_FILE`) if set, else a no-echo
+/// prompt on a terminal, else one line of stdin.
+pub fn read_secret(prompt: &str, env: &str) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(v) = env_secret(env)? {
+        return Ok(v);
     }
     if std::io::stdin().is_terminal() {
         return Ok(Zeroizing::new(rpassword::prompt_password(prompt)?));

@@ -151,6 +151,19 @@ pub fn encrypt(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
     let version = keys.primary_version(ring)?;
+    encrypt_version(keys, ring, version, context, plaintext)
+}
+
+/// [`encrypt`] under a chosen version, which the key deriver must allow
+/// for encryption (the primary, or one at or above the ring's minimum
+/// encryption version).
+pub fn encrypt_version(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    version: KeyVersion,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
     encrypt_inner(keys, ring, version, nonce, context, plaintext)
 }

@@ -709,6 +709,17 @@ impl Keystore {
         })
     }
 
+    /// A ring's kind (cheap: for the per-request path).
+    pub fn ring_kind(&self, name: &KeyRingName) -> Result<KeyKind> {
+        self.refresh_for_key_use()?;
+        let st = self.state.read().expect("lock");
+        st.body
+            .rings
+            .get(name.as_str())
+            .map(|r| r.kind)
+            .ok_or_else(|| KeyError::UnknownRing(name.to_string()).into())
+    }
+
     /// One ring's public description.
     pub fn ring(&self, name: &KeyRingName) -> Result<RingInfo> {
         self.refresh_for_key_use()?;

@@ -1,1 +1,1243 @@
-//! todo
+//! The HTTP API: Vault-compatible transit routes, token issue, and the
+//! `sys` routes. Every route is listed once in [`ROUTES`]; the router, the
+//! metrics labels and the OpenAPI check all come from that table.
+//!
+//! Authentication: every route but `/v1/sys/health` needs a verified
+//! client certificate (mTLS). A bearer token (`Authorization: Bearer` or
+//! `X-Vault-Token`) narrows the request to the token's scopes, and must be
+//! bound to the same certificate. 401 means "who are you?" (no
+//! certificate, bad or expired token); 403 means "not allowed" (scope).
+
+use crate::auth::{Scopes, TokenAuthority};
+use crate::config::ServerSettings;
+use crate::metrics::Metrics;
+use crate::pki::PeerIdentity;
+use crate::transit::{self, Binding, CreateOptions, Transit, TransitError};
+use arc_swap::ArcSwapOption;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use axum::{Extension, Router};
+use phivault_keystore::seal::Unsealer;
+use phivault_keystore::{Keystore, RingConfig};
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every route: (method, path template). Vault's `LIST` verb is accepted
+/// as `GET …?list=true` (the server rewrites it before routing).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/sys/health"),
+    ("GET", "/v1/sys/seal-status"),
+    ("PUT", "/v1/sys/unseal"),
+    ("POST", "/v1/sys/unseal"),
+    ("PUT", "/v1/sys/seal"),
+    ("POST", "/v1/sys/seal"),
+    ("GET", "/v1/sys/metrics"),
+    ("GET", "/v1/openapi.json"),
+    ("POST", "/v1/auth/token"),
+    ("GET", "/v1/auth/jwks"),
+    ("GET", "/v1/auth/token/lookup-self"),
+    ("GET", "/v1/transit/keys"),
+    ("POST", "/v1/transit/keys/{name}"),
+    ("GET", "/v1/transit/keys/{name}"),
+    ("DELETE", "/v1/transit/keys/{name}"),
+    ("POST", "/v1/transit/keys/{name}/config"),
+    ("POST", "/v1/transit/keys/{name}/rotate"),
+    ("POST", "/v1/transit/encrypt/{name}"),
+    ("POST", "/v1/transit/decrypt/{name}"),
+    ("POST", "/v1/transit/rewrap/{name}"),
+    ("POST", "/v1/transit/datakey/{kind}/{name}"),
+    ("POST", "/v1/transit/hmac/{name}"),
+    ("POST", "/v1/transit/hmac/{name}/{algorithm}"),
+    ("POST", "/v1/transit/verify/{name}"),
+    ("POST", "/v1/transit/verify/{name}/{algorithm}"),
+    ("POST", "/v1/transit/random"),
+    ("POST", "/v1/transit/random/{bytes}"),
+];
+
+/// Routes served while sealed.
+const SEALED_OK: &[&str] = &["/v1/sys/health", "/v1/sys/seal-status", "/v1/sys/unseal"];
+
+/// What the accept loop knows about a connection, put on every request.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// The verified client certificate's identity, if one was presented.
+    pub identity: Option<Arc<PeerIdentity>>,
+    /// Negotiated TLS version.
+    pub tls_version: &'static str,
+    /// Negotiated suite.
+    pub suite: &'static str,
+}
+
+/// Server state shared by every request.
+pub struct Shared {
+    /// Settings.
+    pub settings: ServerSettings,
+    /// The unsealed keystore; `None` while sealed.
+    pub keystore: ArcSwapOption<Keystore>,
+    /// Shares given so far while sealed.
+    pub unsealer: Mutex<Option<Unsealer>>,
+    /// Token issuer/verifier.
+    pub tokens: TokenAuthority,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Extra scopes by principal (config).
+    pub principals: HashMap<String, Scopes>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// Handle.
+pub type AppState = Arc<Shared>;
+
+/// An API error: a status and messages, rendered as Vault's
+/// `{"errors": [...]}`. Messages never contain request data.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    msg: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            msg: msg.into(),
+        }
+    }
+    fn bad(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(json!({ "errors": [self.msg] }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Bearer realm=\"phivault\", mTLS client certificate required",
+                ),
+            );
+        }
+        r
+    }
+}
+
+impl From<TransitError> for ApiError {
+    fn from(e: TransitError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        if status.is_server_error() {
+            tracing::error!(error = %e, "transit failure");
+        }
+        Self::new(status, e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Vault's response envelope.
+#[derive(Serialize)]
+struct VaultResponse<T: Serialize> {
+    request_id: String,
+    lease_id: &'static str,
+    renewable: bool,
+    lease_duration: u64,
+    data: T,
+    wrap_info: Option<()>,
+    warnings: Option<Vec<String>>,
+    auth: Option<Value>,
+    mount_type: &'static str,
+}
+
+fn request_id() -> String {
+    let b: [u8; 16] = phivault_core::crypto::random_array().unwrap_or([0; 16]);
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn vault_with<T: Serialize>(status: StatusCode, data: T, auth: Option<Value>) -> Response {
+    let body = serde_json::to_vec(&VaultResponse {
+        request_id: request_id(),
+        lease_id: "",
+        renewable: false,
+        lease_duration: 0,
+        data,
+        wrap_info: None,
+        warnings: None,
+        auth,
+        mount_type: "transit",
+    })
+    .expect("serializes");
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn vault<T: Serialize>(data: T) -> ApiResult {
+    Ok(vault_with(StatusCode::OK, data, None))
+}
+
+/// Reads a JSON body under the size limit and read timeout. An empty body
+/// is the type's default. Parse errors say where, never what.
+async fn read_json<T: DeserializeOwned + Default>(st: &Shared, body: Body) -> Result<T, ApiError> {
+    let lim = &st.settings.limits;
+    let bytes = match tokio::time::timeout(
+        lim.read_timeout,
+        axum::body::to_bytes(body, lim.max_body_bytes),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            ));
+        }
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || format!("{e}").contains("length limit");
+            return Err(if too_big {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body exceeds {} bytes (server.max_body_bytes)",
+                        lim.max_body_bytes
+                    ),
+                )
+            } else {
+                ApiError::bad("could not read the request body")
+            });
+        }
+        Ok(Ok(b)) => b,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad(format!(
+            "malformed JSON request body ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Principal.
+    pub principal: String,
+    /// Effective scopes.
+    pub scopes: Scopes,
+    /// Token id, when a token was used.
+    pub token_id: Option<String>,
+    /// Token expiry.
+    pub token_exp: Option<u64>,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+fn authenticate(st: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let Some(id) = &conn.identity else {
+        st.metrics.auth_failed("client_cert_missing");
+        tracing::warn!(peer = %conn.peer, reason = "client_cert_missing", "request without a client certificate refused");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a client certificate is required (mTLS); issue one with `phivault ca issue client`",
+        ));
+    };
+    match bearer(headers) {
+        Some(t) => match st.tokens.verify(t, id) {
+            Ok(g) => Ok(Caller {
+                principal: id.principal.clone(),
+                scopes: g.scopes,
+                token_id: Some(g.jti),
+                token_exp: Some(g.exp),
+            }),
+            Err(e) => {
+                let reason = match e {
+                    crate::AuthError::Expired => "token_expired",
+                    crate::AuthError::WrongCertificate => "token_wrong_certificate",
+                    crate::AuthError::ForeignIssuer | crate::AuthError::UnknownKey => {
+                        "token_foreign"
+                    }
+                    crate::AuthError::WrongAudience => "token_wrong_audience",
+                    crate::AuthError::Unbound => "token_unbound",
+                    _ => "token_invalid",
+                };
+                st.metrics.auth_failed(reason);
+                tracing::warn!(peer = %conn.peer, principal = %id.principal, reason, "token refused");
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+            }
+        },
+        None => {
+            let mut scopes: Vec<&str> = id.scopes.iter().map(String::as_str).collect();
+            if let Some(extra) = st.principals.get(&id.principal) {
+                scopes.extend(extra.iter().map(|s| s.as_str()));
+            }
+            Ok(Caller {
+                principal: id.principal.clone(),
+                // Scopes in a verified certificate were checked at issue;
+                // a malformed one from an external CA is dropped here.
+                scopes: Scopes::parse(
+                    scopes
+                        .iter()
+                        .copied()
+                        .filter(|s| crate::auth::Scope::parse(s).is_ok()),
+                )
+                .unwrap_or_default(),
+                token_id: None,
+                token_exp: None,
+            })
+        }
+    }
+}
+
+fn authorize(
+    st: &Shared,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    required: &str,
+) -> Result<Caller, ApiError> {
+    let c = authenticate(st, conn, headers)?;
+    if c.scopes.allows(required) {
+        Ok(c)
+    } else {
+        st.metrics.auth_failed("scope_denied");
+        tracing::warn!(peer = %conn.peer, principal = %c.principal, required, "permission denied");
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("permission denied: this request needs scope '{required}'"),
+        ))
+    }
+}
+
+fn keystore(st: &Shared) -> Result<Arc<Keystore>, ApiError> {
+    st.keystore
+        .load_full()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed"))
+}
+
+// ---------------------------------------------------------------- sys
+
+async fn health(State(st): State<AppState>) -> Response {
+    let sealed = st.keystore.load().is_none();
+    let code = if sealed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let now = time::OffsetDateTime::now_utc();
+    (
+        code,
+        axum::Json(json!({
+            "initialized": true,
+            "sealed": sealed,
+            "standby": false,
+            "performance_standby": false,
+            "server_time_utc": now.unix_timestamp(),
+            "version": concat!("phivault-", env!("CARGO_PKG_VERSION")),
+            "cluster_name": "phivault",
+            "fips": phivault_core::crypto::module_info().fips_mode,
+        })),
+    )
+        .into_response()
+}
+
+fn seal_status_body(st: &Shared) -> Value {
+    let sealed = st.keystore.load().is_none();
+    let (method, seal) = phivault_keystore::seal::describe(&st.settings.data_dir)
+        .map(|(_, s)| (s.name(), Some(s)))
+        .unwrap_or(("unknown", None));
+    let (t, n) = match seal {
+        Some(phivault_keystore::model::Seal::Shamir {
+            threshold, shares, ..
+        }) => (threshold, shares),
+        _ => (1, 1),
+    };
+    let progress = st
+        .unsealer
+        .lock()
+        .expect("lock")
+        .as_ref()
+        .map(|u| u.progress().have)
+        .unwrap_or(0);
+    json!({
+        "type": method, "initialized": true, "sealed": sealed, "t": t, "n": n,
+        "progress": progress, "version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": "phivault", "storage_type": "file",
+    })
+}
+
+async fn seal_status(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authenticate(&st, &conn, &headers)?;
+    Ok(axum::Json(seal_status_body(&st)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct UnsealReq {
+    key: Option<String>,
+    passphrase: Option<String>,
+    #[serde(default)]
+    reset: bool,
+}
+
+impl Drop for UnsealReq {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(k) = &mut self.key {
+            k.zeroize();
+        }
+        if let Some(p) = &mut self.passphrase {
+            p.zeroize();
+        }
+    }
+}
+
+async fn unseal(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let caller = authorize(&st, &conn, &headers, "sys:unseal")?;
+    let mut req: UnsealReq = read_json(&st, body).await?;
+    if st.keystore.load().is_some() {
+        return Ok(axum::Json(seal_status_body(&st)).into_response());
+    }
+    let dir = st.settings.data_dir.clone();
+    if req.reset {
+        *st.unsealer.lock().expect("lock") = None;
+        return Ok(axum::Json(seal_status_body(&st)).into_response());
+    }
+    let st2 = st.clone();
+    let key = req.key.take();
+    let pass = req.passphrase.take();
+    let opened = tokio::task::spawn_blocking(
+        move || -> Result<Option<Keystore>, phivault_keystore::KeystoreError> {
+            if let Some(p) = pass {
+                let p = phivault_core::secret::SecretBytes::new(p.into_bytes());
+                return phivault_keystore::seal::open_with_passphrase(&dir, &p).map(Some);
+            }
+            let Some(mut share) = key else {
+                return Err(phivault_keystore::KeystoreError::Invalid(
+                    "give 'key' (one unseal share) or 'passphrase'".into(),
+                ));
+            };
+            let mut guard = st2.unsealer.lock().expect("lock");
+            if guard.is_none() {
+                *guard = Some(Unsealer::new(&dir)?);
+            }
+            let r = guard.as_mut().expect("set").submit(&share);
+            zeroize::Zeroize::zeroize(&mut share);
+            if matches!(r, Ok(Some(_)) | Err(_)) {
+                *guard = None;
+            }
+            r
+        },
+    )
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unseal task failed"))?;
+    match opened {
+        Ok(Some(ks)) => {
+            st.keystore.store(Some(Arc::new(ks)));
+            st.metrics.sealed.set(0);
+            tracing::info!(principal = %caller.principal, "vault unsealed");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            st.metrics.auth_failed("unseal_failed");
+            tracing::warn!(principal = %caller.principal, error = %e, "unseal attempt failed");
+            return Err(ApiError::bad(e.to_string()));
+        }
+    }
+    Ok(axum::Json(seal_status_body(&st)).into_response())
+}
+
+async fn seal(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let caller = authorize(&st, &conn, &headers, "sys:seal")?;
+    st.keystore.store(None);
+    *st.unsealer.lock().expect("lock") = None;
+    st.metrics.sealed.set(1);
+    tracing::warn!(principal = %caller.principal, "vault sealed by request");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Refreshes the scrape-time gauges.
+pub fn refresh_gauges(st: &Shared) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let na = st
+        .metrics
+        .server_cert_not_after
+        .load(std::sync::atomic::Ordering::Relaxed) as i64;
+    st.metrics
+        .cert_expiry
+        .get_or_create(&crate::metrics::CertLabel { cert: "server" })
+        .set(na - now);
+    if let Some(ks) = st.keystore.load_full()
+        && let Ok(rings) = ks.list(Some(transit::NAMESPACE))
+    {
+        for r in rings {
+            let key = r
+                .name
+                .split_once('/')
+                .map(|(_, n)| n.to_string())
+                .unwrap_or_default();
+            st.metrics
+                .key_age
+                .get_or_create(&crate::metrics::KeyLabel { key })
+                .set(r.primary_age_secs);
+        }
+    }
+}
+
+async fn metrics(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authorize(&st, &conn, &headers, "sys:metrics")?;
+    refresh_gauges(&st);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        st.metrics.encode(),
+    )
+        .into_response())
+}
+
+/// The committed OpenAPI document.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authenticate(&st, &conn, &headers)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------- auth
+
+#[derive(Deserialize, Default)]
+struct TokenReq {
+    scopes: Option<Vec<String>>,
+    scope: Option<String>,
+    ttl: Option<Value>,
+}
+
+fn duration_field(name: &str, v: &Option<Value>) -> Result<Option<u64>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            ApiError::bad(format!("'{name}' must be a non-negative number of seconds"))
+        }),
+        Some(Value::String(s)) => transit::parse_duration(s)
+            .map(Some)
+            .map_err(|e| ApiError::bad(format!("'{name}': {e}"))),
+        Some(_) => Err(ApiError::bad(format!(
+            "'{name}' must be seconds or a duration like \"15m\""
+        ))),
+    }
+}
+
+async fn issue_token(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    if bearer(&headers).is_some() {
+        return Err(ApiError::bad(
+            "tokens are issued to a client certificate, not to another token; send no token header",
+        ));
+    }
+    let caller = authenticate(&st, &conn, &headers)?;
+    let req: TokenReq = read_json(&st, body).await?;
+    let requested = match (&req.scopes, &req.scope) {
+        (Some(v), _) => Scopes::parse(v.iter().map(String::as_str)),
+        (None, Some(s)) => Scopes::parse(s.split_whitespace()),
+        (None, None) => Ok(caller.scopes.clone()),
+    }
+    .map_err(|e| ApiError::bad(e.to_string()))?;
+    let ttl = duration_field("ttl", &req.ttl)?.unwrap_or(300);
+    let id = conn.identity.as_ref().expect("authenticated");
+    let (token, claims) = st
+        .tokens
+        .issue(id, &caller.scopes, &requested, Duration::from_secs(ttl))
+        .map_err(|e| match e {
+            crate::AuthError::ScopeNotGranted(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+            }
+            other => ApiError::bad(other.to_string()),
+        })?;
+    tracing::info!(principal = %caller.principal, jti = %claims.jti, ttl, scope = %claims.scope, "token issued");
+    let policies: Vec<&str> = claims.scope.split_whitespace().collect();
+    let auth = json!({
+        "client_token": token, "accessor": claims.jti, "policies": policies,
+        "token_policies": policies, "lease_duration": ttl, "renewable": false,
+        "entity_id": claims.sub, "token_type": "service", "orphan": true,
+    });
+    Ok(vault_with(
+        StatusCode::OK,
+        json!({
+            "access_token": token, "token_type": "Bearer", "expires_in": ttl,
+            "scope": claims.scope, "jti": claims.jti,
+        }),
+        Some(auth),
+    ))
+}
+
+async fn jwks(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authenticate(&st, &conn, &headers)?;
+    Ok(axum::Json(st.tokens.jwks()).into_response())
+}
+
+async fn lookup_self(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let c = authenticate(&st, &conn, &headers)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let policies: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
+    vault(json!({
+        "id": c.token_id.clone().unwrap_or_default(),
+        "accessor": c.token_id.unwrap_or_default(),
+        "display_name": c.principal,
+        "entity_id": c.principal,
+        "policies": policies,
+        "ttl": c.token_exp.map(|e| e.saturating_sub(now)).unwrap_or(0),
+        "renewable": false,
+        "type": "service",
+    }))
+}
+
+// ---------------------------------------------------------------- transit keys
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    list: Option<String>,
+}
+
+async fn list_keys(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    if q.list.as_deref() != Some("true") {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use LIST, or GET with ?list=true",
+        ));
+    }
+    require_any(&st, &conn, &headers, &["keys:read", "keys:admin"])?;
+    let ks = keystore(&st)?;
+    let keys = Transit::new(&ks).list()?;
+    if keys.is_empty() {
+        // Vault answers an empty list with 404.
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no keys"));
+    }
+    vault(json!({ "keys": keys }))
+}
+
+fn require_any(
+    st: &Shared,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    any: &[&str],
+) -> Result<Caller, ApiError> {
+    let c = authenticate(st, conn, headers)?;
+    if any.iter().any(|s| c.scopes.allows(s)) {
+        Ok(c)
+    } else {
+        st.metrics.auth_failed("scope_denied");
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("permission denied: this request needs one of the scopes {any:?}"),
+        ))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct CreateKeyReq {
+    #[serde(rename = "type")]
+    key_type: Option<String>,
+    auto_rotate_period: Option<Value>,
+    #[serde(default)]
+    exportable: bool,
+    #[serde(default)]
+    derived: bool,
+    #[serde(default)]
+    convergent_encryption: bool,
+    #[serde(default)]
+    allow_plaintext_backup: bool,
+}
+
+async fn create_key(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let c = authorize(&st, &conn, &headers, "keys:admin")?;
+    let req: CreateKeyReq = read_json(&st, body).await?;
+    if req.allow_plaintext_backup || req.convergent_encryption {
+        return Err(ApiError::bad(
+            "allow_plaintext_backup and convergent_encryption are not supported: keys never leave phivault",
+        ));
+    }
+    let ks = keystore(&st)?;
+    let t = Transit::new(&ks);
+    t.create(
+        &name,
+        &CreateOptions {
+            key_type: req.key_type,
+            auto_rotate_period_secs: duration_field("auto_rotate_period", &req.auto_rotate_period)?,
+            exportable: req.exportable,
+            derived: req.derived,
+        },
+    )?;
+    tracing::info!(principal = %c.principal, key = %name, "transit key created");
+    vault(t.read(&name)?)
+}
+
+async fn read_key(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    require_any(&st, &conn, &headers, &["keys:read", "keys:admin"])?;
+    let ks = keystore(&st)?;
+    vault(Transit::new(&ks).read(&name)?)
+}
+
+async fn delete_key(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = authorize(&st, &conn, &headers, "keys:admin")?;
+    let ks = keystore(&st)?;
+    Transit::new(&ks).delete(&name)?;
+    tracing::warn!(principal = %c.principal, key = %name, "transit key deleted (crypto-shredded)");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct ConfigReq {
+    min_decryption_version: Option<u32>,
+    min_encryption_version: Option<u32>,
+    deletion_allowed: Option<bool>,
+    auto_rotate_period: Option<Value>,
+    exportable: Option<bool>,
+    allow_plaintext_backup: Option<bool>,
+}
+
+async fn config_key(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let c = authorize(&st, &conn, &headers, "keys:admin")?;
+    let req: ConfigReq = read_json(&st, body).await?;
+    if req.exportable == Some(true) || req.allow_plaintext_backup == Some(true) {
+        return Err(ApiError::bad(
+            "keys cannot be made exportable: they never leave phivault",
+        ));
+    }
+    let ks = keystore(&st)?;
+    let t = Transit::new(&ks);
+    t.config(
+        &name,
+        &RingConfig {
+            min_decryption_version: req.min_decryption_version,
+            min_encryption_version: req.min_encryption_version,
+            deletion_allowed: req.deletion_allowed,
+            auto_rotate_period_secs: duration_field("auto_rotate_period", &req.auto_rotate_period)?,
+        },
+    )?;
+    tracing::info!(principal = %c.principal, key = %name, "transit key config changed");
+    vault(t.read(&name)?)
+}
+
+async fn rotate_key(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let c = authorize(&st, &conn, &headers, "keys:admin")?;
+    let ks = keystore(&st)?;
+    let t = Transit::new(&ks);
+    let v = t.rotate(&name)?;
+    tracing::info!(principal = %c.principal, key = %name, version = v, "transit key rotated");
+    vault(t.read(&name)?)
+}
+
+// ---------------------------------------------------------------- transit data
+
+#[derive(Deserialize, Default)]
+struct Item {
+    plaintext: Option<String>,
+    ciphertext: Option<String>,
+    context: Option<String>,
+    associated_data: Option<String>,
+    new_context: Option<String>,
+    new_associated_data: Option<String>,
+    key_version: Option<u32>,
+    input: Option<String>,
+    hmac: Option<String>,
+    reference: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct DataReq {
+    #[serde(flatten)]
+    single: Item,
+    batch_input: Option<Vec<Item>>,
+    partial_failure_response_code: Option<u16>,
+    bits: Option<u32>,
+    bytes: Option<usize>,
+    format: Option<String>,
+    algorithm: Option<String>,
+}
+
+fn opt_b64(field: &str, v: &Option<String>) -> Result<Vec<u8>, TransitError> {
+    match v {
+        Some(s) if !s.is_empty() => transit::b64(field, s),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn binding(i: &Item) -> Result<Binding, TransitError> {
+    Ok(Binding {
+        context: opt_b64("context", &i.context)?,
+        associated_data: opt_b64("associated_data", &i.associated_data)?,
+    })
+}
+
+fn new_binding(i: &Item, old: &Binding) -> Result<Binding, TransitError> {
+    Ok(Binding {
+        context: match &i.new_context {
+            Some(_) => opt_b64("new_context", &i.new_context)?,
+            None => old.context.clone(),
+        },
+        associated_data: match &i.new_associated_data {
+            Some(_) => opt_b64("new_associated_data", &i.new_associated_data)?,
+            None => old.associated_data.clone(),
+        },
+    })
+}
+
+fn need<'a>(field: &str, v: &'a Option<String>) -> Result<&'a str, TransitError> {
+    v.as_deref()
+        .ok_or_else(|| TransitError::Invalid(format!("missing '{field}'")))
+}
+
+/// Runs `f` on one item or on the batch (in parallel when large), shaping
+/// Vault's responses: a batch answers `batch_results` with a per-item
+/// `error`, and 400 if any item failed unless
+/// `partial_failure_response_code` says otherwise.
+fn run_items(
+    st: &Shared,
+    req: &DataReq,
+    f: impl Fn(&Item) -> Result<Value, TransitError> + Sync,
+) -> ApiResult {
+    let Some(batch) = &req.batch_input else {
+        return vault(f(&req.single)?);
+    };
+    if batch.is_empty() {
+        return Err(ApiError::bad("batch_input is empty"));
+    }
+    let one = |i: &Item| {
+        let mut v = match f(i) {
+            Ok(v) => v,
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        if let (Some(r), Some(m)) = (&i.reference, v.as_object_mut()) {
+            m.insert("reference".into(), r.clone());
+        }
+        v
+    };
+    let results: Vec<Value> = if batch.len() >= 64 {
+        batch.par_iter().map(one).collect()
+    } else {
+        batch.iter().map(one).collect()
+    };
+    st.metrics.batch_items.inc_by(batch.len() as u64);
+    let failed = results.iter().any(|r| r.get("error").is_some());
+    let status = if failed {
+        req.partial_failure_response_code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST)
+    } else {
+        StatusCode::OK
+    };
+    Ok(vault_with(
+        status,
+        json!({ "batch_results": results }),
+        None,
+    ))
+}
+
+async fn data_op(
+    st: &AppState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    scope: String,
+    body: Body,
+) -> Result<(Arc<Keystore>, DataReq), ApiError> {
+    authorize(st, conn, headers, &scope)?;
+    let req: DataReq = read_json(st, body).await?;
+    Ok((keystore(st)?, req))
+}
+
+async fn encrypt(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let (ks, req) = data_op(
+        &st,
+        &conn,
+        &headers,
+        format!("transit:encrypt:{name}"),
+        body,
+    )
+    .await?;
+    let t = Transit::new(&ks);
+    let r = t.ring_for_encrypt(&name)?;
+    run_items(&st, &req, |i| {
+        let pt = transit::b64("plaintext", need("plaintext", &i.plaintext)?)?;
+        let pt = zeroize::Zeroizing::new(pt);
+        let s = t.encrypt_ring(
+            &r,
+            &name,
+            &pt,
+            &binding(i)?,
+            i.key_version.or(req.single.key_version),
+        )?;
+        Ok(json!({ "ciphertext": s.ciphertext, "key_version": s.key_version }))
+    })
+}
+
+async fn decrypt(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult {
+    use base64::Engine;
+    let (ks, req) = data_op(
+        &st,
+        &conn,
+        &headers,
+        format!("transit:decrypt:{name}"),
+        body,
+    )
+    .await?;
+    let t = Transit::new(&ks);
+    run_items(&st, &req, |i| {
+        let pt = t.decrypt(&name, need("ciphertext", &i.ciphertext)?, &binding(i)?)?;
+        Ok(json!({ "plaintext": base64::engine::general_purpose::STANDARD.encode(&pt[..]) }))
+    })
+}
+
+async fn rewrap(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let (ks, req) = data_op(&st, &conn, &headers, format!("transit:rewrap:{name}"), body).await?;
+    let t = Transit::new(&ks);
+    run_items(&st, &req, |i| {
+        let from = binding(i)?;
+        let to = new_binding(i, &from)?;
+        let s = t.rewrap(
+            &name,
+            need("ciphertext", &i.ciphertext)?,
+            &from,
+            &to,
+            i.key_version.or(req.single.key_version),
+        )?;
+        Ok(json!({ "ciphertext": s.ciphertext, "key_version": s.key_version }))
+    })
+}
+
+async fn datakey(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path((kind, name)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult {
+    use base64::Engine;
+    let with_plaintext = match kind.as_str() {
+        "plaintext" => true,
+        "wrapped" => false,
+        _ => {
+            return Err(ApiError::bad(
+                "datakey type must be 'plaintext' or 'wrapped'",
+            ));
+        }
+    };
+    let (ks, req) = data_op(
+        &st,
+        &conn,
+        &headers,
+        format!("transit:datakey:{name}"),
+        body,
+    )
+    .await?;
+    let t = Transit::new(&ks);
+    let (key, s) = t.datakey(&name, req.bits.unwrap_or(256), &binding(&req.single)?)?;
+    let mut data = json!({ "ciphertext": s.ciphertext, "key_version": s.key_version });
+    if with_plaintext {
+        data["plaintext"] = json!(base64::engine::general_purpose::STANDARD.encode(&key[..]));
+    }
+    vault(data)
+}
+
+async fn hmac(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    body: Body,
+) -> ApiResult {
+    let name = p.get("name").cloned().unwrap_or_default();
+    let (ks, req) = data_op(&st, &conn, &headers, format!("transit:hmac:{name}"), body).await?;
+    let alg = p
+        .get("algorithm")
+        .cloned()
+        .or(req.algorithm.clone())
+        .unwrap_or_default();
+    let t = Transit::new(&ks);
+    run_items(&st, &req, |i| {
+        let input = transit::b64("input", need("input", &i.input)?)?;
+        Ok(
+            json!({ "hmac": t.hmac(&name, &alg, &input, i.key_version.or(req.single.key_version))? }),
+        )
+    })
+}
+
+async fn verify(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    body: Body,
+) -> ApiResult {
+    let name = p.get("name").cloned().unwrap_or_default();
+    let (ks, req) = data_op(&st, &conn, &headers, format!("transit:verify:{name}"), body).await?;
+    let alg = p
+        .get("algorithm")
+        .cloned()
+        .or(req.algorithm.clone())
+        .unwrap_or_default();
+    let t = Transit::new(&ks);
+    run_items(&st, &req, |i| {
+        let input = transit::b64("input", need("input", &i.input)?)?;
+        Ok(json!({ "valid": t.verify_hmac(&name, &alg, &input, need("hmac", &i.hmac)?)? }))
+    })
+}
+
+async fn random(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    p: Option<Path<String>>,
+    body: Body,
+) -> ApiResult {
+    authorize(&st, &conn, &headers, "transit:random")?;
+    let req: DataReq = read_json(&st, body).await?;
+    let bytes = match p {
+        Some(Path(b)) => b
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad("bytes must be a number"))?,
+        None => req.bytes.unwrap_or(32),
+    };
+    vault(json!({ "random_bytes": transit::random(bytes, req.format.as_deref().unwrap_or(""))? }))
+}
+
+// ---------------------------------------------------------------- router
+
+fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
+    match (method, path) {
+        ("GET", "/v1/sys/health") => get(health),
+        ("GET", "/v1/sys/seal-status") => get(seal_status),
+        ("PUT", "/v1/sys/unseal") => axum::routing::put(unseal),
+        ("POST", "/v1/sys/unseal") => post(unseal),
+        ("PUT", "/v1/sys/seal") => axum::routing::put(seal),
+        ("POST", "/v1/sys/seal") => post(seal),
+        ("GET", "/v1/sys/metrics") => get(metrics),
+        ("GET", "/v1/openapi.json") => get(openapi),
+        ("POST", "/v1/auth/token") => post(issue_token),
+        ("GET", "/v1/auth/jwks") => get(jwks),
+        ("GET", "/v1/auth/token/lookup-self") => get(lookup_self),
+        ("GET", "/v1/transit/keys") => get(list_keys),
+        ("POST", "/v1/transit/keys/{name}") => post(create_key),
+        ("GET", "/v1/transit/keys/{name}") => get(read_key),
+        ("DELETE", "/v1/transit/keys/{name}") => delete(delete_key),
+        ("POST", "/v1/transit/keys/{name}/config") => post(config_key),
+        ("POST", "/v1/transit/keys/{name}/rotate") => post(rotate_key),
+        ("POST", "/v1/transit/encrypt/{name}") => post(encrypt),
+        ("POST", "/v1/transit/decrypt/{name}") => post(decrypt),
+        ("POST", "/v1/transit/rewrap/{name}") => post(rewrap),
+        ("POST", "/v1/transit/datakey/{kind}/{name}") => post(datakey),
+        ("POST", "/v1/transit/hmac/{name}") | ("POST", "/v1/transit/hmac/{name}/{algorithm}") => {
+            post(hmac)
+        }
+        ("POST", "/v1/transit/verify/{name}")
+        | ("POST", "/v1/transit/verify/{name}/{algorithm}") => post(verify),
+        ("POST", "/v1/transit/random") | ("POST", "/v1/transit/random/{bytes}") => post(random),
+        _ => panic!("route {method} {path} in ROUTES has no handler"),
+    }
+}
+
+fn static_route(matched: Option<&MatchedPath>) -> &'static str {
+    matched
+        .and_then(|m| {
+            ROUTES
+                .iter()
+                .find(|(_, p)| *p == m.as_str())
+                .map(|(_, p)| *p)
+        })
+        .unwrap_or("unmatched")
+}
+
+fn static_method(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+/// Metrics and the sealed gate, around every routed request. (HSTS and
+/// no-store are added to every response, routed or not, by the
+/// connection service in `server.rs`.)
+async fn around(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = static_route(req.extensions().get::<MatchedPath>());
+    let method = static_method(req.method());
+    let resp =
+        if st.keystore.load().is_none() && !SEALED_OK.contains(&route) && route != "unmatched" {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed").into_response()
+        } else {
+            next.run(req).await
+        };
+    let status = resp.status().as_u16();
+    st.metrics
+        .request(route, method, status, start.elapsed().as_secs_f64());
+    if status >= 500 {
+        tracing::error!(route, method, status, "request failed");
+    } else if status >= 400 {
+        tracing::info!(route, method, status, "request refused");
+    } else {
+        tracing::debug!(route, method, status, "request");
+    }
+    resp
+}
+
+async fn fallback() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "unsupported path")
+}
+
+/// The router over [`ROUTES`].
+pub fn router(state: AppState) -> Router {
+    let mut r: Router<AppState> = Router::new();
+    for (m, p) in ROUTES {
+        r = r.route(p, handler(m, p));
+    }
+    r.fallback(fallback)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this path",
+            )
+        })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), around))
+        .with_state(state)
+}

@@ -1,1 +1,297 @@
-//! todo
+//! The server's configuration: what the TOML file may hold (sections
+//! `[server]`, `[tls]`, `[auth]`), and the resolved settings `serve` runs
+//! with. The CLI layers file < environment < flags on top of these
+//! defaults, then calls [`ServerSettings::validate`].
+
+use crate::auth::{ExternalIssuer, Scopes};
+use crate::tls::{Profile, TlsSettings};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `[server]` in the file.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct ServerFile {
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Time allowed to send request headers (slowloris), e.g. "10s".
+    pub header_timeout: Option<String>,
+    /// Time allowed to send a request body.
+    pub read_timeout: Option<String>,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Option<String>,
+    /// Keep-alive connections idle this long are closed.
+    pub idle_timeout: Option<String>,
+    /// How long SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Option<String>,
+    /// How often TLS files are checked for changes.
+    pub reload_poll: Option<String>,
+}
+
+/// `[tls]` in the file.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct TlsFile {
+    /// nist | modern.
+    pub profile: Option<String>,
+    /// Server certificate chain.
+    pub cert: Option<PathBuf>,
+    /// Server key.
+    pub key: Option<PathBuf>,
+    /// Client CA bundle (an external CA instead of the built-in one).
+    pub client_ca: Option<PathBuf>,
+    /// CRL files.
+    pub crl: Option<Vec<PathBuf>>,
+    /// See [`TlsSettings::insecure_allow_x25519`].
+    #[serde(default)]
+    pub insecure_allow_x25519: bool,
+    /// See [`TlsSettings::insecure_allow_long_validity`].
+    #[serde(default)]
+    pub insecure_allow_long_validity: bool,
+    /// See [`TlsSettings::insecure_allow_unknown_revocation`].
+    #[serde(default)]
+    pub insecure_allow_unknown_revocation: bool,
+}
+
+/// `[auth]` in the file.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct AuthFile {
+    /// Token `iss`.
+    pub issuer: Option<String>,
+    /// Token `aud`.
+    pub audience: Option<String>,
+    /// How often the token signing key rotates, e.g. "24h".
+    pub signing_key_rotation: Option<String>,
+    /// External OIDC issuers.
+    #[serde(default)]
+    pub external: Vec<ExternalIssuer>,
+    /// Extra scopes by principal (for certificates from an external CA,
+    /// which carry no phivault scopes extension).
+    #[serde(default)]
+    pub principals: BTreeMap<String, Vec<String>>,
+}
+
+/// Limits and timeouts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Header read timeout.
+    pub header_timeout: Duration,
+    /// Body read timeout.
+    pub read_timeout: Duration,
+    /// TLS handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Idle keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Graceful shutdown wait.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 << 20,
+            header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Token settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthSettings {
+    /// `iss`.
+    pub issuer: String,
+    /// `aud`.
+    pub audience: String,
+    /// Signing key rotation.
+    pub signing_key_rotation: Duration,
+    /// External issuers.
+    pub external: Vec<ExternalIssuer>,
+    /// Extra scopes by principal.
+    pub principals: BTreeMap<String, Vec<String>>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSettings {
+    /// Data dir (keystore, CA).
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// TLS.
+    pub tls: TlsSettings,
+    /// Limits.
+    pub limits: Limits,
+    /// TLS file poll interval.
+    pub reload_poll: Duration,
+    /// Tokens.
+    pub auth: AuthSettings,
+}
+
+/// Parses `"10s"`-style durations (also bare seconds).
+pub fn duration(field: &str, s: &str) -> Result<Duration, String> {
+    crate::transit::parse_duration(s)
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{field}: bad duration '{s}' (e.g. 10s, 15m, 24h)"))
+}
+
+/// Where `serve --dev` and `ca issue` put the server's TLS files.
+pub fn default_tls_paths(data_dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let tls = data_dir.join("tls");
+    (
+        tls.join("server.pem"),
+        tls.join("server.key"),
+        data_dir.join("ca").join("ca.pem"),
+        data_dir.join("ca").join("crl.pem"),
+    )
+}
+
+impl ServerSettings {
+    /// Resolves file sections over the defaults for `data_dir`. Flags and
+    /// environment are applied by the caller by filling the `*File`
+    /// structs before this call.
+    pub fn resolve(
+        data_dir: &Path,
+        s: &ServerFile,
+        t: &TlsFile,
+        a: &AuthFile,
+    ) -> Result<Self, String> {
+        let (cert, key, ca, crl) = default_tls_paths(data_dir);
+        let listen = s.listen.as_deref().unwrap_or("127.0.0.1:8200");
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            format!("server.listen: '{listen}' is not an address like 127.0.0.1:8200")
+        })?;
+        let d = Limits::default();
+        let dur = |f: &str, v: &Option<String>, def: Duration| match v {
+            Some(v) => duration(f, v),
+            None => Ok(def),
+        };
+        let limits = Limits {
+            max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+            header_timeout: dur("server.header_timeout", &s.header_timeout, d.header_timeout)?,
+            read_timeout: dur("server.read_timeout", &s.read_timeout, d.read_timeout)?,
+            handshake_timeout: dur(
+                "server.handshake_timeout",
+                &s.handshake_timeout,
+                d.handshake_timeout,
+            )?,
+            idle_timeout: dur("server.idle_timeout", &s.idle_timeout, d.idle_timeout)?,
+            shutdown_grace: dur("server.shutdown_grace", &s.shutdown_grace, d.shutdown_grace)?,
+        };
+        let profile = match &t.profile {
+            Some(p) => Profile::parse(p).map_err(|e| e.to_string())?,
+            None => Profile::Nist,
+        };
+        let crl = match &t.crl {
+            Some(v) => v.clone(),
+            None if t.client_ca.is_none() && crl.exists() => vec![crl],
+            None => vec![],
+        };
+        let tls = TlsSettings {
+            profile,
+            cert: t.cert.clone().unwrap_or(cert),
+            key: t.key.clone().unwrap_or(key),
+            client_ca: t.client_ca.clone().unwrap_or(ca),
+            crl,
+            insecure_allow_x25519: t.insecure_allow_x25519,
+            insecure_allow_long_validity: t.insecure_allow_long_validity,
+            insecure_allow_unknown_revocation: t.insecure_allow_unknown_revocation,
+        };
+        let auth = AuthSettings {
+            issuer: a.issuer.clone().unwrap_or_else(|| "phivault".into()),
+            audience: a.audience.clone().unwrap_or_else(|| "phivault".into()),
+            signing_key_rotation: dur(
+                "auth.signing_key_rotation",
+                &a.signing_key_rotation,
+                Duration::from_secs(86_400),
+            )?,
+            external: a.external.clone(),
+            principals: a.principals.clone(),
+        };
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            listen,
+            tls,
+            limits,
+            reload_poll: dur("server.reload_poll", &s.reload_poll, Duration::from_secs(2))?,
+            auth,
+        })
+    }
+
+    /// Checks everything that can be checked without binding the port:
+    /// limits, scopes, TLS files and policy. Returns notes for the operator.
+    pub fn validate(&self) -> Result<Vec<String>, String> {
+        let mut notes = Vec::new();
+        if self.limits.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        for (t, name) in [
+            (self.limits.header_timeout, "header_timeout"),
+            (self.limits.read_timeout, "read_timeout"),
+            (self.limits.handshake_timeout, "handshake_timeout"),
+        ] {
+            if t.is_zero() || t > Duration::from_secs(300) {
+                return Err(format!(
+                    "server.{name} must be between 1s and 300s (slowloris protection)"
+                ));
+            }
+        }
+        if self.auth.signing_key_rotation < Duration::from_secs(900) {
+            return Err(
+                "auth.signing_key_rotation must be at least 15m (the longest token lifetime)"
+                    .into(),
+            );
+        }
+        for (p, scopes) in &self.auth.principals {
+            Scopes::parse(scopes.iter().map(String::as_str))
+                .map_err(|e| format!("auth.principals.\"{p}\": {e}"))?;
+        }
+        let m = crate::tls::load(&self.tls).map_err(|e| e.to_string())?;
+        crate::tls::server_config(
+            &self.tls,
+            &m,
+            crate::tls::ticketer().map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        if m.crls.is_empty() {
+            notes.push(
+                "no CRL configured: revoked client certificates cannot be refused (tls.crl)"
+                    .to_string(),
+            );
+        }
+        if self.tls.insecure_allow_x25519 {
+            notes.push("INSECURE: X25519 is offered; it is not NIST-approved".into());
+        }
+        if self.tls.insecure_allow_long_validity {
+            notes.push("INSECURE: server certificates longer than 398 days are accepted".into());
+        }
+        if self.tls.insecure_allow_unknown_revocation {
+            notes.push(
+                "INSECURE: client certificates with unknown revocation status are accepted".into(),
+            );
+        }
+        for e in &self.auth.external {
+            if e.insecure_allow_unbound_tokens {
+                notes.push(format!(
+                    "INSECURE: tokens from {} need no certificate binding",
+                    e.issuer
+                ));
+            }
+        }
+        let days = (m.info.not_after - time::OffsetDateTime::now_utc().unix_timestamp()) / 86_400;
+        notes.push(format!(
+            "TLS profile {}; server certificate {} expires in {days} days",
+            self.tls.profile.name(),
+            m.info.key
+        ));
+        Ok(notes)
+    }
+}

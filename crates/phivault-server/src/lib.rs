@@ -107,3 +107,18 @@ pub enum TlsError {
     #[error("TLS policy: {0}")]
     Policy(String),
 }
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// TLS files or policy.
+    #[error(transparent)]
+    Tls(TlsError),
+    /// Token settings.
+    #[error(transparent)]
+    Auth(AuthError),
+    /// The port.
+    #[error("cannot listen on {0}: {1} (pick another with --listen)")]
+    Bind(std::net::SocketAddr, #[source] std::io::Error),
+}

@@ -1,1 +1,234 @@
-//! todo
+//! Prometheus metrics, served at `/v1/sys/metrics`.
+//!
+//! Label values are `&'static str` from fixed tables (route templates,
+//! failure reasons), so a hostile client cannot grow the label space.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Route, method and status of a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route template.
+    pub route: &'static str,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Status code.
+    pub status: u16,
+}
+
+/// A route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// Route template.
+    pub route: &'static str,
+}
+
+/// A reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// TLS parameters of a handshake.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsLabels {
+    /// e.g. TLSv1_3.
+    pub version: &'static str,
+    /// e.g. TLS13_AES_256_GCM_SHA384.
+    pub suite: &'static str,
+}
+
+/// A key.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabel {
+    /// Transit key name.
+    pub key: String,
+}
+
+/// A certificate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    /// Which: server, client_ca, crl.
+    pub cert: &'static str,
+}
+
+/// A result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// ok or error.
+    pub result: &'static str,
+}
+
+type HistFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric the server keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by route.
+    pub latency: HistFamily,
+    /// Failed handshakes by reason.
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+    /// Completed handshakes by version and suite.
+    pub handshakes: Family<TlsLabels, Counter>,
+    /// Failed authentications by reason.
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    /// Open connections.
+    pub connections: Gauge,
+    /// 1 when sealed.
+    pub sealed: Gauge,
+    /// Config/TLS reloads by result.
+    pub reloads: Family<ResultLabel, Counter>,
+    /// Age of each transit key's primary version, seconds (set at scrape).
+    pub key_age: Family<KeyLabel, Gauge>,
+    /// Seconds until each certificate or CRL expires (set at scrape).
+    pub cert_expiry: Family<CertLabel, Gauge>,
+    /// Items processed by batch requests.
+    pub batch_items: Counter,
+    /// Unix time the server certificate expires (updated on reload).
+    pub server_cert_not_after: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("phivault");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistFamily = Family::new_with_constructor(latency_histogram);
+        let handshake_failures = Family::<ReasonLabel, Counter>::default();
+        let handshakes = Family::<TlsLabels, Counter>::default();
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
+        let connections = Gauge::default();
+        let sealed = Gauge::default();
+        let reloads = Family::<ResultLabel, Counter>::default();
+        let key_age = Family::<KeyLabel, Gauge>::default();
+        let cert_expiry = Family::<CertLabel, Gauge>::default();
+        let batch_items = Counter::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Failed TLS handshakes by reason",
+            handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes by version and suite",
+            handshakes.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Failed authentications by reason",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open TLS connections",
+            connections.clone(),
+        );
+        registry.register("sealed", "1 while the vault is sealed", sealed.clone());
+        registry.register("reloads", "TLS/config reloads by result", reloads.clone());
+        registry.register(
+            "key_age_seconds",
+            "Age of each transit key's primary version",
+            key_age.clone(),
+        );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until the certificate or CRL expires",
+            cert_expiry.clone(),
+        );
+        registry.register(
+            "batch_items",
+            "Items processed in batch requests",
+            batch_items.clone(),
+        );
+        for r in crate::tls::FAILURE_REASONS {
+            let _ = handshake_failures.get_or_create(&ReasonLabel { reason: r });
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            handshake_failures,
+            handshakes,
+            auth_failures,
+            connections,
+            sealed,
+            reloads,
+            key_age,
+            cert_expiry,
+            batch_items,
+            server_cert_not_after: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a failed handshake.
+    pub fn handshake_failed(&self, reason: &'static str) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts a failed authentication.
+    pub fn auth_failed(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Records one request.
+    pub fn request(&self, route: &'static str, method: &'static str, status: u16, secs: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabel { route })
+            .observe(secs);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &self.registry)
+            .expect("writes to a String");
+        s
+    }
+}

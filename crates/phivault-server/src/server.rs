@@ -1,1 +1,484 @@
-//! todo
+//! The TLS accept loop: plaintext detection, handshake with the current
+//! (hot-reloadable) rustls config, failure accounting, HTTP/1.1 and HTTP/2
+//! over the connection, and graceful shutdown.
+
+use crate::TlsError;
+use crate::api::{self, AppState, ConnInfo, Shared};
+use crate::auth::{Scopes, TokenAuthority};
+use crate::config::ServerSettings;
+use crate::metrics::{Metrics, ResultLabel, TlsLabels};
+use crate::tls::{self, TlsSettings};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use phivault_keystore::Keystore;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// A fatal alert (unexpected_message), sent to a client that spoke
+/// plaintext on the TLS port.
+const ALERT_UNEXPECTED_MESSAGE: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x0a];
+
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(p: &std::path::Path) -> Stamp {
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+}
+
+/// The current TLS config, rebuilt when its files change.
+pub struct Reloader {
+    settings: TlsSettings,
+    current: ArcSwap<rustls::ServerConfig>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    stamps: Mutex<Vec<Stamp>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    fn paths(s: &TlsSettings) -> Vec<std::path::PathBuf> {
+        let mut v = vec![s.cert.clone(), s.key.clone(), s.client_ca.clone()];
+        v.extend(s.crl.iter().cloned());
+        v
+    }
+
+    fn stamps(&self) -> Vec<Stamp> {
+        Self::paths(&self.settings)
+            .iter()
+            .map(|p| stamp(p))
+            .collect()
+    }
+
+    /// Loads the files and builds the first config; fails on any problem.
+    pub fn new(settings: &TlsSettings, metrics: &Metrics) -> Result<Self, TlsError> {
+        let ticketer = tls::ticketer()?;
+        let m = tls::load(settings)?;
+        let cfg = tls::server_config(settings, &m, ticketer.clone())?;
+        #[cfg(feature = "fips")]
+        if !cfg.fips() {
+            return Err(TlsError::Policy(
+                "this is a FIPS build, but the TLS configuration is not FIPS-compliant".into(),
+            ));
+        }
+        metrics.server_cert_not_after.store(
+            m.info.not_after.max(0) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let r = Self {
+            settings: settings.clone(),
+            current: ArcSwap::from_pointee(cfg),
+            ticketer,
+            stamps: Mutex::new(Vec::new()),
+        };
+        *r.stamps.lock().expect("lock") = r.stamps();
+        Ok(r)
+    }
+
+    /// The config new connections use.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.current.load_full()
+    }
+
+    /// Rebuilds from the files. On failure the old config stays.
+    pub fn reload(&self, metrics: &Metrics) -> Result<(), TlsError> {
+        let stamps = self.stamps();
+        let res = tls::load(&self.settings).and_then(|m| {
+            tls::server_config(&self.settings, &m, self.ticketer.clone()).map(|c| (m, c))
+        });
+        *self.stamps.lock().expect("lock") = stamps;
+        match res {
+            Ok((m, cfg)) => {
+                self.current.store(Arc::new(cfg));
+                metrics.server_cert_not_after.store(
+                    m.info.not_after.max(0) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                metrics
+                    .reloads
+                    .get_or_create(&ResultLabel { result: "ok" })
+                    .inc();
+                tracing::info!("TLS configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                metrics
+                    .reloads
+                    .get_or_create(&ResultLabel { result: "error" })
+                    .inc();
+                tracing::error!(error = %e, "TLS reload failed; still serving the previous configuration");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads if any file changed since the last load.
+    pub fn reload_if_changed(&self, metrics: &Metrics) {
+        let changed = *self.stamps.lock().expect("lock") != self.stamps();
+        if changed {
+            let _ = self.reload(metrics);
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Shared state (for tests and the CLI).
+    pub state: AppState,
+    /// The TLS reloader.
+    pub reloader: Arc<Reloader>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts graceful shutdown and waits for it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after [`Self::shutdown_handle`] fires).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// A handle that starts graceful shutdown.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Builds the shared state.
+pub fn state(
+    settings: ServerSettings,
+    keystore: Option<Keystore>,
+) -> Result<AppState, crate::AuthError> {
+    let tokens = TokenAuthority::new(
+        &settings.auth.issuer,
+        &settings.auth.audience,
+        settings.auth.signing_key_rotation,
+    )?;
+    tokens.set_external(&settings.auth.external)?;
+    let mut principals = HashMap::new();
+    for (p, s) in &settings.auth.principals {
+        principals.insert(p.clone(), Scopes::parse(s.iter().map(String::as_str))?);
+    }
+    let metrics = Metrics::new();
+    metrics.sealed.set(i64::from(keystore.is_none()));
+    Ok(Arc::new(Shared {
+        settings,
+        keystore: ArcSwapOption::from(keystore.map(Arc::new)),
+        unsealer: Mutex::new(None),
+        tokens,
+        metrics,
+        principals,
+    }))
+}
+
+fn identity(conn: &rustls::ServerConnection) -> Option<Arc<crate::pki::PeerIdentity>> {
+    let certs = conn.peer_certificates()?;
+    match crate::pki::peer_identity(certs.first()?) {
+        Ok(id) => Some(Arc::new(id)),
+        Err(e) => {
+            tracing::warn!(error = %e, "verified client certificate has no usable identity");
+            None
+        }
+    }
+}
+
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Rewrites Vault's `LIST` verb to `GET ?list=true`.
+fn rewrite_list(req: &mut Request<Incoming>) {
+    if req.method().as_str() == "LIST" {
+        *req.method_mut() = Method::GET;
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let sep = if pq.contains('?') { '&' } else { '?' };
+        if let Ok(u) = format!("{pq}{sep}list=true").parse() {
+            *req.uri_mut() = u;
+        }
+    }
+}
+
+async fn handle_conn(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    cfg: Arc<rustls::ServerConfig>,
+    st: AppState,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let m = &st.metrics;
+    let lim = st.settings.limits.clone();
+    let _ = tcp.set_nodelay(true);
+    // Look at the first byte: a TLS handshake record starts with 0x16.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(lim.handshake_timeout, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        Ok(_) => return,
+        Err(_) => {
+            m.handshake_failed("timeout");
+            tracing::warn!(%peer, reason = "timeout", "TLS handshake failed");
+            return;
+        }
+    }
+    if first[0] != 0x16 {
+        let mut tcp = tcp;
+        let reason = if first[0].is_ascii_uppercase() {
+            "plaintext_http"
+        } else {
+            "bad_message"
+        };
+        m.handshake_failed(reason);
+        tracing::warn!(%peer, reason, "TLS handshake failed: not a TLS ClientHello; sent an alert and closed");
+        let _ = tcp.write_all(&ALERT_UNEXPECTED_MESSAGE).await;
+        let _ = tcp.shutdown().await;
+        return;
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let stream = match tokio::time::timeout(lim.handshake_timeout, acceptor.accept(tcp)).await {
+        Err(_) => {
+            m.handshake_failed("timeout");
+            tracing::warn!(%peer, reason = "timeout", "TLS handshake failed");
+            return;
+        }
+        Ok(Err(e)) => {
+            let reason = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .map(tls::failure_reason)
+                .unwrap_or("io");
+            m.handshake_failed(reason);
+            tracing::warn!(%peer, reason, detail = %e, "TLS handshake failed");
+            return;
+        }
+        Ok(Ok(s)) => s,
+    };
+    let (_, conn) = stream.get_ref();
+    let info = ConnInfo {
+        peer,
+        identity: identity(conn),
+        tls_version: conn
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown"),
+        suite: conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("unknown"),
+    };
+    m.handshakes
+        .get_or_create(&TlsLabels {
+            version: info.tls_version,
+            suite: info.suite,
+        })
+        .inc();
+    m.connections.inc();
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        rewrite_list(&mut req);
+        req.extensions_mut().insert(info.clone());
+        let router = router.clone();
+        async move {
+            let mut resp = router
+                .oneshot(req.map(Body::new))
+                .await
+                .unwrap_or_else(|e| match e {});
+            let h = resp.headers_mut();
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(lim.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = stopped(&mut stop) => {
+            // Finish in-flight requests, then close.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        }
+    }
+    m.connections.dec();
+}
+
+/// Binds `settings.listen` and starts serving. A `keystore` of `None`
+/// starts sealed.
+pub async fn start(
+    settings: ServerSettings,
+    keystore: Option<Keystore>,
+) -> Result<Running, crate::ServeError> {
+    let st = state(settings.clone(), keystore).map_err(crate::ServeError::Auth)?;
+    let reloader =
+        Arc::new(Reloader::new(&settings.tls, &st.metrics).map_err(crate::ServeError::Tls)?);
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| crate::ServeError::Bind(settings.listen, e))?;
+    start_on(listener, st, reloader).await
+}
+
+/// Serves on an already-bound listener.
+pub async fn start_on(
+    listener: TcpListener,
+    st: AppState,
+    reloader: Arc<Reloader>,
+) -> Result<Running, crate::ServeError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| crate::ServeError::Bind(st.settings.listen, e))?;
+    let (tx, rx) = watch::channel(false);
+    let router = api::router(st.clone());
+    let grace = st.settings.limits.shutdown_grace;
+    let task = {
+        let st = st.clone();
+        let reloader = reloader.clone();
+        tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            let mut stop = rx.clone();
+            let mut poll = tokio::time::interval(st.settings.reload_poll);
+            let mut maint = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    a = listener.accept() => match a {
+                        Ok((tcp, peer)) => {
+                            conns.spawn(handle_conn(tcp, peer, reloader.current(), st.clone(), router.clone(), rx.clone()));
+                        }
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::error!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                    _ = poll.tick() => reloader.reload_if_changed(&st.metrics),
+                    _ = maint.tick() => maintain(&st),
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+            drop(listener);
+            tracing::info!(
+                open = conns.len(),
+                "shutting down: no new connections; finishing in-flight requests"
+            );
+            let drain = async { while conns.join_next().await.is_some() {} };
+            if tokio::time::timeout(grace, drain).await.is_err() {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+                conns.abort_all();
+            }
+            tracing::info!("server stopped");
+        })
+    };
+    Ok(Running {
+        addr,
+        state: st,
+        reloader,
+        shutdown: tx,
+        task,
+    })
+}
+
+/// Periodic work: token key rotation, transit auto-rotation.
+pub fn maintain(st: &Shared) {
+    if let Err(e) = st.tokens.maintain() {
+        tracing::error!(error = %e, "token signing key rotation failed");
+    }
+    let Some(ks) = st.keystore.load_full() else {
+        return;
+    };
+    let Ok(rings) = ks.list(Some(crate::transit::NAMESPACE)) else {
+        return;
+    };
+    for r in rings {
+        if r.auto_rotate_period_secs > 0 && r.primary_age_secs >= r.auto_rotate_period_secs as i64 {
+            match phivault_core::keys::KeyRingName::parse(&r.name).map(|n| ks.rotate(&n)) {
+                Ok(Ok(v)) => tracing::info!(key = %r.name, version = v, "auto-rotated key"),
+                Ok(Err(e)) => tracing::error!(key = %r.name, error = %e, "auto-rotation failed"),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT (graceful shutdown), reloading
+/// TLS on SIGHUP. `ready` is called once the port is bound.
+pub fn run_blocking(
+    settings: ServerSettings,
+    keystore: Option<Keystore>,
+    ready: impl FnOnce(&Running),
+) -> Result<(), crate::ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::ServeError::Bind(settings.listen, e))?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let running = start(settings, keystore).await?;
+        let sig = |k| signal(k).map_err(|e| crate::ServeError::Bind(running.addr, e));
+        let mut hup = sig(SignalKind::hangup())?;
+        let mut term = sig(SignalKind::terminate())?;
+        let mut int = sig(SignalKind::interrupt())?;
+        ready(&running);
+        tracing::info!(addr = %running.addr, "phivault server started");
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading TLS files");
+                    let _ = running.reloader.reload(&running.state.metrics);
+                    if let Err(e) = running.state.tokens.set_external(&running.state.settings.auth.external) {
+                        tracing::error!(error = %e, "reloading external issuers failed");
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!("signal received: graceful shutdown");
+        running.shutdown().await;
+        Ok(())
+    })
+}

@@ -1,4 +1,4 @@
-//! HMAC-SHA-256 and HMAC-SHA-384 (FIPS 198-1), and SHA-256 for fingerprints.
+//! HMAC-SHA-256/384/512 (FIPS 198-1), and SHA-256 for fingerprints.
 
 use super::CryptoError;
 use aws_lc_rs::{digest, hmac};
@@ -10,6 +10,8 @@ pub enum HmacAlgorithm {
     Sha256,
     /// HMAC-SHA-384, 48-byte tags.
     Sha384,
+    /// HMAC-SHA-512, 64-byte tags.
+    Sha512,
 }
 
 impl HmacAlgorithm {
@@ -17,6 +19,7 @@ impl HmacAlgorithm {
         match self {
             Self::Sha256 => hmac::HMAC_SHA256,
             Self::Sha384 => hmac::HMAC_SHA384,
+            Self::Sha512 => hmac::HMAC_SHA512,
         }
     }
 }
