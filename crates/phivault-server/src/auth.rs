@@ -342,13 +342,25 @@ impl TokenAuthority {
         requested: &Scopes,
         ttl: Duration,
     ) -> Result<(String, Claims), AuthError> {
+        self.issue_at(peer, granted, requested, ttl, now_secs())
+    }
+
+    /// [`Self::issue`] as if at Unix time `now`, for tests of expiry.
+    #[doc(hidden)]
+    pub fn issue_at(
+        &self,
+        peer: &PeerIdentity,
+        granted: &Scopes,
+        requested: &Scopes,
+        ttl: Duration,
+        now: u64,
+    ) -> Result<(String, Claims), AuthError> {
         if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
             return Err(AuthError::TtlTooLong(ttl.as_secs()));
         }
         if !granted.covers(requested) {
             return Err(AuthError::ScopeNotGranted(requested.to_claim()));
         }
-        let now = now_secs();
         let jti: [u8; 16] = crypto::random_array().map_err(AuthError::Crypto)?;
         let claims = Claims {
             iss: self.issuer.clone(),

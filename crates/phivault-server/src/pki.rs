@@ -327,6 +327,20 @@ impl Ca {
 
     /// Issues a certificate with a fresh ECDSA P-256 key.
     pub fn issue(&mut self, req: &IssueRequest) -> Result<IssuedPem, PkiError> {
+        let nb = now() - Duration::minutes(5);
+        let na = now() + Duration::days(req.days as i64);
+        self.issue_between(req, nb, na)
+    }
+
+    /// [`Self::issue`] with explicit validity, for tests of expired and
+    /// not-yet-valid certificates.
+    #[doc(hidden)]
+    pub fn issue_between(
+        &mut self,
+        req: &IssueRequest,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<IssuedPem, PkiError> {
         if req.days == 0 {
             return Err(PkiError::Invalid("--days must be at least 1".into()));
         }
@@ -391,8 +405,6 @@ impl Ca {
                 }
             }
         }
-        let not_before = now() - Duration::minutes(5);
-        let not_after = now() + Duration::days(req.days as i64);
         p.not_before = not_before;
         p.not_after = not_after;
         let serial = random_serial()?;

@@ -236,16 +236,20 @@ async fn handle_conn(
     let lim = st.settings.limits.clone();
     let _ = tcp.set_nodelay(true);
     // Look at the first byte: a TLS handshake record starts with 0x16.
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(lim.handshake_timeout, tcp.peek(&mut first)).await {
-        Ok(Ok(1)) => {}
+    let mut first = [0u8; 11];
+    let peeked = match tokio::time::timeout(lim.handshake_timeout, tcp.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => n,
         Ok(_) => return,
         Err(_) => {
             m.handshake_failed("timeout");
             tracing::warn!(%peer, reason = "timeout", "TLS handshake failed");
             return;
         }
-    }
+    };
+    // ClientHello.legacy_version (bytes 9-10 of the first record): below
+    // 0x0303 means the client's best is TLS 1.1 or older.
+    let legacy_client =
+        peeked >= 11 && first[5] == 1 && u16::from_be_bytes([first[9], first[10]]) < 0x0303;
     if first[0] != 0x16 {
         let mut tcp = tcp;
         let reason = if first[0].is_ascii_uppercase() {
@@ -272,6 +276,11 @@ async fn handle_conn(
                 .and_then(|i| i.downcast_ref::<rustls::Error>())
                 .map(tls::failure_reason)
                 .unwrap_or("io");
+            let reason = if legacy_client {
+                "protocol_version"
+            } else {
+                reason
+            };
             m.handshake_failed(reason);
             tracing::warn!(%peer, reason, detail = %e, "TLS handshake failed");
             return;

@@ -239,7 +239,9 @@ pub fn failure_reason(e: &RustlsError) -> &'static str {
             PeerIncompatible::Tls12NotOffered
             | PeerIncompatible::Tls12NotOfferedOrEnabled
             | PeerIncompatible::Tls13RequiredForQuic
-            | PeerIncompatible::SupportedVersionsExtensionRequired => "protocol_version",
+            | PeerIncompatible::SupportedVersionsExtensionRequired
+            // Only pre-TLS-1.2 hellos omit signature_algorithms.
+            | PeerIncompatible::SignatureAlgorithmsExtensionRequired => "protocol_version",
             _ => "peer_incompatible",
         },
         RustlsError::NoCertificatesPresented => "client_cert_missing",
