@@ -78,6 +78,9 @@ pub struct ConnInfo {
     pub tls_version: &'static str,
     /// Negotiated suite.
     pub suite: &'static str,
+    /// The certificate's scopes plus any the config grants its principal,
+    /// parsed once per connection.
+    pub cert_scopes: Arc<Scopes>,
 }
 
 /// Server state shared by every request.
@@ -104,6 +107,22 @@ impl std::fmt::Debug for Shared {
 
 /// Handle.
 pub type AppState = Arc<Shared>;
+
+/// The scopes a client certificate grants: its own (checked when issued;
+/// a malformed one from an external CA is dropped) plus any the config
+/// grants its principal.
+pub fn cert_scopes(st: &Shared, id: &PeerIdentity) -> Scopes {
+    let mut scopes: Vec<&str> = id.scopes.iter().map(String::as_str).collect();
+    if let Some(extra) = st.principals.get(&id.principal) {
+        scopes.extend(extra.iter().map(|s| s.as_str()));
+    }
+    Scopes::parse(
+        scopes
+            .into_iter()
+            .filter(|s| crate::auth::Scope::parse(s).is_ok()),
+    )
+    .unwrap_or_default()
+}
 
 /// An API error: a status and messages, rendered as Vault's
 /// `{"errors": [...]}`. Messages never contain request data.
@@ -260,7 +279,7 @@ pub struct Caller {
     /// Principal.
     pub principal: String,
     /// Effective scopes.
-    pub scopes: Scopes,
+    pub scopes: Arc<Scopes>,
     /// Token id, when a token was used.
     pub token_id: Option<String>,
     /// Token expiry.
@@ -294,7 +313,7 @@ fn authenticate(st: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Result<Cal
         Some(t) => match st.tokens.verify(t, id) {
             Ok(g) => Ok(Caller {
                 principal: id.principal.clone(),
-                scopes: g.scopes,
+                scopes: Arc::new(g.scopes),
                 token_id: Some(g.jti),
                 token_exp: Some(g.exp),
             }),
@@ -314,26 +333,12 @@ fn authenticate(st: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Result<Cal
                 Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
             }
         },
-        None => {
-            let mut scopes: Vec<&str> = id.scopes.iter().map(String::as_str).collect();
-            if let Some(extra) = st.principals.get(&id.principal) {
-                scopes.extend(extra.iter().map(|s| s.as_str()));
-            }
-            Ok(Caller {
-                principal: id.principal.clone(),
-                // Scopes in a verified certificate were checked at issue;
-                // a malformed one from an external CA is dropped here.
-                scopes: Scopes::parse(
-                    scopes
-                        .iter()
-                        .copied()
-                        .filter(|s| crate::auth::Scope::parse(s).is_ok()),
-                )
-                .unwrap_or_default(),
-                token_id: None,
-                token_exp: None,
-            })
-        }
+        None => Ok(Caller {
+            principal: id.principal.clone(),
+            scopes: conn.cert_scopes.clone(),
+            token_id: None,
+            token_exp: None,
+        }),
     }
 }
 
@@ -380,7 +385,7 @@ async fn health(State(st): State<AppState>) -> Response {
             "standby": false,
             "performance_standby": false,
             "server_time_utc": now.unix_timestamp(),
-            "version": concat!("phivault-", env!("CARGO_PKG_VERSION")),
+            "version": env!("CARGO_PKG_VERSION"),
             "cluster_name": "phivault",
             "fips": phivault_core::crypto::module_info().fips_mode,
         })),
@@ -478,7 +483,12 @@ async fn unseal(
             }
             let r = guard.as_mut().expect("set").submit(&share);
             zeroize::Zeroize::zeroize(&mut share);
-            if matches!(r, Ok(Some(_)) | Err(_)) {
+            // A malformed or duplicate share keeps the progress; a complete
+            // set that does not open the keystore starts over.
+            if matches!(
+                r,
+                Ok(Some(_)) | Err(phivault_keystore::KeystoreError::WrongShares)
+            ) {
                 *guard = None;
             }
             r
@@ -609,17 +619,17 @@ async fn issue_token(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    if bearer(&headers).is_some() {
+    let caller = authenticate(&st, &conn, &headers)?;
+    if caller.token_id.is_some() {
         return Err(ApiError::bad(
             "tokens are issued to a client certificate, not to another token; send no token header",
         ));
     }
-    let caller = authenticate(&st, &conn, &headers)?;
     let req: TokenReq = read_json(&st, body).await?;
     let requested = match (&req.scopes, &req.scope) {
         (Some(v), _) => Scopes::parse(v.iter().map(String::as_str)),
         (None, Some(s)) => Scopes::parse(s.split_whitespace()),
-        (None, None) => Ok(caller.scopes.clone()),
+        (None, None) => Ok((*caller.scopes).clone()),
     }
     .map_err(|e| ApiError::bad(e.to_string()))?;
     let ttl = duration_field("ttl", &req.ttl)?.unwrap_or(300);
@@ -664,7 +674,18 @@ async fn lookup_self(
     Extension(conn): Extension<ConnInfo>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let c = authenticate(&st, &conn, &headers)?;
+    // Vault answers a bad token here with 403, and Vault clients'
+    // is_authenticated() relies on it; everywhere else a bad token is 401.
+    let c = authenticate(&st, &conn, &headers).map_err(|e| {
+        if conn.identity.is_some() && e.status == StatusCode::UNAUTHORIZED {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("permission denied: {}", e.msg),
+            )
+        } else {
+            e
+        }
+    })?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
     let policies: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
     vault(json!({
@@ -692,13 +713,13 @@ async fn list_keys(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> ApiResult {
+    require_any(&st, &conn, &headers, &["keys:read", "keys:admin"])?;
     if q.list.as_deref() != Some("true") {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "use LIST, or GET with ?list=true",
         ));
     }
-    require_any(&st, &conn, &headers, &["keys:read", "keys:admin"])?;
     let ks = keystore(&st)?;
     let keys = Transit::new(&ks).list()?;
     if keys.is_empty() {
@@ -861,18 +882,27 @@ struct Item {
     input: Option<String>,
     hmac: Option<String>,
     reference: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-struct DataReq {
-    #[serde(flatten)]
-    single: Item,
+    // Request-level fields (ignored inside batch_input). One struct, not
+    // #[serde(flatten)], which buffers the whole body first.
     batch_input: Option<Vec<Item>>,
     partial_failure_response_code: Option<u16>,
     bits: Option<u32>,
     bytes: Option<usize>,
     format: Option<String>,
     algorithm: Option<String>,
+    hash_algorithm: Option<String>,
+}
+
+type DataReq = Item;
+
+/// Vault's precedence: the URL, then `hash_algorithm`, then the
+/// deprecated `algorithm`.
+fn hash_alg(p: &HashMap<String, String>, req: &DataReq) -> String {
+    p.get("algorithm")
+        .cloned()
+        .or(req.hash_algorithm.clone())
+        .or(req.algorithm.clone())
+        .unwrap_or_default()
 }
 
 fn opt_b64(field: &str, v: &Option<String>) -> Result<Vec<u8>, TransitError> {
@@ -917,7 +947,7 @@ fn run_items(
     f: impl Fn(&Item) -> Result<Value, TransitError> + Sync,
 ) -> ApiResult {
     let Some(batch) = &req.batch_input else {
-        return vault(f(&req.single)?);
+        return vault(f(req)?);
     };
     if batch.is_empty() {
         return Err(ApiError::bad("batch_input is empty"));
@@ -938,13 +968,25 @@ fn run_items(
         batch.iter().map(one).collect()
     };
     st.metrics.batch_items.inc_by(batch.len() as u64);
-    let failed = results.iter().any(|r| r.get("error").is_some());
-    let status = if failed {
-        req.partial_failure_response_code
-            .and_then(|c| StatusCode::from_u16(c).ok())
-            .unwrap_or(StatusCode::BAD_REQUEST)
-    } else {
+    let failed = results.iter().filter(|r| r.get("error").is_some()).count();
+    // Like Vault: all failed → 400; some failed → 400, or the caller's
+    // partial_failure_response_code (a 2xx-4xx code that carries a body).
+    let status = if failed == 0 {
         StatusCode::OK
+    } else if failed == results.len() {
+        StatusCode::BAD_REQUEST
+    } else {
+        match req.partial_failure_response_code {
+            Some(c) if (200..500).contains(&c) && ![204, 205, 304].contains(&c) => {
+                StatusCode::from_u16(c).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            Some(_) => {
+                return Err(ApiError::bad(
+                    "partial_failure_response_code must be a 2xx-4xx status with a body",
+                ));
+            }
+            None => StatusCode::BAD_REQUEST,
+        }
     };
     Ok(vault_with(
         status,
@@ -982,6 +1024,11 @@ async fn encrypt(
     .await?;
     let t = Transit::new(&ks);
     let r = t.ring_for_encrypt(&name)?;
+    // The primary version, looked up once for the whole batch.
+    let default_version = match req.key_version {
+        Some(v) => Some(v),
+        None => Some(t.primary(&r, &name)?),
+    };
     run_items(&st, &req, |i| {
         let pt = transit::b64("plaintext", need("plaintext", &i.plaintext)?)?;
         let pt = zeroize::Zeroizing::new(pt);
@@ -990,7 +1037,7 @@ async fn encrypt(
             &name,
             &pt,
             &binding(i)?,
-            i.key_version.or(req.single.key_version),
+            i.key_version.or(default_version),
         )?;
         Ok(json!({ "ciphertext": s.ciphertext, "key_version": s.key_version }))
     })
@@ -1036,7 +1083,7 @@ async fn rewrap(
             need("ciphertext", &i.ciphertext)?,
             &from,
             &to,
-            i.key_version.or(req.single.key_version),
+            i.key_version.or(req.key_version),
         )?;
         Ok(json!({ "ciphertext": s.ciphertext, "key_version": s.key_version }))
     })
@@ -1050,6 +1097,14 @@ async fn datakey(
     body: Body,
 ) -> ApiResult {
     use base64::Engine;
+    let (ks, req) = data_op(
+        &st,
+        &conn,
+        &headers,
+        format!("transit:datakey:{name}"),
+        body,
+    )
+    .await?;
     let with_plaintext = match kind.as_str() {
         "plaintext" => true,
         "wrapped" => false,
@@ -1059,16 +1114,8 @@ async fn datakey(
             ));
         }
     };
-    let (ks, req) = data_op(
-        &st,
-        &conn,
-        &headers,
-        format!("transit:datakey:{name}"),
-        body,
-    )
-    .await?;
     let t = Transit::new(&ks);
-    let (key, s) = t.datakey(&name, req.bits.unwrap_or(256), &binding(&req.single)?)?;
+    let (key, s) = t.datakey(&name, req.bits.unwrap_or(256), &binding(&req)?)?;
     let mut data = json!({ "ciphertext": s.ciphertext, "key_version": s.key_version });
     if with_plaintext {
         data["plaintext"] = json!(base64::engine::general_purpose::STANDARD.encode(&key[..]));
@@ -1085,17 +1132,11 @@ async fn hmac(
 ) -> ApiResult {
     let name = p.get("name").cloned().unwrap_or_default();
     let (ks, req) = data_op(&st, &conn, &headers, format!("transit:hmac:{name}"), body).await?;
-    let alg = p
-        .get("algorithm")
-        .cloned()
-        .or(req.algorithm.clone())
-        .unwrap_or_default();
+    let alg = hash_alg(&p, &req);
     let t = Transit::new(&ks);
     run_items(&st, &req, |i| {
         let input = transit::b64("input", need("input", &i.input)?)?;
-        Ok(
-            json!({ "hmac": t.hmac(&name, &alg, &input, i.key_version.or(req.single.key_version))? }),
-        )
+        Ok(json!({ "hmac": t.hmac(&name, &alg, &input, i.key_version.or(req.key_version))? }))
     })
 }
 
@@ -1108,11 +1149,7 @@ async fn verify(
 ) -> ApiResult {
     let name = p.get("name").cloned().unwrap_or_default();
     let (ks, req) = data_op(&st, &conn, &headers, format!("transit:verify:{name}"), body).await?;
-    let alg = p
-        .get("algorithm")
-        .cloned()
-        .or(req.algorithm.clone())
-        .unwrap_or_default();
+    let alg = hash_alg(&p, &req);
     let t = Transit::new(&ks);
     run_items(&st, &req, |i| {
         let input = transit::b64("input", need("input", &i.input)?)?;
@@ -1202,12 +1239,21 @@ async fn around(State(st): State<AppState>, req: Request, next: Next) -> Respons
     let start = Instant::now();
     let route = static_route(req.extensions().get::<MatchedPath>());
     let method = static_method(req.method());
-    let resp =
-        if st.keystore.load().is_none() && !SEALED_OK.contains(&route) && route != "unmatched" {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed").into_response()
-        } else {
-            next.run(req).await
-        };
+    let sealed_gate =
+        st.keystore.load().is_none() && !SEALED_OK.contains(&route) && route != "unmatched";
+    let resp = if sealed_gate {
+        // Who are you (401) comes before "sealed" (503).
+        let who = req
+            .extensions()
+            .get::<ConnInfo>()
+            .map(|c| authenticate(&st, c, req.headers()).map(|_| ()));
+        match who {
+            Some(Err(e)) => e.into_response(),
+            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed").into_response(),
+        }
+    } else {
+        next.run(req).await
+    };
     let status = resp.status().as_u16();
     st.metrics
         .request(route, method, status, start.elapsed().as_secs_f64());

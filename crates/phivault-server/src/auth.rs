@@ -356,7 +356,7 @@ impl TokenAuthority {
         now: u64,
     ) -> Result<(String, Claims), AuthError> {
         if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
-            return Err(AuthError::TtlTooLong(ttl.as_secs()));
+            return Err(AuthError::BadTtl(ttl.as_secs()));
         }
         if !granted.covers(requested) {
             return Err(AuthError::ScopeNotGranted(requested.to_claim()));
@@ -425,7 +425,7 @@ impl TokenAuthority {
         v.leeway = LEEWAY_SECS;
         v.validate_nbf = true;
         v.set_audience(&[audience]);
-        v.set_issuer(&[iss.clone()]);
+        v.set_issuer(std::slice::from_ref(&iss));
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;

@@ -58,9 +58,12 @@ pub enum AuthError {
     /// Requested scopes exceed the certificate's.
     #[error("the client certificate does not grant: {0}")]
     ScopeNotGranted(String),
-    /// TTL above the maximum.
+    /// A token lived longer than the maximum.
     #[error("token lifetime {0}s exceeds the 900 s maximum")]
     TtlTooLong(u64),
+    /// A requested TTL outside 1..=900 s.
+    #[error("token ttl {0}s is outside 1..=900 s (15 minutes at most)")]
+    BadTtl(u64),
     /// Malformed or badly signed token.
     #[error("invalid token")]
     BadToken,

@@ -204,6 +204,25 @@ fn identity(conn: &rustls::ServerConnection) -> Option<Arc<crate::pki::PeerIdent
     }
 }
 
+/// Framework rejections (a path segment that is not UTF-8, a bad query)
+/// come as text; every error leaves as Vault's `{"errors": [...]}`.
+fn vault_error_body(resp: &mut axum::response::Response) {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let msg = status.canonical_reason().unwrap_or("error").to_lowercase();
+        *resp.body_mut() = Body::from(serde_json::json!({ "errors": [msg] }).to_string());
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+}
+
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
@@ -212,6 +231,13 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 fn rewrite_list(req: &mut Request<Incoming>) {
     if req.method().as_str() == "LIST" {
         *req.method_mut() = Method::GET;
+        if req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "list=true"))
+        {
+            return;
+        }
         let pq = req
             .uri()
             .path_and_query()
@@ -288,9 +314,16 @@ async fn handle_conn(
         Ok(Ok(s)) => s,
     };
     let (_, conn) = stream.get_ref();
+    let id = identity(conn);
+    let cert_scopes = Arc::new(
+        id.as_ref()
+            .map(|i| api::cert_scopes(&st, i))
+            .unwrap_or_default(),
+    );
     let info = ConnInfo {
         peer,
-        identity: identity(conn),
+        identity: id,
+        cert_scopes,
         tls_version: conn
             .protocol_version()
             .and_then(|v| v.as_str())
@@ -316,6 +349,7 @@ async fn handle_conn(
                 .oneshot(req.map(Body::new))
                 .await
                 .unwrap_or_else(|e| match e {});
+            vault_error_body(&mut resp);
             let h = resp.headers_mut();
             h.insert(
                 header::STRICT_TRANSPORT_SECURITY,

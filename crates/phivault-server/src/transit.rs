@@ -420,6 +420,11 @@ impl<'a> Transit<'a> {
         })
     }
 
+    /// The primary version of a ring.
+    pub fn primary(&self, r: &KeyRingName, name: &str) -> Result<u32, TransitError> {
+        Ok(self.version(r, name, None)?.get())
+    }
+
     /// The checked ring for `name`, for batch encrypt.
     pub fn ring_for_encrypt(&self, name: &str) -> Result<KeyRingName, TransitError> {
         self.encrypting(name)

@@ -121,6 +121,14 @@ async fn transit_round_trip_and_vault_shapes() {
     assert_eq!(v["data"]["keys"], json!(["billing"]));
     let (s, _) = h.json(Some(&admin), "GET", "/v1/transit/keys?list=true", None, &[]);
     assert_eq!(s, 200);
+    let (s, _) = h.json(
+        Some(&admin),
+        "LIST",
+        "/v1/transit/keys?list=true",
+        None,
+        &[],
+    );
+    assert_eq!(s, 200);
     // Datakey, HMAC, random.
     let (s, v) = h.json(
         Some(&admin),
@@ -334,6 +342,8 @@ async fn bad_input_gets_clear_4xx_never_500() {
         ("GET", "/v1/transit/keys/nosuchkey", None, 404),
         ("GET", "/v1/nosuchroute", None, 404),
         ("PATCH", "/v1/transit/encrypt/billing", None, 405),
+        ("GET", "/v1/transit/keys/%FF", None, 400),
+        ("GET", "/v1/transit/keys", None, 405),
     ];
     for (m, p, b, want) in cases {
         let (s, v) = h.json(Some(&admin), m, p, *b, &[]);
@@ -757,13 +767,13 @@ async fn slowloris_and_graceful_shutdown() {
         .await
         .expect("closed in time");
     assert!(t0.elapsed() < Duration::from_secs(4));
-    match r {
-        Ok(n) => assert!(
+    // Closed (EOF or reset), or a 408 before the close.
+    if let Ok(n) = r {
+        assert!(
             n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"),
             "{:?}",
             &buf[..n]
-        ),
-        Err(_) => {}
+        );
     }
     // An in-flight request finishes across shutdown; new connections are refused.
     let mut c = connect(h.addr(), cfg.clone()).await.unwrap();
@@ -924,9 +934,10 @@ async fn openapi_matches_the_real_routes() {
         if concrete.ends_with("/seal") {
             continue;
         }
-        let (_, b) = h.curl(Some(&admin), m, &concrete, Some("{}"), &[]);
+        let (_, b) = h.json(Some(&admin), m, &concrete, Some("{}"), &[]);
+        let err = b["errors"][0].as_str().unwrap_or("");
         assert!(
-            !b.contains("unsupported path") && !b.contains("method not allowed"),
+            err != "unsupported path" && err != "method not allowed on this path",
             "{m} {p}: {b}"
         );
     }

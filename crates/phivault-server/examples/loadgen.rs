@@ -1,0 +1,274 @@
+//! A small HTTPS load generator with mTLS, for BENCHMARKS.md.
+//!
+//! wrk and h2load cannot present client certificates, and phivault needs
+//! one on every request, so this drives phivault and nginx alike: N
+//! keep-alive HTTP/1.1 connections (or a new full handshake per request
+//! with `--handshakes`), optionally paced to a fixed total rate, and
+//! prints one JSON line: requests/s and latency percentiles.
+//!
+//! ```text
+//! cargo run --release -p phivault-server --example loadgen -- \
+//!   --addr 127.0.0.1:8200 --ca ca.pem --cert c.pem --key c.key \
+//!   --path /v1/transit/encrypt/billing --body-file req.json -c 64 -d 10
+//! ```
+#![forbid(unsafe_code)]
+
+use rustls_pki_types::pem::PemObject;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Args {
+    addr: String,
+    ca: String,
+    cert: Option<String>,
+    key: Option<String>,
+    method: String,
+    path: String,
+    body: Vec<u8>,
+    conns: usize,
+    secs: u64,
+    rate: Option<f64>,
+    handshakes: bool,
+    threads: usize,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        addr: "127.0.0.1:8200".into(),
+        ca: String::new(),
+        cert: None,
+        key: None,
+        method: "GET".into(),
+        path: "/v1/sys/health".into(),
+        body: Vec::new(),
+        conns: 32,
+        secs: 10,
+        rate: None,
+        handshakes: false,
+        threads: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(f) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{f} needs a value"));
+        match f.as_str() {
+            "--addr" => a.addr = v(),
+            "--ca" => a.ca = v(),
+            "--cert" => a.cert = Some(v()),
+            "--key" => a.key = Some(v()),
+            "--method" => a.method = v(),
+            "--path" => a.path = v(),
+            "--body" => a.body = v().into_bytes(),
+            "--body-file" => a.body = std::fs::read(v()).expect("body file"),
+            "-c" | "--connections" => a.conns = v().parse().expect("number"),
+            "-d" | "--duration" => a.secs = v().parse().expect("seconds"),
+            "--rate" => a.rate = Some(v().parse().expect("requests/s")),
+            "--threads" => a.threads = v().parse().expect("number"),
+            "--handshakes" => a.handshakes = true,
+            "-h" | "--help" => {
+                println!("see the doc comment in examples/loadgen.rs");
+                std::process::exit(0)
+            }
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    if a.method == "GET" && !a.body.is_empty() {
+        a.method = "POST".into();
+    }
+    a
+}
+
+fn client_config(a: &Args) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(&a.ca).expect("--ca file") {
+        roots.add(c.expect("CA PEM")).expect("CA cert");
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let mut cfg = match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => {
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(c)
+                .expect("--cert")
+                .map(|c| c.expect("cert PEM"))
+                .collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(k).expect("--key");
+            b.with_client_auth_cert(chain, key).expect("client cert")
+        }
+        _ => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if a.handshakes {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
+    Arc::new(cfg)
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn connect(addr: &str, cfg: &Arc<rustls::ClientConfig>) -> std::io::Result<Tls> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    tokio_rustls::TlsConnector::from(cfg.clone())
+        .connect("localhost".try_into().expect("name"), tcp)
+        .await
+}
+
+/// Reads one response; returns its status.
+async fn read_response(s: &mut Tls, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    let mut tmp = [0u8; 16384];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or("");
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut tmp).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            buf.drain(..end + 4 + len);
+            return Ok(status);
+        }
+        let n = s.read(&mut tmp).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+fn main() {
+    let a = parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.threads)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(a));
+}
+
+async fn run(a: Args) {
+    let cfg = client_config(&a);
+    let mut req = format!(
+        "{} {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        a.method,
+        a.path,
+        a.body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&a.body);
+    let req = Arc::new(req);
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let non2xx = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let per_conn_interval = a.rate.map(|r| Duration::from_secs_f64(a.conns as f64 / r));
+    let mut tasks = Vec::new();
+    for i in 0..a.conns {
+        let (cfg, req, stop, errors, non2xx, addr) = (
+            cfg.clone(),
+            req.clone(),
+            stop.clone(),
+            errors.clone(),
+            non2xx.clone(),
+            a.addr.clone(),
+        );
+        let handshakes = a.handshakes;
+        tasks.push(tokio::spawn(async move {
+            let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
+            let mut conn: Option<Tls> = None;
+            let mut buf = Vec::new();
+            let mut tick = per_conn_interval.map(|d| {
+                let mut t = tokio::time::interval_at(
+                    tokio::time::Instant::now() + d.mul_f64(i as f64 / 64.0 % 1.0),
+                    d,
+                );
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = tick.as_mut() {
+                    t.tick().await;
+                }
+                let t0 = Instant::now();
+                if conn.is_none() || handshakes {
+                    match connect(&addr, &cfg).await {
+                        Ok(c) => conn = Some(c),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    }
+                    buf.clear();
+                }
+                let c = conn.as_mut().expect("connected");
+                let ok = async {
+                    c.write_all(&req).await?;
+                    read_response(c, &mut buf).await
+                }
+                .await;
+                match ok {
+                    Ok(s) => {
+                        lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        if !(200..300).contains(&s) {
+                            non2xx.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        conn = None;
+                    }
+                }
+                if handshakes {
+                    conn = None;
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(a.secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "requests": all.len(),
+            "seconds": elapsed,
+            "rps": all.len() as f64 / elapsed,
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
+            "errors": errors.load(Ordering::Relaxed),
+            "non_2xx": non2xx.load(Ordering::Relaxed),
+            "connections": a.conns, "handshakes": a.handshakes, "rate": a.rate,
+        })
+    );
+}
