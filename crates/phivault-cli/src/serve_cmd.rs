@@ -273,7 +273,10 @@ pub fn serve(g: &Global, a: &ServeArgs, file: &FileConfig) -> Result<ExitCode> {
         if dev {
             print_dev_help(&g, r.addr);
         } else if g.json {
-            println!("{}", serde_json::json!({ "listening": r.addr.to_string() }));
+            println!(
+                "{}",
+                serde_json::json!({ "listening": format!("https://{}", r.addr) })
+            );
         }
     })?;
     Ok(ExitCode::SUCCESS)

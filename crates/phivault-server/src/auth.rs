@@ -485,6 +485,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn scope_parse_never_panics_and_exact_scopes_allow_themselves(s in "[a-z*:.-]{0,40}") {
+            if let Ok(sc) = Scope::parse(&s) {
+                if !s.contains('*') {
+                    proptest::prop_assert!(sc.allows(&s));
+                }
+                let wild = s.split(':').map(|_| "*").collect::<Vec<_>>().join(":");
+                proptest::prop_assert!(Scope::parse(&wild).unwrap().allows(&s.replace('*', "x")));
+            }
+        }
+
+        #[test]
+        fn verify_never_panics(t in ".{0,300}") {
+            let ta = authority();
+            proptest::prop_assert!(ta.verify(&t, &peer("AAA")).is_err());
+        }
+    }
+
+    fn authority() -> &'static TokenAuthority {
+        static A: std::sync::OnceLock<TokenAuthority> = std::sync::OnceLock::new();
+        A.get_or_init(|| {
+            TokenAuthority::new("phivault", "phivault", Duration::from_secs(3600)).unwrap()
+        })
+    }
+
     #[test]
     fn scope_matching() {
         let s = Scopes::parse(["transit:*:billing", "keys:admin"]).unwrap();

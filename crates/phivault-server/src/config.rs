@@ -24,8 +24,10 @@ pub struct ServerFile {
     pub read_timeout: Option<String>,
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Option<String>,
-    /// Keep-alive connections idle this long are closed.
-    pub idle_timeout: Option<String>,
+    /// Connections older than this are closed gracefully (after their
+    /// in-flight request), so clients reconnect and are re-checked against
+    /// the CRL.
+    pub max_connection_age: Option<String>,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Option<String>,
     /// How often TLS files are checked for changes.
@@ -85,8 +87,8 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// TLS handshake timeout.
     pub handshake_timeout: Duration,
-    /// Idle keep-alive timeout.
-    pub idle_timeout: Duration,
+    /// Longest a connection lives.
+    pub max_connection_age: Duration,
     /// Graceful shutdown wait.
     pub shutdown_grace: Duration,
 }
@@ -98,7 +100,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
+            max_connection_age: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -183,7 +185,11 @@ impl ServerSettings {
                 &s.handshake_timeout,
                 d.handshake_timeout,
             )?,
-            idle_timeout: dur("server.idle_timeout", &s.idle_timeout, d.idle_timeout)?,
+            max_connection_age: dur(
+                "server.max_connection_age",
+                &s.max_connection_age,
+                d.max_connection_age,
+            )?,
             shutdown_grace: dur("server.shutdown_grace", &s.shutdown_grace, d.shutdown_grace)?,
         };
         let profile = match &t.profile {

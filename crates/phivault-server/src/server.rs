@@ -386,6 +386,12 @@ async fn handle_conn(
             conn.as_mut().graceful_shutdown();
             let _ = conn.as_mut().await;
         }
+        _ = tokio::time::sleep(lim.max_connection_age) => {
+            // Old enough: finish, close, and let the client reconnect (and
+            // be checked against the current CRL again).
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        }
     }
     m.connections.dec();
 }

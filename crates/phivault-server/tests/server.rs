@@ -751,6 +751,7 @@ async fn slowloris_and_graceful_shutdown() {
     let mut h = Harness::new(|s, _| {
         s.header_timeout = Some("1s".into());
         s.shutdown_grace = Some("10s".into());
+        s.max_connection_age = Some("3s".into());
     });
     let admin = h.client("admin", ADMIN);
     h.start_unsealed().await;
@@ -775,6 +776,28 @@ async fn slowloris_and_graceful_shutdown() {
             &buf[..n]
         );
     }
+    // A busy keep-alive connection is closed at max_connection_age (so a
+    // revoked client must reconnect and meet the CRL).
+    let mut aged = connect(h.addr(), cfg.clone()).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let closed_after = loop {
+        let mut req = b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        if aged.write_all(&req).await.is_err() {
+            break t0.elapsed();
+        }
+        let mut b = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(2), aged.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break t0.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+        req.clear();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "connection never aged out"
+        );
+    };
+    assert!(closed_after >= Duration::from_secs(2), "{closed_after:?}");
     // An in-flight request finishes across shutdown; new connections are refused.
     let mut c = connect(h.addr(), cfg.clone()).await.unwrap();
     let body = json!({"plaintext": b64(b"in flight")}).to_string();
