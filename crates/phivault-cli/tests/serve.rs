@@ -38,6 +38,14 @@ impl Drop for Server {
 }
 
 fn serve_dev(dir: &Path) -> Server {
+    serve_dev_logged(dir, None)
+}
+
+fn serve_dev_logged(dir: &Path, log: Option<&Path>) -> Server {
+    let stderr = match log {
+        Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+        None => Stdio::null(),
+    };
     let mut child = pv(dir)
         .args([
             "--json",
@@ -46,11 +54,11 @@ fn serve_dev(dir: &Path) -> Server {
             "--listen",
             "127.0.0.1:0",
             "--log",
-            "info",
+            "debug",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -112,7 +120,8 @@ fn signal(child: &Child, sig: &str) {
 fn serve_dev_is_ready_to_use_and_stops_gracefully() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("dev");
-    let mut s = serve_dev(&dir);
+    let log = d.path().join("server.log");
+    let mut s = serve_dev_logged(&dir, Some(&log));
     // What the printed curl commands do.
     let (code, body) = curl(
         &dir,
@@ -227,6 +236,15 @@ fn serve_dev_is_ready_to_use_and_stops_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+    // The debug log names routes, statuses and principals, never the PHI,
+    // the ciphertext, a token, or key material.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("request"), "log is empty?\n{text}");
+    let key = std::fs::read_to_string(dir.join("clients/admin.key")).unwrap();
+    let key_b64 = key.lines().nth(1).unwrap().to_string();
+    for secret in ["TVJOIDEyMzQ1", "MRN 12345", &ct[4..40], &key_b64] {
+        assert!(!text.contains(secret), "log contains a secret: {secret}");
+    }
     // Restart reuses the data dir: the old ciphertext still decrypts.
     let s2 = serve_dev(&dir);
     let (code, _) = curl(

@@ -536,6 +536,16 @@ pub fn refresh_gauges(st: &Shared) {
         .cert_expiry
         .get_or_create(&crate::metrics::CertLabel { cert: "server" })
         .set(na - now);
+    let crl = st
+        .metrics
+        .crl_next_update
+        .load(std::sync::atomic::Ordering::Relaxed) as i64;
+    if crl > 0 {
+        st.metrics
+            .cert_expiry
+            .get_or_create(&crate::metrics::CertLabel { cert: "crl" })
+            .set(crl - now);
+    }
     if let Some(ks) = st.keystore.load_full()
         && let Ok(rings) = ks.list(Some(transit::NAMESPACE))
     {

@@ -56,6 +56,9 @@ pub struct TlsFile {
     /// See [`TlsSettings::insecure_allow_unknown_revocation`].
     #[serde(default)]
     pub insecure_allow_unknown_revocation: bool,
+    /// See [`TlsSettings::require_client_cert`].
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// `[auth]` in the file.
@@ -210,6 +213,7 @@ impl ServerSettings {
             insecure_allow_x25519: t.insecure_allow_x25519,
             insecure_allow_long_validity: t.insecure_allow_long_validity,
             insecure_allow_unknown_revocation: t.insecure_allow_unknown_revocation,
+            require_client_cert: t.require_client_cert,
         };
         let auth = AuthSettings {
             issuer: a.issuer.clone().unwrap_or_else(|| "phivault".into()),
@@ -267,6 +271,18 @@ impl ServerSettings {
             crate::tls::ticketer().map_err(|e| e.to_string())?,
         )
         .map_err(|e| e.to_string())?;
+        if let Some(nu) = m.crl_next_update {
+            let left = nu - time::OffsetDateTime::now_utc().unix_timestamp();
+            if left <= 0 {
+                return Err("the CRL has expired: every client handshake would fail; sign a new one with `phivault ca crl`".into());
+            }
+            if left < 86_400 {
+                notes.push(format!(
+                    "the CRL expires in {} hours; run `phivault ca crl`",
+                    left / 3600
+                ));
+            }
+        }
         if m.crls.is_empty() {
             notes.push(
                 "no CRL configured: revoked client certificates cannot be refused (tls.crl)"

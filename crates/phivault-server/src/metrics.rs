@@ -100,6 +100,8 @@ pub struct Metrics {
     pub batch_items: Counter,
     /// Unix time the server certificate expires (updated on reload).
     pub server_cert_not_after: AtomicU64,
+    /// Unix time the CRL needs replacing (0 = no CRL).
+    pub crl_next_update: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -193,7 +195,17 @@ impl Metrics {
             cert_expiry,
             batch_items,
             server_cert_not_after: AtomicU64::new(0),
+            crl_next_update: AtomicU64::new(0),
         }
+    }
+
+    /// Records what a (re)load found.
+    pub fn tls_loaded(&self, m: &crate::tls::Material) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.server_cert_not_after
+            .store(m.info.not_after.max(0) as u64, Relaxed);
+        self.crl_next_update
+            .store(m.crl_next_update.unwrap_or(0).max(0) as u64, Relaxed);
     }
 
     /// Counts a failed handshake.

@@ -75,9 +75,11 @@ impl Reloader {
                 "this is a FIPS build, but the TLS configuration is not FIPS-compliant".into(),
             ));
         }
-        metrics.server_cert_not_after.store(
-            m.info.not_after.max(0) as u64,
-            std::sync::atomic::Ordering::Relaxed,
+        metrics.tls_loaded(&m);
+        tracing::info!(
+            fips = cfg.fips(),
+            profile = settings.profile.name(),
+            "TLS configuration loaded"
         );
         let r = Self {
             settings: settings.clone(),
@@ -104,10 +106,7 @@ impl Reloader {
         match res {
             Ok((m, cfg)) => {
                 self.current.store(Arc::new(cfg));
-                metrics.server_cert_not_after.store(
-                    m.info.not_after.max(0) as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                metrics.tls_loaded(&m);
                 metrics
                     .reloads
                     .get_or_create(&ResultLabel { result: "ok" })

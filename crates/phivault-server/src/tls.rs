@@ -81,6 +81,11 @@ pub struct TlsSettings {
     /// cover (an external CA without a CRL).
     #[serde(default)]
     pub insecure_allow_unknown_revocation: bool,
+    /// Refuse the handshake itself without a client certificate (then
+    /// `/v1/sys/health` needs one too). Default: the handshake completes
+    /// and every endpoint but health answers 401.
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// The crypto provider restricted to a profile: only the suites and
@@ -124,6 +129,8 @@ pub struct Material {
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// What the server certificate check found.
     pub info: crate::pki::ServerCertInfo,
+    /// The earliest `nextUpdate` of the CRLs (Unix seconds), if any.
+    pub crl_next_update: Option<i64>,
 }
 
 impl std::fmt::Debug for Material {
@@ -174,12 +181,22 @@ pub fn load(settings: &TlsSettings) -> Result<Material, TlsError> {
             crls.push(CertificateRevocationListDer::from(bytes));
         }
     }
+    let crl_next_update = crls
+        .iter()
+        .filter_map(|c| {
+            use x509_parser::prelude::FromDer;
+            x509_parser::revocation_list::CertificateRevocationList::from_der(c)
+                .ok()
+                .and_then(|(_, crl)| crl.next_update().map(|t| t.timestamp()))
+        })
+        .min();
     Ok(Material {
         chain,
         key,
         roots,
         crls,
         info,
+        crl_next_update,
     })
 }
 
@@ -197,11 +214,13 @@ pub fn server_config(
     };
     let mut vb =
         WebPkiClientVerifier::builder_with_provider(Arc::new(m.roots.clone()), provider.clone())
-            .with_crls(m.crls.clone())
-            // Health checks come without a certificate; every other endpoint
-            // refuses a connection that has none (api.rs). A certificate that
-            // is presented must verify, or the handshake fails.
-            .allow_unauthenticated();
+            .with_crls(m.crls.clone());
+    if !settings.require_client_cert {
+        // Health checks come without a certificate; every other endpoint
+        // refuses a connection that has none (api.rs). A certificate that
+        // is presented must verify, or the handshake fails.
+        vb = vb.allow_unauthenticated();
+    }
     if settings.insecure_allow_unknown_revocation || m.crls.is_empty() {
         vb = vb.allow_unknown_revocation_status();
     }
@@ -311,6 +330,7 @@ mod tests {
             insecure_allow_x25519: false,
             insecure_allow_long_validity: false,
             insecure_allow_unknown_revocation: false,
+            require_client_cert: false,
         };
         let p = provider(&s);
         let names: Vec<String> = p

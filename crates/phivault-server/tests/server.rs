@@ -965,3 +965,178 @@ async fn openapi_matches_the_real_routes() {
         );
     }
 }
+
+/// A client CA made by openssl, not by phivault: its certificates carry no
+/// scopes extension, so the config grants the principal its scopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_client_ca_from_openssl() {
+    let ext = tempfile::tempdir().unwrap();
+    let e = ext.path();
+    sh(
+        "openssl ecparam -name prime256v1 -genkey -noout -out ca.key && \
+        openssl req -x509 -new -key ca.key -subj '/CN=Corp Clients CA' -days 30 -out ca.pem \
+          -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign && \
+        openssl ecparam -name prime256v1 -genkey -noout -out app.key && \
+        openssl req -new -key app.key -subj '/CN=app' -out app.csr && \
+        printf 'subjectAltName=URI:spiffe://corp.example/app\\nextendedKeyUsage=clientAuth\\nkeyUsage=critical,digitalSignature\\n' > ext.cnf && \
+        openssl x509 -req -in app.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 10 -out app.pem -extfile ext.cnf",
+        e,
+    );
+    let ca = e.join("ca.pem");
+    let mut h = Harness::new_with(|_, t, a| {
+        t.client_ca = Some(ca.clone());
+        a.principals.insert(
+            "spiffe://corp.example/app".into(),
+            vec!["transit:encrypt:billing".into()],
+        );
+    });
+    let builtin_admin = h.client("admin", ADMIN);
+    h.start_unsealed().await;
+    let app = Client {
+        name: "app".into(),
+        cert: e.join("app.pem"),
+        key: e.join("app.key"),
+        pem: std::fs::read_to_string(e.join("app.pem")).unwrap(),
+    };
+    // The key has to exist; create it in-process (the admin cert is not trusted here).
+    phivault_server::transit::Transit::new(&h.ks)
+        .create("billing", &Default::default())
+        .unwrap();
+    let (s, v) = h.json(
+        Some(&app),
+        "POST",
+        "/v1/transit/encrypt/billing",
+        Some(r#"{"plaintext":"aGk="}"#),
+        &[],
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = h.json(
+        Some(&app),
+        "POST",
+        "/v1/transit/decrypt/billing",
+        Some(r#"{"ciphertext":"pve:AAAA"}"#),
+        &[],
+    );
+    assert_eq!(s, 403);
+    // Certificates of the built-in CA are no longer trusted.
+    let (s, _) = h.curl(Some(&builtin_admin), "GET", "/v1/sys/health", None, &[]);
+    assert_eq!(s, 0);
+}
+
+/// Tokens from an external OIDC issuer (PS256, RSA key made by openssl),
+/// bound to the client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_oidc_issuer_ps256() {
+    use base64::Engine;
+    let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let ext = tempfile::tempdir().unwrap();
+    let e = ext.path();
+    sh(
+        "openssl genrsa -out idp.key 2048 2>/dev/null && openssl rsa -in idp.key -traditional -outform DER -out idp.der 2>/dev/null",
+        e,
+    );
+    let modulus = sh("openssl rsa -in idp.key -noout -modulus", e);
+    let n = hex::decode(modulus.trim().trim_start_matches("Modulus=")).unwrap();
+    let jwks = json!({"keys": [{"kty": "RSA", "kid": "idp-1", "alg": "PS256", "use": "sig", "n": b64u(&n), "e": "AQAB"}]});
+    std::fs::write(e.join("jwks.json"), jwks.to_string()).unwrap();
+    let jwks_file = e.join("jwks.json");
+    let mut h = Harness::new_with(|_, _, a| {
+        a.external.push(phivault_server::auth::ExternalIssuer {
+            issuer: "https://idp.example".into(),
+            audience: "phivault-api".into(),
+            jwks_file: jwks_file.clone(),
+            insecure_allow_unbound_tokens: false,
+        });
+    });
+    let app = h.client("app", &["transit:*:billing"]);
+    let other = h.client("other", &["transit:*:billing"]);
+    h.start_unsealed().await;
+    phivault_server::transit::Transit::new(&h.ks)
+        .create("billing", &Default::default())
+        .unwrap();
+    let fp = phivault_server::pki::peer_identity(&pem_der(&app.pem))
+        .unwrap()
+        .x5t_s256;
+    let key = jsonwebtoken::EncodingKey::from_rsa_der(&std::fs::read(e.join("idp.der")).unwrap());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let make = |claims: Value| {
+        let mut hd = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
+        hd.kid = Some("idp-1".into());
+        jsonwebtoken::encode(&hd, &claims, &key).unwrap()
+    };
+    let base = json!({"iss": "https://idp.example", "aud": "phivault-api", "sub": "app", "iat": now, "nbf": now,
+                      "exp": now + 300, "jti": "t1", "scope": "transit:encrypt:billing", "cnf": {"x5t#S256": fp}});
+    let pt = r#"{"plaintext":"aGk="}"#;
+    let hdr = |t: &str| format!("Authorization: Bearer {t}");
+    let good = make(base.clone());
+    let (s, v) = h.json(
+        Some(&app),
+        "POST",
+        "/v1/transit/encrypt/billing",
+        Some(pt),
+        &["-H", &hdr(&good)],
+    );
+    assert_eq!(s, 200, "{v}");
+    // Its scopes apply, not the certificate's.
+    let (s, _) = h.json(
+        Some(&app),
+        "POST",
+        "/v1/transit/decrypt/billing",
+        Some(r#"{"ciphertext":"pve:AAAA"}"#),
+        &["-H", &hdr(&good)],
+    );
+    assert_eq!(s, 403);
+    // Another certificate, no binding, wrong audience, too long: 401.
+    let (s, _) = h.json(
+        Some(&other),
+        "POST",
+        "/v1/transit/encrypt/billing",
+        Some(pt),
+        &["-H", &hdr(&good)],
+    );
+    assert_eq!(s, 401);
+    let mut unbound = base.clone();
+    unbound.as_object_mut().unwrap().remove("cnf");
+    let mut wrong_aud = base.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let mut too_long = base.clone();
+    too_long["exp"] = json!(now + 3600);
+    for (what, c) in [
+        ("unbound", unbound),
+        ("audience", wrong_aud),
+        ("lifetime", too_long),
+    ] {
+        let (s, v) = h.json(
+            Some(&app),
+            "POST",
+            "/v1/transit/encrypt/billing",
+            Some(pt),
+            &["-H", &hdr(&make(c))],
+        );
+        assert_eq!(s, 401, "{what}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_client_cert_refuses_at_the_handshake() {
+    let mut h = Harness::new(|_, t| t.require_client_cert = true);
+    let admin = h.client("admin", ADMIN);
+    h.start_unsealed().await;
+    let (ok, out) = h.s_client(None, &[]);
+    assert!(!ok, "{out}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        metric(
+            &h.metrics(),
+            "phivault_tls_handshake_failures_total{reason=\"client_cert_missing\"}"
+        ),
+        1.0
+    );
+    assert!(h.s_client(Some(&admin), &[]).0);
+    let m = h.metrics();
+    let (_, m2) = h.curl(Some(&admin), "GET", "/v1/sys/metrics", None, &[]);
+    assert!(
+        m2.contains("phivault_certificate_expiry_seconds{cert=\"crl\"}"),
+        "{m}"
+    );
+}

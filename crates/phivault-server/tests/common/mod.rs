@@ -56,6 +56,11 @@ impl Harness {
     /// A dev keystore, a CA with a server certificate, and (if `sealed`
     /// is false) the keystore open in the server.
     pub fn new(tweak: impl FnOnce(&mut ServerFile, &mut TlsFile)) -> Self {
+        Self::new_with(|s, t, _| tweak(s, t))
+    }
+
+    /// [`Self::new`] with the auth section too.
+    pub fn new_with(tweak: impl FnOnce(&mut ServerFile, &mut TlsFile, &mut AuthFile)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         store::init(dir.path(), InitMethod::Dev).unwrap();
         let ks = Keystore::open_dev(dir.path()).unwrap();
@@ -84,8 +89,9 @@ impl Harness {
             ..Default::default()
         };
         let mut tf = TlsFile::default();
-        tweak(&mut sf, &mut tf);
-        let settings = ServerSettings::resolve(dir.path(), &sf, &tf, &AuthFile::default()).unwrap();
+        let mut af = AuthFile::default();
+        tweak(&mut sf, &mut tf, &mut af);
+        let settings = ServerSettings::resolve(dir.path(), &sf, &tf, &af).unwrap();
         Self {
             dir,
             ca,
@@ -221,6 +227,22 @@ impl Harness {
         let ok = all.contains("HTTP/1.1 200") || all.contains("HTTP/1.1 503");
         (ok, all)
     }
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(cmd: &str, dir: &Path) -> String {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Value of one metric sample line (`name{labels} value`).
