@@ -64,15 +64,16 @@ _PART = r"[a-z0-9][a-z0-9_.-]{0,62}"
 _NAME = re.compile(rf"{_PART}/{_PART}")
 
 
-def check_magic_version_alg(buf: bytes, magic: bytes) -> None:
+def check_magic_version_alg(buf: bytes, magic: bytes, algs=(0x01,)) -> int:
     if buf[:3] != magic:
         raise Reject("malformed", "bad magic")
     if len(buf) < 5:
         raise Reject("malformed", "too short")
     if buf[3] != 0x01:
         raise Reject("unsupported", f"format version {buf[3]}")
-    if buf[4] != 0x01:
+    if buf[4] not in algs:
         raise Reject("unsupported", f"algorithm id {buf[4]}")
+    return buf[4]
 
 
 def parse_ring_ref(buf: bytes, off: int) -> tuple[str, int, int]:
@@ -99,14 +100,15 @@ ENV_LABEL = b"phivault envelope v1"
 
 
 def decrypt_envelope(env: bytes, lookup, enc_context: bytes) -> bytes:
-    check_magic_version_alg(env, b"PVE")                  # step 1
+    alg = check_magic_version_alg(env, b"PVE", (0x01, 0x02))  # step 1 (§1: 0x02 = AES-128)
     name, version, p = parse_ring_ref(env, 5)             # p = 10+n
     if len(env) < p + 64 + 16:                            # total >= 74+n+16
         raise Reject("malformed", "shorter than header and tag")
     dk = derive_checked(lookup, name, version, ENV_LABEL,  # steps 2-3
                         env[:p + 32], env[p + 32:p + 64])
     try:                                                  # step 4
-        return AESGCM(dk).decrypt(bytes(12), env[p + 64:], env[:p + 64] + enc_context)
+        key = dk if alg == 0x01 else dk[:16]
+        return AESGCM(key).decrypt(bytes(12), env[p + 64:], env[:p + 64] + enc_context)
     except InvalidTag:
         raise Reject("tag", "GCM tag mismatch") from None
 

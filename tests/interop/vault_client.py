@@ -106,6 +106,11 @@ def run(url, data, exe):
           lambda: (d := t.read_key("orders")["data"])["type"] == "aes256-gcm96"
           and d["latest_version"] == 1 and d["supports_encryption"])
     check("read_key('sig'): type hmac", lambda: t.read_key("sig")["data"]["type"] == "hmac")
+    # hvac's client-side key_type list lacks aes128-gcm96 too.
+    check("create_key('small', aes128-gcm96) via adapter; encrypt and decrypt",
+          lambda: c.adapter.post("/v1/transit/keys/small", json={"type": "aes128-gcm96"}) is not None
+          and t.decrypt_data("small", t.encrypt_data("small", b64(b"x"))["data"]["ciphertext"])
+          ["data"]["plaintext"] == b64(b"x"))
     check("list_keys() has billing, orders, sig",
           lambda: {"billing", "orders", "sig"} <= set(t.list_keys()["data"]["keys"]))
 

@@ -37,6 +37,9 @@ pub enum Algorithm {
     /// 0x01: AES-256-GCM, per-message key and 256-bit commitment from
     /// KBKDF-CTR-HMAC-SHA-256, zero GCM nonce (the key is single-use).
     Aes256GcmKbkdfSha256Commit,
+    /// 0x02: the same with AES-128-GCM (the first 16 bytes of the derived
+    /// key), for transit keys of Vault type `aes128-gcm96`.
+    Aes128GcmKbkdfSha256Commit,
 }
 
 impl Algorithm {
@@ -44,19 +47,30 @@ impl Algorithm {
     pub fn id(self) -> u8 {
         match self {
             Self::Aes256GcmKbkdfSha256Commit => 0x01,
+            Self::Aes128GcmKbkdfSha256Commit => 0x02,
         }
     }
     /// Parses an id byte.
     pub fn from_id(id: u8) -> Option<Self> {
         match id {
             0x01 => Some(Self::Aes256GcmKbkdfSha256Commit),
+            0x02 => Some(Self::Aes128GcmKbkdfSha256Commit),
             _ => None,
         }
     }
+    /// The AES-GCM key for a derived key under this algorithm.
+    fn cipher(self, dk: &crate::secret::SecretKey) -> Result<Aes256GcmKey, crypto::CryptoError> {
+        match self {
+            Self::Aes256GcmKbkdfSha256Commit => Aes256GcmKey::new(dk),
+            Self::Aes128GcmKbkdfSha256Commit => Aes256GcmKey::new_aes128(dk),
+        }
+    }
+
     /// A stable human name.
     pub fn name(self) -> &'static str {
         match self {
             Self::Aes256GcmKbkdfSha256Commit => "AES-256-GCM/KBKDF-HMAC-SHA256/commit",
+            Self::Aes128GcmKbkdfSha256Commit => "AES-128-GCM/KBKDF-HMAC-SHA256/commit",
         }
     }
 }
@@ -164,8 +178,27 @@ pub fn encrypt_version(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
+    encrypt_with(
+        keys,
+        Algorithm::Aes256GcmKbkdfSha256Commit,
+        ring,
+        version,
+        context,
+        plaintext,
+    )
+}
+
+/// [`encrypt_version`] with a chosen algorithm.
+pub fn encrypt_with(
+    keys: &dyn KeyDeriver,
+    algorithm: Algorithm,
+    ring: &KeyRingName,
+    version: KeyVersion,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
-    encrypt_inner(keys, ring, version, nonce, context, plaintext)
+    encrypt_inner(keys, algorithm, ring, version, nonce, context, plaintext)
 }
 
 /// [`encrypt`] with a caller-chosen nonce, for test vectors only (feature
@@ -180,13 +213,37 @@ pub fn encrypt_with_nonce(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
-    encrypt_inner(keys, ring, version, nonce, context, plaintext)
+    encrypt_inner(
+        keys,
+        Algorithm::Aes256GcmKbkdfSha256Commit,
+        ring,
+        version,
+        nonce,
+        context,
+        plaintext,
+    )
+}
+
+/// [`encrypt_with_nonce`] with a chosen algorithm (test vectors only).
+#[cfg(any(test, feature = "test-vectors"))]
+#[doc(hidden)]
+pub fn encrypt_with_nonce_alg(
+    keys: &dyn KeyDeriver,
+    algorithm: Algorithm,
+    ring: &KeyRingName,
+    version: KeyVersion,
+    nonce: [u8; NONCE_LEN],
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    encrypt_inner(keys, algorithm, ring, version, nonce, context, plaintext)
 }
 
 /// Deterministic core of [`encrypt`], for test vectors. Never call with a
 /// nonce that is not fresh from the DRBG outside of tests.
 fn encrypt_inner(
     keys: &dyn KeyDeriver,
+    algorithm: Algorithm,
     ring: &KeyRingName,
     version: KeyVersion,
     nonce: [u8; NONCE_LEN],
@@ -198,14 +255,14 @@ fn encrypt_inner(
     let mut out = Vec::with_capacity(hlen + plaintext.len() + AEAD_TAG_LEN);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
-    out.push(Algorithm::Aes256GcmKbkdfSha256Commit.id());
+    out.push(algorithm.id());
     out.push(name.len() as u8);
     out.extend_from_slice(name);
     out.extend_from_slice(&version.get().to_be_bytes());
     out.extend_from_slice(&nonce);
     let derived = keys.derive(ring, version, KeyUse::Encrypt, &fixed_info(&out))?;
     out.extend_from_slice(&derived.commitment);
-    let aead = Aes256GcmKey::new(&derived.key)?;
+    let aead = algorithm.cipher(&derived.key)?;
     let mut aad = Vec::with_capacity(hlen + context.len());
     aad.extend_from_slice(&out);
     aad.extend_from_slice(context);
@@ -227,7 +284,7 @@ pub fn decrypt(keys: &dyn KeyDeriver, ct: &[u8], context: &[u8]) -> Result<Vec<u
     if !crypto::constant_time_eq(&derived.commitment, &h.commitment) {
         return Err(EnvelopeError::DecryptionFailed);
     }
-    let aead = Aes256GcmKey::new(&derived.key)?;
+    let aead = h.algorithm.cipher(&derived.key)?;
     let mut aad = Vec::with_capacity(h.len + context.len());
     aad.extend_from_slice(&ct[..h.len]);
     aad.extend_from_slice(context);

@@ -66,6 +66,24 @@ fn generate() {
         env.push(json!({ "name": name, "ring": ring, "version": version, "ring_key": hex::encode(key), "nonce": hex::encode(nonce),
             "context": hex::encode(ctx), "plaintext": hex::encode(pt), "ciphertext": hex::encode(&ct), "text": envelope::to_text(&ct) }));
     }
+    {
+        // Algorithm 0x02: AES-128-GCM (transit keys of type aes128-gcm96).
+        let (version, ctx, pt) = (1u32, &b"orders/9/card"[..], &b"4111 1111 1111 1111"[..]);
+        let k = keys(ring, version, &key);
+        let nonce = [0x20u8; 32];
+        let ct = envelope::encrypt_with_nonce_alg(
+            &k,
+            envelope::Algorithm::Aes128GcmKbkdfSha256Commit,
+            &rn,
+            KeyVersion::new(version).unwrap(),
+            nonce,
+            ctx,
+            pt,
+        )
+        .unwrap();
+        env.push(json!({ "name": "algorithm 0x02 (AES-128-GCM)", "algorithm": 2, "ring": ring, "version": version, "ring_key": hex::encode(key), "nonce": hex::encode(nonce),
+            "context": hex::encode(ctx), "plaintext": hex::encode(pt), "ciphertext": hex::encode(&ct), "text": envelope::to_text(&ct) }));
+    }
     let good = h(env[1]["ciphertext"].as_str().unwrap());
     let ctx = hex::encode(b"patients/123/ssn");
     let bad = |f: &dyn Fn(&mut Vec<u8>)| {
@@ -143,8 +161,8 @@ fn generate() {
             "unsupported"
         ),
         inv(
-            "algorithm id 2",
-            bad(&|v| v[4] = 2),
+            "algorithm id 3",
+            bad(&|v| v[4] = 3),
             &ctx,
             &key,
             "unsupported"
@@ -330,8 +348,10 @@ fn envelope_vectors() {
         let ctx = h(v["context"].as_str().unwrap());
         let pt = h(v["plaintext"].as_str().unwrap());
         let ring = KeyRingName::parse(ring).unwrap();
-        let again = envelope::encrypt_with_nonce(
+        let alg = envelope::Algorithm::from_id(v["algorithm"].as_u64().unwrap_or(1) as u8).unwrap();
+        let again = envelope::encrypt_with_nonce_alg(
             &k,
+            alg,
             &ring,
             KeyVersion::new(version).unwrap(),
             nonce,
@@ -340,6 +360,7 @@ fn envelope_vectors() {
         )
         .unwrap();
         assert_eq!(again, ct, "{}", v["name"]);
+        assert_eq!(envelope::parse_header(&ct).unwrap().algorithm, alg);
         assert_eq!(envelope::decrypt(&k, &ct, &ctx).unwrap(), pt);
         assert_eq!(
             envelope::from_text(v["text"].as_str().unwrap()).unwrap(),

@@ -120,6 +120,9 @@ pub enum KeyKind {
     #[default]
     #[serde(rename = "aes256-gcm96")]
     Aes256Gcm96,
+    /// Envelope encryption with AES-128-GCM (envelope algorithm 0x02).
+    #[serde(rename = "aes128-gcm96")]
+    Aes128Gcm96,
     /// HMAC only.
     #[serde(rename = "hmac")]
     Hmac,
@@ -130,6 +133,7 @@ impl KeyKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Aes256Gcm96 => "aes256-gcm96",
+            Self::Aes128Gcm96 => "aes128-gcm96",
             Self::Hmac => "hmac",
         }
     }
@@ -137,13 +141,14 @@ impl KeyKind {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "aes256-gcm96" => Some(Self::Aes256Gcm96),
+            "aes128-gcm96" => Some(Self::Aes128Gcm96),
             "hmac" => Some(Self::Hmac),
             _ => None,
         }
     }
     /// Whether the key encrypts.
     pub fn encrypts(self) -> bool {
-        matches!(self, Self::Aes256Gcm96)
+        matches!(self, Self::Aes256Gcm96 | Self::Aes128Gcm96)
     }
 }
 

@@ -29,7 +29,7 @@ fn bench(c: &mut Criterion) {
         x.iter(|| t.hmac("billing", "sha2-256", &pt, None).unwrap())
     });
     let r = t.ring_for_encrypt("billing").unwrap();
-    let v = t.primary(&r, "billing").unwrap();
+    let v = t.primary(&r.ring, "billing").unwrap();
     let small = vec![0x42u8; 64];
     g.throughput(Throughput::Elements(1000));
     g.bench_function("batch_1000x64B_parallel", |x| {

@@ -1037,7 +1037,7 @@ async fn encrypt(
     // The primary version, looked up once for the whole batch.
     let default_version = match req.key_version {
         Some(v) => Some(v),
-        None => Some(t.primary(&r, &name)?),
+        None => Some(t.primary(&r.ring, &name)?),
     };
     run_items(&st, &req, |i| {
         let pt = transit::b64("plaintext", need("plaintext", &i.plaintext)?)?;

@@ -256,6 +256,15 @@ pub struct Transit<'a> {
     ks: &'a Keystore,
 }
 
+/// A key checked for encryption, with the envelope algorithm its type uses.
+#[derive(Debug, Clone)]
+pub struct EncryptingKey {
+    /// The ring.
+    pub ring: KeyRingName,
+    /// aes256-gcm96 → 0x01, aes128-gcm96 → 0x02.
+    pub algorithm: envelope::Algorithm,
+}
+
 /// One encrypt/rewrap result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sealed {
@@ -292,7 +301,7 @@ impl<'a> Transit<'a> {
             None => KeyKind::Aes256Gcm96,
             Some(t) => KeyKind::parse(t).ok_or_else(|| {
                 TransitError::Invalid(format!(
-                    "unsupported key type '{}' (supported: aes256-gcm96, hmac)",
+                    "unsupported key type '{}' (supported: aes256-gcm96, aes128-gcm96, hmac)",
                     t.escape_default()
                 ))
             })?,
@@ -364,17 +373,21 @@ impl<'a> Transit<'a> {
         self.ks.rotate(&ring(name)?).map_err(|e| from_ks(name, e))
     }
 
-    fn encrypting(&self, name: &str) -> Result<KeyRingName, TransitError> {
+    fn encrypting(&self, name: &str) -> Result<EncryptingKey, TransitError> {
         let r = ring(name)?;
         // The kind check costs a lookup; HMAC keys must not encrypt.
         let kind = self.ks.ring_kind(&r).map_err(|e| from_ks(name, e))?;
-        if !kind.encrypts() {
-            return Err(TransitError::Invalid(format!(
-                "key '{name}' is of type {} and does not support encryption",
-                kind.name()
-            )));
-        }
-        Ok(r)
+        let algorithm = match kind {
+            KeyKind::Aes128Gcm96 => envelope::Algorithm::Aes128GcmKbkdfSha256Commit,
+            k if k.encrypts() => envelope::Algorithm::Aes256GcmKbkdfSha256Commit,
+            k => {
+                return Err(TransitError::Invalid(format!(
+                    "key '{name}' is of type {} and does not support encryption",
+                    k.name()
+                )));
+            }
+        };
+        Ok(EncryptingKey { ring: r, algorithm })
     }
 
     fn version(
@@ -404,15 +417,15 @@ impl<'a> Transit<'a> {
     /// Encrypts many (one key lookup for all).
     pub fn encrypt_ring(
         &self,
-        r: &KeyRingName,
+        k: &EncryptingKey,
         name: &str,
         plaintext: &[u8],
         b: &Binding,
         key_version: Option<u32>,
     ) -> Result<Sealed, TransitError> {
-        let v = self.version(r, name, key_version)?;
+        let v = self.version(&k.ring, name, key_version)?;
         let ctx = envelope_context(&b.context, &b.associated_data);
-        let ct = envelope::encrypt_version(self.ks, r, v, &ctx, plaintext)
+        let ct = envelope::encrypt_with(self.ks, k.algorithm, &k.ring, v, &ctx, plaintext)
             .map_err(|e| from_env(name, e))?;
         Ok(Sealed {
             ciphertext: envelope::to_text(&ct),
@@ -426,7 +439,7 @@ impl<'a> Transit<'a> {
     }
 
     /// The checked ring for `name`, for batch encrypt.
-    pub fn ring_for_encrypt(&self, name: &str) -> Result<KeyRingName, TransitError> {
+    pub fn ring_for_encrypt(&self, name: &str) -> Result<EncryptingKey, TransitError> {
         self.encrypting(name)
     }
 
@@ -660,6 +673,29 @@ mod tests {
         let d = t.read("billing").unwrap();
         assert_eq!(d.latest_version, 2);
         assert_eq!(d.min_decryption_version, 2);
+    }
+
+    #[test]
+    fn aes128_keys_use_envelope_algorithm_2() {
+        let (_d, k) = ks();
+        let t = Transit::new(&k);
+        t.create(
+            "small",
+            &CreateOptions {
+                key_type: Some("aes128-gcm96".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let s = t.encrypt("small", b"x", &Binding::default(), None).unwrap();
+        let ct = envelope::from_text(&s.ciphertext).unwrap();
+        assert_eq!(envelope::parse_header(&ct).unwrap().algorithm.id(), 2);
+        assert_eq!(
+            &t.decrypt("small", &s.ciphertext, &Binding::default())
+                .unwrap()[..],
+            b"x"
+        );
+        assert_eq!(t.read("small").unwrap().key_type, "aes128-gcm96");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! AES-256-GCM (SP 800-38D).
+//! AES-GCM (SP 800-38D): AES-256, and AES-128 for transit keys of that type.
 //!
 //! Callers supply the nonce. phivault's formats never reuse a key with a
 //! random nonce: every message or file gets its own derived key, and the
@@ -7,7 +7,7 @@
 
 use super::CryptoError;
 use crate::secret::SecretKey;
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 /// GCM nonce length in bytes.
 pub const AEAD_NONCE_LEN: usize = 12;
@@ -29,6 +29,14 @@ impl Aes256GcmKey {
     pub fn new(key: &SecretKey) -> Result<Self, CryptoError> {
         let unbound = UnboundKey::new(&AES_256_GCM, key.expose_secret())
             .map_err(|_| CryptoError::Internal("AES-256-GCM key setup"))?;
+        Ok(Self(LessSafeKey::new(unbound)))
+    }
+
+    /// Expands an AES-128 key: the first 16 bytes of `key`. (The name is
+    /// historical: the type holds either key size.)
+    pub fn new_aes128(key: &SecretKey) -> Result<Self, CryptoError> {
+        let unbound = UnboundKey::new(&AES_128_GCM, &key.expose_secret()[..16])
+            .map_err(|_| CryptoError::Internal("AES-128-GCM key setup"))?;
         Ok(Self(LessSafeKey::new(unbound)))
     }
 
