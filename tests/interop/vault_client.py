@@ -106,6 +106,13 @@ def run(url, data, exe):
           lambda: (d := t.read_key("orders")["data"])["type"] == "aes256-gcm96"
           and d["latest_version"] == 1 and d["supports_encryption"])
     check("read_key('sig'): type hmac", lambda: t.read_key("sig")["data"]["type"] == "hmac")
+    check("create_key('signer', ecdsa-p256); sign_data / verify_signed_data(signature=...)",
+          lambda: t.create_key("signer", key_type="ecdsa-p256") is not None
+          and (sig := t.sign_data("signer", hash_input=b64(b"claim"))["data"]["signature"]).startswith("vault:v1:")
+          and t.verify_signed_data("signer", hash_input=b64(b"claim"), signature=sig)["data"]["valid"] is True
+          and t.verify_signed_data("signer", hash_input=b64(b"claim!"), signature=sig)["data"]["valid"] is False)
+    check("read_key('signer') publishes a PEM public key",
+          lambda: t.read_key("signer")["data"]["keys"]["1"]["public_key"].startswith("-----BEGIN PUBLIC KEY-----"))
     # hvac's client-side key_type list lacks aes128-gcm96 too.
     check("create_key('small', aes128-gcm96) via adapter; encrypt and decrypt",
           lambda: c.adapter.post("/v1/transit/keys/small", json={"type": "aes128-gcm96"}) is not None

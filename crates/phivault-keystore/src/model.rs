@@ -126,6 +126,9 @@ pub enum KeyKind {
     /// HMAC only.
     #[serde(rename = "hmac")]
     Hmac,
+    /// ECDSA P-256 signing; the private scalar is derived from the ring key.
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
 }
 
 impl KeyKind {
@@ -135,6 +138,7 @@ impl KeyKind {
             Self::Aes256Gcm96 => "aes256-gcm96",
             Self::Aes128Gcm96 => "aes128-gcm96",
             Self::Hmac => "hmac",
+            Self::EcdsaP256 => "ecdsa-p256",
         }
     }
     /// Parses Vault's name.
@@ -143,8 +147,13 @@ impl KeyKind {
             "aes256-gcm96" => Some(Self::Aes256Gcm96),
             "aes128-gcm96" => Some(Self::Aes128Gcm96),
             "hmac" => Some(Self::Hmac),
+            "ecdsa-p256" => Some(Self::EcdsaP256),
             _ => None,
         }
+    }
+    /// Whether the key signs.
+    pub fn signs(self) -> bool {
+        matches!(self, Self::EcdsaP256)
     }
     /// Whether the key encrypts.
     pub fn encrypts(self) -> bool {

@@ -60,6 +60,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/transit/hmac/{name}/{algorithm}"),
     ("POST", "/v1/transit/verify/{name}"),
     ("POST", "/v1/transit/verify/{name}/{algorithm}"),
+    ("POST", "/v1/transit/sign/{name}"),
+    ("POST", "/v1/transit/sign/{name}/{algorithm}"),
     ("POST", "/v1/transit/random"),
     ("POST", "/v1/transit/random/{bytes}"),
 ];
@@ -901,6 +903,9 @@ struct Item {
     format: Option<String>,
     algorithm: Option<String>,
     hash_algorithm: Option<String>,
+    signature: Option<String>,
+    marshaling_algorithm: Option<String>,
+    prehashed: Option<bool>,
 }
 
 type DataReq = Item;
@@ -1163,7 +1168,38 @@ async fn verify(
     let t = Transit::new(&ks);
     run_items(&st, &req, |i| {
         let input = transit::b64("input", need("input", &i.input)?)?;
-        Ok(json!({ "valid": t.verify_hmac(&name, &alg, &input, need("hmac", &i.hmac)?)? }))
+        let valid = match (&i.signature, &i.hmac) {
+            (Some(sig), _) => t.verify_signature(&name, &alg, &input, sig)?,
+            (None, Some(mac)) => t.verify_hmac(&name, &alg, &input, mac)?,
+            (None, None) => return Err(TransitError::Invalid("give 'hmac' or 'signature'".into())),
+        };
+        Ok(json!({ "valid": valid }))
+    })
+}
+
+async fn sign(
+    State(st): State<AppState>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    Path(p): Path<HashMap<String, String>>,
+    body: Body,
+) -> ApiResult {
+    let name = p.get("name").cloned().unwrap_or_default();
+    let (ks, req) = data_op(&st, &conn, &headers, format!("transit:sign:{name}"), body).await?;
+    if req.prehashed == Some(true) {
+        return Err(ApiError::bad(
+            "prehashed input is not supported; send the message itself",
+        ));
+    }
+    if !matches!(req.marshaling_algorithm.as_deref(), None | Some("asn1")) {
+        return Err(ApiError::bad("marshaling_algorithm must be asn1"));
+    }
+    let alg = hash_alg(&p, &req);
+    let t = Transit::new(&ks);
+    run_items(&st, &req, |i| {
+        let input = transit::b64("input", need("input", &i.input)?)?;
+        let (sig, v) = t.sign(&name, &alg, &input, i.key_version.or(req.key_version))?;
+        Ok(json!({ "signature": sig, "key_version": v }))
     })
 }
 
@@ -1215,6 +1251,9 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         }
         ("POST", "/v1/transit/verify/{name}")
         | ("POST", "/v1/transit/verify/{name}/{algorithm}") => post(verify),
+        ("POST", "/v1/transit/sign/{name}") | ("POST", "/v1/transit/sign/{name}/{algorithm}") => {
+            post(sign)
+        }
         ("POST", "/v1/transit/random") | ("POST", "/v1/transit/random/{bytes}") => post(random),
         _ => panic!("route {method} {path} in ROUTES has no handler"),
     }

@@ -25,6 +25,12 @@ use serde::Serialize;
 pub const NAMESPACE: &str = "transit";
 const CONTEXT_LABEL: &[u8] = b"phivault transit v1";
 const HMAC_LABEL: &[u8] = b"phivault transit hmac v1";
+const ECDSA_LABEL: &[u8] = b"phivault transit ecdsa-p256 v1";
+/// SPKI prefix of an uncompressed P-256 point (id-ecPublicKey, prime256v1).
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
 /// Largest `bytes` for `random`.
 pub const MAX_RANDOM: usize = 1 << 20;
 
@@ -153,8 +159,9 @@ pub struct KeyDescription {
     /// Vault type.
     #[serde(rename = "type")]
     pub key_type: &'static str,
-    /// Version → creation time (Unix seconds), live versions only.
-    pub keys: std::collections::BTreeMap<String, i64>,
+    /// Version → creation time (Unix seconds), live versions only; for
+    /// ecdsa-p256, version → `{name, public_key (PEM), creation_time}`.
+    pub keys: serde_json::Value,
     /// Newest version.
     pub latest_version: u32,
     /// Minimum decryption version.
@@ -175,7 +182,7 @@ pub struct KeyDescription {
     pub supports_decryption: bool,
     /// Always false (derivation is by context binding instead).
     pub supports_derivation: bool,
-    /// Always false.
+    /// Whether sign/verify work (ecdsa-p256).
     pub supports_signing: bool,
     /// Auto-rotation period, seconds (Vault serializes a duration in seconds).
     pub auto_rotate_period: u64,
@@ -202,8 +209,9 @@ fn describe(name: &str, r: &RingInfo) -> KeyDescription {
             .versions
             .iter()
             .filter(|v| v.state == VersionState::Active)
-            .map(|v| (v.version.to_string(), unix(&v.created)))
-            .collect(),
+            .map(|v| (v.version.to_string(), serde_json::json!(unix(&v.created))))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
         latest_version: r.versions.last().map(|v| v.version).unwrap_or(0),
         min_decryption_version: r.min_decryption_version,
         min_encryption_version: r.min_encryption_version,
@@ -214,7 +222,7 @@ fn describe(name: &str, r: &RingInfo) -> KeyDescription {
         supports_encryption: r.kind.encrypts(),
         supports_decryption: r.kind.encrypts(),
         supports_derivation: false,
-        supports_signing: false,
+        supports_signing: r.kind.signs(),
         auto_rotate_period: r.auto_rotate_period_secs,
         disabled: r.disabled,
         destroyed_versions: r
@@ -301,7 +309,7 @@ impl<'a> Transit<'a> {
             None => KeyKind::Aes256Gcm96,
             Some(t) => KeyKind::parse(t).ok_or_else(|| {
                 TransitError::Invalid(format!(
-                    "unsupported key type '{}' (supported: aes256-gcm96, aes128-gcm96, hmac)",
+                    "unsupported key type '{}' (supported: aes256-gcm96, aes128-gcm96, hmac, ecdsa-p256)",
                     t.escape_default()
                 ))
             })?,
@@ -333,9 +341,121 @@ impl<'a> Transit<'a> {
         Ok(())
     }
 
-    /// Reads a key's description.
+    /// Reads a key's description (with public keys for signing keys).
     pub fn read(&self, name: &str) -> Result<KeyDescription, TransitError> {
-        Ok(describe(name, &self.info(name)?))
+        let info = self.info(name)?;
+        let mut d = describe(name, &info);
+        if info.kind.signs() {
+            let r = ring(name)?;
+            let mut keys = serde_json::Map::new();
+            for v in info
+                .versions
+                .iter()
+                .filter(|v| v.state == phivault_keystore::model::VersionState::Active)
+            {
+                if v.version < info.min_decryption_version {
+                    continue;
+                }
+                let ver = KeyVersion::new(v.version).expect("versions start at 1");
+                let k = self.signing_key(&r, name, ver, KeyUse::Decrypt)?;
+                let mut spki = P256_SPKI_PREFIX.to_vec();
+                spki.extend_from_slice(&k.public_key());
+                let b64 = B64.encode(&spki);
+                let lines: Vec<&str> = b64
+                    .as_bytes()
+                    .chunks(64)
+                    .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+                    .collect();
+                let pem = format!(
+                    "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                    lines.join("\n")
+                );
+                keys.insert(
+                    v.version.to_string(),
+                    serde_json::json!({ "name": "P-256", "public_key": pem, "creation_time": v.created }),
+                );
+            }
+            d.keys = keys.into();
+        }
+        Ok(d)
+    }
+
+    /// The P-256 key of a signing key's version: the private scalar is
+    /// KBKDF(ring key, label, [i]) for the first i in 0..16 that is a valid
+    /// scalar (each try fails with probability about 2⁻³²).
+    fn signing_key(
+        &self,
+        r: &KeyRingName,
+        name: &str,
+        v: KeyVersion,
+        usage: KeyUse,
+    ) -> Result<crypto::SigningKey, TransitError> {
+        let kind = self.ks.ring_kind(r).map_err(|e| from_ks(name, e))?;
+        if !kind.signs() {
+            return Err(TransitError::Invalid(format!(
+                "key '{name}' is of type {} and does not support signing",
+                kind.name()
+            )));
+        }
+        for i in 0u8..16 {
+            let d = self
+                .ks
+                .derive(r, v, usage, &keys::fixed_info(ECDSA_LABEL, &[i]))
+                .map_err(|e| from_key(name, e))?;
+            if let Ok(k) = crypto::SigningKey::ecdsa_p256_from_scalar(&d.key) {
+                return Ok(k);
+            }
+        }
+        Err(TransitError::Keystore(
+            "no valid P-256 scalar derived".into(),
+        ))
+    }
+
+    /// Signs `input` (SHA-256 inside ECDSA), as `vault:vN:base64(ASN.1 DER)`.
+    pub fn sign(
+        &self,
+        name: &str,
+        hash: &str,
+        input: &[u8],
+        key_version: Option<u32>,
+    ) -> Result<(String, u32), TransitError> {
+        if !matches!(hash, "" | "sha2-256") {
+            return Err(TransitError::Invalid(
+                "ecdsa-p256 keys sign with hash_algorithm sha2-256".into(),
+            ));
+        }
+        let r = ring(name)?;
+        let v = self.version(&r, name, key_version)?;
+        let k = self.signing_key(&r, name, v, KeyUse::Encrypt)?;
+        let sig = k
+            .sign(input)
+            .map_err(|e| TransitError::Keystore(e.to_string()))?;
+        Ok((format!("vault:v{}:{}", v.get(), B64.encode(sig)), v.get()))
+    }
+
+    /// Verifies a signature made by [`Self::sign`].
+    pub fn verify_signature(
+        &self,
+        name: &str,
+        hash: &str,
+        input: &[u8],
+        sig: &str,
+    ) -> Result<bool, TransitError> {
+        if !matches!(hash, "" | "sha2-256") {
+            return Err(TransitError::Invalid(
+                "ecdsa-p256 keys sign with hash_algorithm sha2-256".into(),
+            ));
+        }
+        let r = ring(name)?;
+        let (v, raw) = parse_versioned("signature", sig)?;
+        let k = self.signing_key(&r, name, v, KeyUse::Decrypt)?;
+        Ok(crypto::verify_signature(
+            crypto::SignatureAlgorithm::EcdsaP256Sha256,
+            &k.public_key(),
+            input,
+            &raw,
+        )
+        .is_ok())
     }
 
     /// Lists key names.
@@ -541,18 +661,23 @@ impl<'a> Transit<'a> {
     ) -> Result<bool, TransitError> {
         let alg = hmac_alg(alg)?;
         let r = ring(name)?;
-        let bad = || TransitError::Invalid("invalid hmac: expected vault:vN:base64".into());
-        let rest = mac.strip_prefix("vault:v").ok_or_else(bad)?;
-        let (v, tag) = rest.split_once(':').ok_or_else(bad)?;
-        let v = v
-            .parse::<u32>()
-            .ok()
-            .and_then(KeyVersion::new)
-            .ok_or_else(bad)?;
-        let tag = B64.decode(tag).map_err(|_| bad())?;
+        let (v, tag) = parse_versioned("hmac", mac)?;
         let k = self.hmac_key(&r, name, v, KeyUse::Decrypt, alg)?;
         Ok(k.verify(&[input], &tag).is_ok())
     }
+}
+
+/// Parses `vault:vN:base64` (HMACs and signatures).
+fn parse_versioned(field: &str, s: &str) -> Result<(KeyVersion, Vec<u8>), TransitError> {
+    let bad = || TransitError::Invalid(format!("invalid {field}: expected vault:vN:base64"));
+    let rest = s.strip_prefix("vault:v").ok_or_else(bad)?;
+    let (v, b) = rest.split_once(':').ok_or_else(bad)?;
+    let v = v
+        .parse::<u32>()
+        .ok()
+        .and_then(KeyVersion::new)
+        .ok_or_else(bad)?;
+    Ok((v, B64.decode(b).map_err(|_| bad())?))
 }
 
 fn hmac_alg(s: &str) -> Result<HmacAlgorithm, TransitError> {
@@ -696,6 +821,44 @@ mod tests {
             b"x"
         );
         assert_eq!(t.read("small").unwrap().key_type, "aes128-gcm96");
+    }
+
+    #[test]
+    fn ecdsa_sign_verify_and_public_key() {
+        let (_d, k) = ks();
+        let t = Transit::new(&k);
+        t.create(
+            "signer",
+            &CreateOptions {
+                key_type: Some("ecdsa-p256".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            t.encrypt("signer", b"x", &Binding::default(), None)
+                .is_err()
+        );
+        let (sig, v) = t.sign("signer", "", b"claim 42", None).unwrap();
+        assert_eq!(v, 1);
+        assert!(
+            t.verify_signature("signer", "sha2-256", b"claim 42", &sig)
+                .unwrap()
+        );
+        assert!(!t.verify_signature("signer", "", b"claim 43", &sig).unwrap());
+        assert!(t.sign("signer", "sha2-512", b"x", None).is_err());
+        let d = t.read("signer").unwrap();
+        assert!(d.supports_signing && !d.supports_encryption);
+        let pem = d.keys["1"]["public_key"].as_str().unwrap().to_string();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        // Rotation: the old signature still verifies; the new key differs.
+        t.rotate("signer").unwrap();
+        assert!(t.verify_signature("signer", "", b"claim 42", &sig).unwrap());
+        let d = t.read("signer").unwrap();
+        assert_ne!(d.keys["1"]["public_key"], d.keys["2"]["public_key"]);
+        // Signing with an AES key is refused.
+        t.create("aes", &CreateOptions::default()).unwrap();
+        assert!(t.sign("aes", "", b"x", None).is_err());
     }
 
     #[test]

@@ -1140,3 +1140,80 @@ async fn require_client_cert_refuses_at_the_handshake() {
         "{m}"
     );
 }
+
+/// ecdsa-p256 keys: the signature and the published public key check out
+/// with openssl, an independent implementation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecdsa_signatures_verify_with_openssl() {
+    use base64::Engine;
+    let (h, admin) = started().await;
+    let (s, v) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/transit/keys/signer",
+        Some(r#"{"type":"ecdsa-p256"}"#),
+        &[],
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["supports_signing"], true);
+    let pem = v["data"]["keys"]["1"]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg = b"claim 7781: approved";
+    let (s, v) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/transit/sign/signer",
+        Some(&json!({"input": b64(msg)}).to_string()),
+        &[],
+    );
+    assert_eq!(s, 200, "{v}");
+    let sig = v["data"]["signature"].as_str().unwrap().to_string();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(sig.strip_prefix("vault:v1:").unwrap())
+        .unwrap();
+    let d = h.dir.path();
+    std::fs::write(d.join("pub.pem"), &pem).unwrap();
+    std::fs::write(d.join("msg"), msg).unwrap();
+    std::fs::write(d.join("sig.der"), &der).unwrap();
+    let out = sh(
+        "openssl dgst -sha256 -verify pub.pem -signature sig.der msg",
+        d,
+    );
+    assert!(out.contains("Verified OK"), "{out}");
+    // And back through the API: valid, then invalid for another message.
+    let (_, v) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/transit/verify/signer",
+        Some(&json!({"input": b64(msg), "signature": sig}).to_string()),
+        &[],
+    );
+    assert_eq!(v["data"]["valid"], true);
+    let (_, v) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/transit/verify/signer",
+        Some(&json!({"input": b64(b"claim 7781: denied"), "signature": sig}).to_string()),
+        &[],
+    );
+    assert_eq!(v["data"]["valid"], false);
+    // An AES key does not sign; an ecdsa key does not encrypt.
+    let (s, _) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/transit/sign/billing",
+        Some(&json!({"input": b64(msg)}).to_string()),
+        &[],
+    );
+    assert_eq!(s, 400);
+    let (s, _) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/transit/encrypt/signer",
+        Some(&json!({"plaintext": b64(msg)}).to_string()),
+        &[],
+    );
+    assert_eq!(s, 400);
+}

@@ -72,6 +72,28 @@ impl SigningKey {
         Ok(Self { alg, inner })
     }
 
+    /// An ECDSA P-256 key whose private scalar is `scalar` (big-endian),
+    /// for keys derived from a ring key. Fails if the scalar is 0 or not
+    /// below the group order (probability about 2⁻³²); callers derive again.
+    pub fn ecdsa_p256_from_scalar(scalar: &crate::secret::SecretKey) -> Result<Self, CryptoError> {
+        // RFC 5915 ECPrivateKey: version 1, the 32-byte key, and the
+        // namedCurve parameter (prime256v1); the module computes the public
+        // point (and in FIPS mode runs its pairwise consistency test).
+        let mut der = zeroize::Zeroizing::new(Vec::with_capacity(51));
+        der.extend_from_slice(&[0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20]);
+        der.extend_from_slice(scalar.expose_secret());
+        der.extend_from_slice(&[
+            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ]);
+        let k =
+            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &der)
+                .map_err(|_| CryptoError::InvalidInput("P-256 scalar out of range"))?;
+        Ok(Self {
+            alg: SignatureAlgorithm::EcdsaP256Sha256,
+            inner: Inner::Ecdsa(k),
+        })
+    }
+
     /// The PKCS#8 v1 encoding of the private key.
     pub fn to_pkcs8(&self) -> Result<SecretBytes, CryptoError> {
         let doc = match &self.inner {
@@ -145,5 +167,30 @@ mod tests {
             let k2 = SigningKey::from_pkcs8(alg, &k.to_pkcs8().unwrap()).unwrap();
             assert_eq!(k2.public_key(), k.public_key());
         }
+    }
+
+    #[test]
+    fn p256_from_scalar() {
+        let d = crate::secret::SecretKey::from_bytes([7u8; 32]);
+        let k = SigningKey::ecdsa_p256_from_scalar(&d).unwrap();
+        let k2 = SigningKey::ecdsa_p256_from_scalar(&d).unwrap();
+        assert_eq!(k.public_key(), k2.public_key());
+        let sig = k.sign(b"m").unwrap();
+        verify_signature(
+            SignatureAlgorithm::EcdsaP256Sha256,
+            &k2.public_key(),
+            b"m",
+            &sig,
+        )
+        .unwrap();
+        // 0 and n-or-more are refused.
+        assert!(
+            SigningKey::ecdsa_p256_from_scalar(&crate::secret::SecretKey::from_bytes([0; 32]))
+                .is_err()
+        );
+        assert!(
+            SigningKey::ecdsa_p256_from_scalar(&crate::secret::SecretKey::from_bytes([0xff; 32]))
+                .is_err()
+        );
     }
 }
