@@ -5,14 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn pv(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_phivault"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .arg("--data-dir")
-        .arg(dir);
-    c
-}
+mod common;
+use common::pv;
 
 fn run(c: &mut Command) -> Output {
     c.stdin(Stdio::null()).output().unwrap()

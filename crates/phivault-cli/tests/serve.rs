@@ -7,14 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn pv(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_phivault"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .arg("--data-dir")
-        .arg(dir);
-    c
-}
+mod common;
+use common::pv;
 
 fn out(c: &mut Command) -> (i32, String, String) {
     let o = c.stdin(Stdio::null()).output().unwrap();
@@ -309,6 +303,8 @@ fn config_check_layers_file_env_flags_and_refuses_weakening() {
     assert!(o.contains("nonexistent"));
 }
 
+const PASS: &str = "a long enough passphrase";
+
 #[test]
 fn serve_refuses_without_keystore_and_starts_sealed() {
     let d = tempfile::tempdir().unwrap();
@@ -321,36 +317,35 @@ fn serve_refuses_without_keystore_and_starts_sealed() {
     // A passphrase keystore without its passphrase starts sealed.
     let dir = d.path().join("prod");
     let (code, _, err) = out(pv(&dir)
-        .env("PHIVAULT_PASSPHRASE", "a long enough passphrase")
+        .env("PHIVAULT_PASSPHRASE", PASS)
         .args(["init", "--passphrase"]));
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = out(pv(&dir)
-        .env("PHIVAULT_PASSPHRASE", "a long enough passphrase")
-        .args(["ca", "init", "--trust-domain", "prod.example"]));
+    let (code, _, err) = out(pv(&dir).env("PHIVAULT_PASSPHRASE", PASS).args([
+        "ca",
+        "init",
+        "--trust-domain",
+        "prod.example",
+    ]));
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = out(pv(&dir)
-        .env("PHIVAULT_PASSPHRASE", "a long enough passphrase")
-        .args([
-            "ca",
-            "issue",
-            "server",
-            "--name",
-            "localhost",
-            "--san",
-            "127.0.0.1",
-        ]));
+    let (code, _, err) = out(pv(&dir).env("PHIVAULT_PASSPHRASE", PASS).args([
+        "ca",
+        "issue",
+        "server",
+        "--name",
+        "localhost",
+        "--san",
+        "127.0.0.1",
+    ]));
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = out(pv(&dir)
-        .env("PHIVAULT_PASSPHRASE", "a long enough passphrase")
-        .args([
-            "ca",
-            "issue",
-            "server",
-            "--name",
-            "localhost",
-            "--days",
-            "400",
-        ]));
+    let (code, _, err) = out(pv(&dir).env("PHIVAULT_PASSPHRASE", PASS).args([
+        "ca",
+        "issue",
+        "server",
+        "--name",
+        "localhost",
+        "--days",
+        "400",
+    ]));
     assert_ne!(code, 0);
     assert!(err.contains("398"), "{err}");
     let mut child = pv(&dir)

@@ -201,33 +201,11 @@ pub fn encrypt_with(
     encrypt_inner(keys, algorithm, ring, version, nonce, context, plaintext)
 }
 
-/// [`encrypt`] with a caller-chosen nonce, for test vectors only (feature
-/// `test-vectors`). The same nonce twice repeats a data key.
+/// [`encrypt_with`] with a caller-chosen nonce, for test vectors only
+/// (feature `test-vectors`). The same nonce twice repeats a data key.
 #[cfg(any(test, feature = "test-vectors"))]
 #[doc(hidden)]
 pub fn encrypt_with_nonce(
-    keys: &dyn KeyDeriver,
-    ring: &KeyRingName,
-    version: KeyVersion,
-    nonce: [u8; NONCE_LEN],
-    context: &[u8],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, EnvelopeError> {
-    encrypt_inner(
-        keys,
-        Algorithm::Aes256GcmKbkdfSha256Commit,
-        ring,
-        version,
-        nonce,
-        context,
-        plaintext,
-    )
-}
-
-/// [`encrypt_with_nonce`] with a chosen algorithm (test vectors only).
-#[cfg(any(test, feature = "test-vectors"))]
-#[doc(hidden)]
-pub fn encrypt_with_nonce_alg(
     keys: &dyn KeyDeriver,
     algorithm: Algorithm,
     ring: &KeyRingName,

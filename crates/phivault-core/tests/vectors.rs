@@ -56,6 +56,7 @@ fn generate() {
         let nonce = [0x10 + i as u8; 32]; // distinct per vector: no data key is reused
         let ct = envelope::encrypt_with_nonce(
             &k,
+            envelope::Algorithm::Aes256GcmKbkdfSha256Commit,
             &rn,
             KeyVersion::new(version).unwrap(),
             nonce,
@@ -71,7 +72,7 @@ fn generate() {
         let (version, ctx, pt) = (1u32, &b"orders/9/card"[..], &b"4111 1111 1111 1111"[..]);
         let k = keys(ring, version, &key);
         let nonce = [0x20u8; 32];
-        let ct = envelope::encrypt_with_nonce_alg(
+        let ct = envelope::encrypt_with_nonce(
             &k,
             envelope::Algorithm::Aes128GcmKbkdfSha256Commit,
             &rn,
@@ -349,7 +350,7 @@ fn envelope_vectors() {
         let pt = h(v["plaintext"].as_str().unwrap());
         let ring = KeyRingName::parse(ring).unwrap();
         let alg = envelope::Algorithm::from_id(v["algorithm"].as_u64().unwrap_or(1) as u8).unwrap();
-        let again = envelope::encrypt_with_nonce_alg(
+        let again = envelope::encrypt_with_nonce(
             &k,
             alg,
             &ring,

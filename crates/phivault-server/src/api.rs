@@ -14,13 +14,13 @@ use crate::metrics::Metrics;
 use crate::pki::PeerIdentity;
 use crate::transit::{self, Binding, CreateOptions, Transit, TransitError};
 use arc_swap::ArcSwapOption;
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use axum::{Extension, Router};
 use phivault_keystore::seal::Unsealer;
 use phivault_keystore::{Keystore, RingConfig};
 use rayon::prelude::*;
@@ -275,6 +275,37 @@ async fn read_json<T: DeserializeOwned + Default>(st: &Shared, body: Body) -> Re
     })
 }
 
+/// What every authenticated handler starts from: the shared state, the
+/// connection's TLS identity, and the request headers (for the token).
+/// Taken from the request parts (moved, not copied) before the path and
+/// body extractors run.
+pub struct Ctx {
+    st: AppState,
+    conn: ConnInfo,
+    headers: HeaderMap,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let conn = parts.extensions.remove::<ConnInfo>().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "request without connection info",
+            )
+        })?;
+        Ok(Self {
+            st: state.clone(),
+            conn,
+            headers: std::mem::take(&mut parts.headers),
+        })
+    }
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -420,11 +451,8 @@ fn seal_status_body(st: &Shared) -> Value {
     })
 }
 
-async fn seal_status(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-) -> ApiResult {
+async fn seal_status(c: Ctx) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     authenticate(&st, &conn, &headers)?;
     Ok(axum::Json(seal_status_body(&st)).into_response())
 }
@@ -449,12 +477,8 @@ impl Drop for UnsealReq {
     }
 }
 
-async fn unseal(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
+async fn unseal(c: Ctx, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let caller = authorize(&st, &conn, &headers, "sys:unseal")?;
     let mut req: UnsealReq = read_json(&st, body).await?;
     if st.keystore.load().is_some() {
@@ -514,11 +538,8 @@ async fn unseal(
     Ok(axum::Json(seal_status_body(&st)).into_response())
 }
 
-async fn seal(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-) -> ApiResult {
+async fn seal(c: Ctx) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let caller = authorize(&st, &conn, &headers, "sys:seal")?;
     st.keystore.store(None);
     *st.unsealer.lock().expect("lock") = None;
@@ -565,11 +586,8 @@ pub fn refresh_gauges(st: &Shared) {
     }
 }
 
-async fn metrics(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-) -> ApiResult {
+async fn metrics(c: Ctx) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     authorize(&st, &conn, &headers, "sys:metrics")?;
     refresh_gauges(&st);
     Ok((
@@ -585,11 +603,8 @@ async fn metrics(
 /// The committed OpenAPI document.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
-async fn openapi(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-) -> ApiResult {
+async fn openapi(c: Ctx) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     authenticate(&st, &conn, &headers)?;
     Ok((
         [(
@@ -625,12 +640,8 @@ fn duration_field(name: &str, v: &Option<Value>) -> Result<Option<u64>, ApiError
     }
 }
 
-async fn issue_token(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
+async fn issue_token(c: Ctx, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let caller = authenticate(&st, &conn, &headers)?;
     if caller.token_id.is_some() {
         return Err(ApiError::bad(
@@ -672,20 +683,14 @@ async fn issue_token(
     ))
 }
 
-async fn jwks(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-) -> ApiResult {
+async fn jwks(c: Ctx) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     authenticate(&st, &conn, &headers)?;
     Ok(axum::Json(st.tokens.jwks()).into_response())
 }
 
-async fn lookup_self(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-) -> ApiResult {
+async fn lookup_self(c: Ctx) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     // Vault answers a bad token here with 403, and Vault clients'
     // is_authenticated() relies on it; everywhere else a bad token is 401.
     let c = authenticate(&st, &conn, &headers).map_err(|e| {
@@ -719,12 +724,8 @@ struct ListQuery {
     list: Option<String>,
 }
 
-async fn list_keys(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> ApiResult {
+async fn list_keys(c: Ctx, Query(q): Query<ListQuery>) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     require_any(&st, &conn, &headers, &["keys:read", "keys:admin"])?;
     if q.list.as_deref() != Some("true") {
         return Err(ApiError::new(
@@ -774,13 +775,8 @@ struct CreateKeyReq {
     allow_plaintext_backup: bool,
 }
 
-async fn create_key(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Body,
-) -> ApiResult {
+async fn create_key(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let c = authorize(&st, &conn, &headers, "keys:admin")?;
     let req: CreateKeyReq = read_json(&st, body).await?;
     if req.allow_plaintext_backup || req.convergent_encryption {
@@ -803,23 +799,15 @@ async fn create_key(
     vault(t.read(&name)?)
 }
 
-async fn read_key(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
+async fn read_key(c: Ctx, Path(name): Path<String>) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     require_any(&st, &conn, &headers, &["keys:read", "keys:admin"])?;
     let ks = keystore(&st)?;
     vault(Transit::new(&ks).read(&name)?)
 }
 
-async fn delete_key(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
+async fn delete_key(c: Ctx, Path(name): Path<String>) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let c = authorize(&st, &conn, &headers, "keys:admin")?;
     let ks = keystore(&st)?;
     Transit::new(&ks).delete(&name)?;
@@ -837,13 +825,8 @@ struct ConfigReq {
     allow_plaintext_backup: Option<bool>,
 }
 
-async fn config_key(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Body,
-) -> ApiResult {
+async fn config_key(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let c = authorize(&st, &conn, &headers, "keys:admin")?;
     let req: ConfigReq = read_json(&st, body).await?;
     if req.exportable == Some(true) || req.allow_plaintext_backup == Some(true) {
@@ -866,12 +849,8 @@ async fn config_key(
     vault(t.read(&name)?)
 }
 
-async fn rotate_key(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
+async fn rotate_key(c: Ctx, Path(name): Path<String>) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let c = authorize(&st, &conn, &headers, "keys:admin")?;
     let ks = keystore(&st)?;
     let t = Transit::new(&ks);
@@ -1022,13 +1001,8 @@ async fn data_op(
     Ok((keystore(st)?, req))
 }
 
-async fn encrypt(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Body,
-) -> ApiResult {
+async fn encrypt(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let (ks, req) = data_op(
         &st,
         &conn,
@@ -1058,13 +1032,8 @@ async fn encrypt(
     })
 }
 
-async fn decrypt(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Body,
-) -> ApiResult {
+async fn decrypt(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     use base64::Engine;
     let (ks, req) = data_op(
         &st,
@@ -1081,13 +1050,8 @@ async fn decrypt(
     })
 }
 
-async fn rewrap(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Body,
-) -> ApiResult {
+async fn rewrap(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let (ks, req) = data_op(&st, &conn, &headers, format!("transit:rewrap:{name}"), body).await?;
     let t = Transit::new(&ks);
     run_items(&st, &req, |i| {
@@ -1104,13 +1068,8 @@ async fn rewrap(
     })
 }
 
-async fn datakey(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path((kind, name)): Path<(String, String)>,
-    body: Body,
-) -> ApiResult {
+async fn datakey(c: Ctx, Path((kind, name)): Path<(String, String)>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     use base64::Engine;
     let (ks, req) = data_op(
         &st,
@@ -1138,13 +1097,8 @@ async fn datakey(
     vault(data)
 }
 
-async fn hmac(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(p): Path<HashMap<String, String>>,
-    body: Body,
-) -> ApiResult {
+async fn hmac(c: Ctx, Path(p): Path<HashMap<String, String>>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let name = p.get("name").cloned().unwrap_or_default();
     let (ks, req) = data_op(&st, &conn, &headers, format!("transit:hmac:{name}"), body).await?;
     let alg = hash_alg(&p, &req);
@@ -1155,13 +1109,8 @@ async fn hmac(
     })
 }
 
-async fn verify(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(p): Path<HashMap<String, String>>,
-    body: Body,
-) -> ApiResult {
+async fn verify(c: Ctx, Path(p): Path<HashMap<String, String>>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let name = p.get("name").cloned().unwrap_or_default();
     let (ks, req) = data_op(&st, &conn, &headers, format!("transit:verify:{name}"), body).await?;
     let alg = hash_alg(&p, &req);
@@ -1177,13 +1126,8 @@ async fn verify(
     })
 }
 
-async fn sign(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    Path(p): Path<HashMap<String, String>>,
-    body: Body,
-) -> ApiResult {
+async fn sign(c: Ctx, Path(p): Path<HashMap<String, String>>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     let name = p.get("name").cloned().unwrap_or_default();
     let (ks, req) = data_op(&st, &conn, &headers, format!("transit:sign:{name}"), body).await?;
     if req.prehashed == Some(true) {
@@ -1203,13 +1147,8 @@ async fn sign(
     })
 }
 
-async fn random(
-    State(st): State<AppState>,
-    Extension(conn): Extension<ConnInfo>,
-    headers: HeaderMap,
-    p: Option<Path<String>>,
-    body: Body,
-) -> ApiResult {
+async fn random(c: Ctx, p: Option<Path<String>>, body: Body) -> ApiResult {
+    let Ctx { st, conn, headers } = c;
     authorize(&st, &conn, &headers, "transit:random")?;
     let req: DataReq = read_json(&st, body).await?;
     let bytes = match p {

@@ -21,13 +21,7 @@ async fn started() -> (Harness, Client) {
     let mut h = Harness::new(|_, _| {});
     let admin = h.client("admin", ADMIN);
     h.start_unsealed().await;
-    let (s, _) = h.json(
-        Some(&admin),
-        "POST",
-        "/v1/transit/keys/billing",
-        Some("{}"),
-        &[],
-    );
+    let (s, _) = h.post_raw(&admin, "/v1/transit/keys/billing", "{}");
     assert_eq!(s, 200);
     (h, admin)
 }
@@ -36,12 +30,10 @@ async fn started() -> (Harness, Client) {
 async fn transit_round_trip_and_vault_shapes() {
     let (h, admin) = started().await;
     let pt = b64(b"MRN 000123, DOB 1970-01-01");
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/encrypt/billing",
-        Some(&json!({"plaintext": pt, "associated_data": b64(b"patients/7/ssn")}).to_string()),
-        &[],
+        json!({"plaintext": pt, "associated_data": b64(b"patients/7/ssn")}),
     );
     assert_eq!(s, 200, "{v}");
     let ct = v["data"]["ciphertext"].as_str().unwrap().to_string();
@@ -49,21 +41,17 @@ async fn transit_round_trip_and_vault_shapes() {
     assert_eq!(v["data"]["key_version"], 1);
     assert!(v["request_id"].is_string());
     // Decrypt needs the same associated data.
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/decrypt/billing",
-        Some(&json!({"ciphertext": ct, "associated_data": b64(b"patients/7/ssn")}).to_string()),
-        &[],
+        json!({"ciphertext": ct, "associated_data": b64(b"patients/7/ssn")}),
     );
     assert_eq!(s, 200);
     assert_eq!(v["data"]["plaintext"], pt);
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/decrypt/billing",
-        Some(&json!({"ciphertext": ct, "associated_data": b64(b"patients/8/ssn")}).to_string()),
-        &[],
+        json!({"ciphertext": ct, "associated_data": b64(b"patients/8/ssn")}),
     );
     assert_eq!(s, 400);
     assert!(
@@ -82,36 +70,30 @@ async fn transit_round_trip_and_vault_shapes() {
     );
     assert_eq!(s, 200);
     assert_eq!(v["data"]["latest_version"], 2);
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/rewrap/billing",
-        Some(&json!({"ciphertext": ct, "associated_data": b64(b"patients/7/ssn")}).to_string()),
-        &[],
+        json!({"ciphertext": ct, "associated_data": b64(b"patients/7/ssn")}),
     );
     assert_eq!(s, 200);
     assert_eq!(v["data"]["key_version"], 2);
     let ct2 = v["data"]["ciphertext"].as_str().unwrap().to_string();
-    let (s, _) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, _) = h.post_raw(
+        &admin,
         "/v1/transit/keys/billing/config",
-        Some(r#"{"min_decryption_version": 2}"#),
-        &[],
+        r#"{"min_decryption_version": 2}"#,
     );
     assert_eq!(s, 200);
     for (c, want) in [(&ct, 400), (&ct2, 200)] {
-        let (s, _) = h.json(
-            Some(&admin),
-            "POST",
+        let (s, _) = h.post(
+            &admin,
             "/v1/transit/decrypt/billing",
-            Some(&json!({"ciphertext": c, "associated_data": b64(b"patients/7/ssn")}).to_string()),
-            &[],
+            json!({"ciphertext": c, "associated_data": b64(b"patients/7/ssn")}),
         );
         assert_eq!(s, want);
     }
     // Read, LIST verb and ?list=true.
-    let (s, v) = h.json(Some(&admin), "GET", "/v1/transit/keys/billing", None, &[]);
+    let (s, v) = h.get(&admin, "/v1/transit/keys/billing");
     assert_eq!(s, 200);
     assert_eq!(v["data"]["type"], "aes256-gcm96");
     assert_eq!(v["data"]["exportable"], false);
@@ -119,7 +101,7 @@ async fn transit_round_trip_and_vault_shapes() {
     let (s, v) = h.json(Some(&admin), "LIST", "/v1/transit/keys", None, &[]);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["data"]["keys"], json!(["billing"]));
-    let (s, _) = h.json(Some(&admin), "GET", "/v1/transit/keys?list=true", None, &[]);
+    let (s, _) = h.get(&admin, "/v1/transit/keys?list=true");
     assert_eq!(s, 200);
     let (s, _) = h.json(
         Some(&admin),
@@ -130,22 +112,18 @@ async fn transit_round_trip_and_vault_shapes() {
     );
     assert_eq!(s, 200);
     // Datakey, HMAC, random.
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post_raw(
+        &admin,
         "/v1/transit/datakey/plaintext/billing",
-        Some(r#"{"bits":256}"#),
-        &[],
+        r#"{"bits":256}"#,
     );
     assert_eq!(s, 200);
     assert_eq!(v["data"]["plaintext"].as_str().unwrap().len(), 44);
     let wrapped = v["data"]["ciphertext"].as_str().unwrap().to_string();
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/decrypt/billing",
-        Some(&json!({"ciphertext": wrapped}).to_string()),
-        &[],
+        json!({"ciphertext": wrapped}),
     );
     assert_eq!(s, 200);
     assert_eq!(v["data"]["plaintext"].as_str().unwrap().len(), 44);
@@ -158,39 +136,27 @@ async fn transit_round_trip_and_vault_shapes() {
     );
     assert_eq!(s, 200);
     assert!(v["data"].get("plaintext").is_none());
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/hmac/billing/sha2-384",
-        Some(&json!({"input": b64(b"x")}).to_string()),
-        &[],
+        json!({"input": b64(b"x")}),
     );
     assert_eq!(s, 200);
     let mac = v["data"]["hmac"].as_str().unwrap().to_string();
     assert!(mac.starts_with("vault:v2:"));
-    let (_, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (_, v) = h.post(
+        &admin,
         "/v1/transit/verify/billing/sha2-384",
-        Some(&json!({"input": b64(b"x"), "hmac": mac}).to_string()),
-        &[],
+        json!({"input": b64(b"x"), "hmac": mac}),
     );
     assert_eq!(v["data"]["valid"], true);
-    let (_, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (_, v) = h.post(
+        &admin,
         "/v1/transit/verify/billing/sha2-384",
-        Some(&json!({"input": b64(b"y"), "hmac": mac}).to_string()),
-        &[],
+        json!({"input": b64(b"y"), "hmac": mac}),
     );
     assert_eq!(v["data"]["valid"], false);
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
-        "/v1/transit/random/24",
-        Some(r#"{"format":"hex"}"#),
-        &[],
-    );
+    let (s, v) = h.post_raw(&admin, "/v1/transit/random/24", r#"{"format":"hex"}"#);
     assert_eq!(s, 200);
     assert_eq!(v["data"]["random_bytes"].as_str().unwrap().len(), 48);
     // Delete needs deletion_allowed.
@@ -202,12 +168,10 @@ async fn transit_round_trip_and_vault_shapes() {
         &[],
     );
     assert_eq!(s, 400);
-    h.json(
-        Some(&admin),
-        "POST",
+    h.post_raw(
+        &admin,
         "/v1/transit/keys/billing/config",
-        Some(r#"{"deletion_allowed":true}"#),
-        &[],
+        r#"{"deletion_allowed":true}"#,
     );
     let (s, _) = h.json(
         Some(&admin),
@@ -217,12 +181,10 @@ async fn transit_round_trip_and_vault_shapes() {
         &[],
     );
     assert_eq!(s, 204);
-    let (s, _) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, _) = h.post(
+        &admin,
         "/v1/transit/decrypt/billing",
-        Some(&json!({"ciphertext": ct2}).to_string()),
-        &[],
+        json!({"ciphertext": ct2}),
     );
     assert_eq!(s, 404);
 }
@@ -233,12 +195,10 @@ async fn batch_with_per_item_errors() {
     let items: Vec<Value> = (0..200)
         .map(|i| json!({"plaintext": b64(format!("item {i}").as_bytes()), "reference": i}))
         .collect();
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/encrypt/billing",
-        Some(&json!({"batch_input": items}).to_string()),
-        &[],
+        json!({"batch_input": items}),
     );
     assert_eq!(s, 200);
     let res = v["data"]["batch_results"].as_array().unwrap();
@@ -250,12 +210,10 @@ async fn batch_with_per_item_errors() {
         .collect();
     dec[3] = json!({"ciphertext": "pve:AAAA"});
     dec[4] = json!({"plaintext": "not a ciphertext"});
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/decrypt/billing",
-        Some(&json!({"batch_input": dec}).to_string()),
-        &[],
+        json!({"batch_input": dec}),
     );
     assert_eq!(s, 400, "a failed item makes the batch 400");
     let res = v["data"]["batch_results"].as_array().unwrap();
@@ -268,12 +226,10 @@ async fn batch_with_per_item_errors() {
             .contains("missing 'ciphertext'")
     );
     assert_eq!(res[199]["plaintext"], b64(b"item 199"));
-    let (s, _) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, _) = h.post(
+        &admin,
         "/v1/transit/decrypt/billing",
-        Some(&json!({"batch_input": dec, "partial_failure_response_code": 207}).to_string()),
-        &[],
+        json!({"batch_input": dec, "partial_failure_response_code": 207}),
     );
     assert_eq!(s, 207);
 }
@@ -354,12 +310,10 @@ async fn bad_input_gets_clear_4xx_never_500() {
         );
     }
     // A parse error names the place, never the value sent.
-    let (_, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (_, v) = h.post_raw(
+        &admin,
         "/v1/transit/encrypt/billing",
-        Some(r#"{"plaintext": ["SSN 078-05-1120"]}"#),
-        &[],
+        r#"{"plaintext": ["SSN 078-05-1120"]}"#,
     );
     assert!(!v.to_string().contains("078-05-1120"), "{v}");
     // Over the body limit: 413.
@@ -407,23 +361,19 @@ async fn scopes_and_tokens_401_403() {
         &[],
     );
     assert_eq!(s, 200);
-    let (s, v) = h.json(
-        Some(&enc),
-        "POST",
+    let (s, v) = h.post_raw(
+        &enc,
         "/v1/transit/decrypt/billing",
-        Some(r#"{"ciphertext":"pve:AAAA"}"#),
-        &[],
+        r#"{"ciphertext":"pve:AAAA"}"#,
     );
     assert_eq!(s, 403, "{v}");
     let (s, _) = h.json(Some(&enc), "POST", "/v1/transit/keys/newkey", None, &[]);
     assert_eq!(s, 403);
     // A token for a subset of the certificate's scopes.
-    let (s, v) = h.json(
-        Some(&other),
-        "POST",
+    let (s, v) = h.post_raw(
+        &other,
         "/v1/auth/token",
-        Some(r#"{"scopes":["transit:encrypt:billing"],"ttl":"5m"}"#),
-        &[],
+        r#"{"scopes":["transit:encrypt:billing"],"ttl":"5m"}"#,
     );
     assert_eq!(s, 200, "{v}");
     let token = v["auth"]["client_token"].as_str().unwrap().to_string();
@@ -463,21 +413,9 @@ async fn scopes_and_tokens_401_403() {
             .contains("different client certificate")
     );
     // More than the certificate grants, or longer than 15 minutes: refused.
-    let (s, _) = h.json(
-        Some(&enc),
-        "POST",
-        "/v1/auth/token",
-        Some(r#"{"scopes":["keys:admin"]}"#),
-        &[],
-    );
+    let (s, _) = h.post_raw(&enc, "/v1/auth/token", r#"{"scopes":["keys:admin"]}"#);
     assert_eq!(s, 403);
-    let (s, _) = h.json(
-        Some(&enc),
-        "POST",
-        "/v1/auth/token",
-        Some(r#"{"ttl": 901}"#),
-        &[],
-    );
+    let (s, _) = h.post_raw(&enc, "/v1/auth/token", r#"{"ttl": 901}"#);
     assert_eq!(s, 400);
     // Expired (signed by this server, 20 minutes ago) and foreign tokens.
     let st = &h.running.as_ref().unwrap().state;
@@ -518,7 +456,7 @@ async fn scopes_and_tokens_401_403() {
     );
     assert_eq!(s, 401);
     // JWKS lists the key that verifies our tokens; lookup-self works for Vault clients.
-    let (s, v) = h.json(Some(&other), "GET", "/v1/auth/jwks", None, &[]);
+    let (s, v) = h.get(&other, "/v1/auth/jwks");
     assert_eq!(s, 200);
     assert_eq!(v["keys"][0]["alg"], "ES256");
     let (s, v) = h.json(
@@ -619,7 +557,7 @@ async fn handshake_policy_against_openssl_clients() {
         &other_ca.issue(&client_req("admin", ADMIN)).unwrap(),
     );
     let doomed = h.client("doomed", &["transit:*:*"]);
-    let (s, _) = h.json(Some(&doomed), "GET", "/v1/transit/keys/billing", None, &[]);
+    let (s, _) = h.get(&doomed, "/v1/transit/keys/billing");
     assert_eq!(s, 403, "before revocation it connects");
     h.ca.revoke("doomed", "key-compromise").unwrap();
     // The CRL file changed: the poller reloads it.
@@ -741,7 +679,7 @@ async fn hot_reload_keeps_open_connections() {
     // A broken file is refused and the old config keeps serving.
     std::fs::write(h.dir.path().join("tls/server.pem"), "garbage").unwrap();
     assert!(r.reloader.reload(&r.state.metrics).is_err());
-    let (s, _) = h.json(Some(&admin), "GET", "/v1/transit/keys/billing", None, &[]);
+    let (s, _) = h.get(&admin, "/v1/transit/keys/billing");
     assert_eq!(s, 200);
 }
 
@@ -836,16 +774,10 @@ async fn sealed_start_serves_only_health_and_unseal() {
     let (s, v) = h.json(None, "GET", "/v1/sys/health", None, &[]);
     assert_eq!(s, 503);
     assert_eq!(v["sealed"], true);
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
-        "/v1/transit/encrypt/billing",
-        Some(r#"{"plaintext":""}"#),
-        &[],
-    );
+    let (s, v) = h.post_raw(&admin, "/v1/transit/encrypt/billing", r#"{"plaintext":""}"#);
     assert_eq!(s, 503, "{v}");
     assert_eq!(v["errors"][0], "Vault is sealed");
-    let (s, _) = h.json(Some(&admin), "GET", "/v1/sys/seal-status", None, &[]);
+    let (s, _) = h.get(&admin, "/v1/sys/seal-status");
     assert_eq!(s, 200);
     // Unseal needs the scope; this dev keystore has no shares, so a share is refused.
     let (s, _) = h.json(
@@ -874,7 +806,7 @@ async fn sealed_start_serves_only_health_and_unseal() {
     assert_eq!(s, 200);
     let (s, _) = h.json(Some(&admin), "PUT", "/v1/sys/seal", None, &[]);
     assert_eq!(s, 204);
-    let (s, _) = h.json(Some(&admin), "GET", "/v1/transit/keys/billing", None, &[]);
+    let (s, _) = h.get(&admin, "/v1/transit/keys/billing");
     assert_eq!(s, 503);
 }
 
@@ -923,7 +855,7 @@ async fn passphrase_unseal_over_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_matches_the_real_routes() {
     let (h, admin) = started().await;
-    let (s, doc) = h.json(Some(&admin), "GET", "/v1/openapi.json", None, &[]);
+    let (s, doc) = h.get(&admin, "/v1/openapi.json");
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     let mut documented = std::collections::BTreeSet::new();
@@ -1002,20 +934,16 @@ async fn external_client_ca_from_openssl() {
     phivault_server::transit::Transit::new(&h.ks)
         .create("billing", &Default::default())
         .unwrap();
-    let (s, v) = h.json(
-        Some(&app),
-        "POST",
+    let (s, v) = h.post_raw(
+        &app,
         "/v1/transit/encrypt/billing",
-        Some(r#"{"plaintext":"aGk="}"#),
-        &[],
+        r#"{"plaintext":"aGk="}"#,
     );
     assert_eq!(s, 200, "{v}");
-    let (s, _) = h.json(
-        Some(&app),
-        "POST",
+    let (s, _) = h.post_raw(
+        &app,
         "/v1/transit/decrypt/billing",
-        Some(r#"{"ciphertext":"pve:AAAA"}"#),
-        &[],
+        r#"{"ciphertext":"pve:AAAA"}"#,
     );
     assert_eq!(s, 403);
     // Certificates of the built-in CA are no longer trusted.
@@ -1147,12 +1075,10 @@ async fn require_client_cert_refuses_at_the_handshake() {
 async fn ecdsa_signatures_verify_with_openssl() {
     use base64::Engine;
     let (h, admin) = started().await;
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post_raw(
+        &admin,
         "/v1/transit/keys/signer",
-        Some(r#"{"type":"ecdsa-p256"}"#),
-        &[],
+        r#"{"type":"ecdsa-p256"}"#,
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["data"]["supports_signing"], true);
@@ -1161,12 +1087,10 @@ async fn ecdsa_signatures_verify_with_openssl() {
         .unwrap()
         .to_string();
     let msg = b"claim 7781: approved";
-    let (s, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, v) = h.post(
+        &admin,
         "/v1/transit/sign/signer",
-        Some(&json!({"input": b64(msg)}).to_string()),
-        &[],
+        json!({"input": b64(msg)}),
     );
     assert_eq!(s, 200, "{v}");
     let sig = v["data"]["signature"].as_str().unwrap().to_string();
@@ -1183,37 +1107,29 @@ async fn ecdsa_signatures_verify_with_openssl() {
     );
     assert!(out.contains("Verified OK"), "{out}");
     // And back through the API: valid, then invalid for another message.
-    let (_, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (_, v) = h.post(
+        &admin,
         "/v1/transit/verify/signer",
-        Some(&json!({"input": b64(msg), "signature": sig}).to_string()),
-        &[],
+        json!({"input": b64(msg), "signature": sig}),
     );
     assert_eq!(v["data"]["valid"], true);
-    let (_, v) = h.json(
-        Some(&admin),
-        "POST",
+    let (_, v) = h.post(
+        &admin,
         "/v1/transit/verify/signer",
-        Some(&json!({"input": b64(b"claim 7781: denied"), "signature": sig}).to_string()),
-        &[],
+        json!({"input": b64(b"claim 7781: denied"), "signature": sig}),
     );
     assert_eq!(v["data"]["valid"], false);
     // An AES key does not sign; an ecdsa key does not encrypt.
-    let (s, _) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, _) = h.post(
+        &admin,
         "/v1/transit/sign/billing",
-        Some(&json!({"input": b64(msg)}).to_string()),
-        &[],
+        json!({"input": b64(msg)}),
     );
     assert_eq!(s, 400);
-    let (s, _) = h.json(
-        Some(&admin),
-        "POST",
+    let (s, _) = h.post(
+        &admin,
         "/v1/transit/encrypt/signer",
-        Some(&json!({"plaintext": b64(msg)}).to_string()),
-        &[],
+        json!({"plaintext": b64(msg)}),
     );
     assert_eq!(s, 400);
 }

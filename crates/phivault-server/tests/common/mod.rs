@@ -189,6 +189,26 @@ impl Harness {
         )
     }
 
+    /// POST a JSON body with this client's certificate.
+    pub fn post(
+        &self,
+        c: &Client,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.json(Some(c), "POST", path, Some(&body.to_string()), &[])
+    }
+
+    /// POST a raw body (possibly malformed) with this client's certificate.
+    pub fn post_raw(&self, c: &Client, path: &str, body: &str) -> (u16, serde_json::Value) {
+        self.json(Some(c), "POST", path, Some(body), &[])
+    }
+
+    /// GET with this client's certificate.
+    pub fn get(&self, c: &Client, path: &str) -> (u16, serde_json::Value) {
+        self.json(Some(c), "GET", path, None, &[])
+    }
+
     /// openssl s_client with extra args; true if the handshake completed.
     pub fn s_client(&self, client: Option<&Client>, args: &[&str]) -> (bool, String) {
         let mut c = Command::new("openssl");
