@@ -287,6 +287,8 @@ fn config_check_layers_file_env_flags_and_refuses_weakening() {
         "[tls]\nprofile = \"tls10\"\n",
         "[server]\nheader_timeout = \"0s\"\n",
         "[server]\nmax_body_bytes = 10\n",
+        "[server]\nreload_poll = \"0s\"\n",
+        "[server]\nmax_connection_age = \"0s\"\n",
     ] {
         std::fs::write(&cfg, bad).unwrap();
         let (code, o, _) = check(&[], &[]);

@@ -44,6 +44,9 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The longest auto-rotation period (10 years).
+const MAX_AUTO_ROTATE_SECS: u64 = 10 * 365 * 86_400;
+
 fn age_secs(ts: &str) -> i64 {
     OffsetDateTime::parse(ts, &Rfc3339)
         .map(|t| (OffsetDateTime::now_utc() - t).whole_seconds())
@@ -683,9 +686,9 @@ impl Keystore {
                 ring.deletion_allowed = d;
             }
             if let Some(s) = c.auto_rotate_period_secs {
-                if s != 0 && s < 3600 {
+                if s != 0 && !(3600..=MAX_AUTO_ROTATE_SECS).contains(&s) {
                     return Err(KeystoreError::Invalid(
-                        "auto_rotate_period must be 0 (off) or at least 1h".into(),
+                        "auto_rotate_period must be 0 (off), or between 1h and 10 years".into(),
                     ));
                 }
                 ring.auto_rotate_period_secs = s;

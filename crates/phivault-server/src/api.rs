@@ -111,10 +111,15 @@ impl std::fmt::Debug for Shared {
 pub type AppState = Arc<Shared>;
 
 /// The scopes a client certificate grants: its own (checked when issued;
-/// a malformed one from an external CA is dropped) plus any the config
-/// grants its principal.
+/// a malformed one is dropped), when `auth.trust_certificate_scopes` (the
+/// default only with the built-in CA), plus any the config grants its
+/// principal.
 pub fn cert_scopes(st: &Shared, id: &PeerIdentity) -> Scopes {
-    let mut scopes: Vec<&str> = id.scopes.iter().map(String::as_str).collect();
+    let mut scopes: Vec<&str> = if st.settings.auth.trust_certificate_scopes {
+        id.scopes.iter().map(String::as_str).collect()
+    } else {
+        Vec::new()
+    };
     if let Some(extra) = st.principals.get(&id.principal) {
         scopes.extend(extra.iter().map(|s| s.as_str()));
     }
@@ -346,7 +351,10 @@ fn authenticate(st: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Result<Cal
         Some(t) => match st.tokens.verify(t, id) {
             Ok(g) => Ok(Caller {
                 principal: id.principal.clone(),
-                scopes: Arc::new(g.scopes),
+                // A token narrows, never widens: only the scopes that the
+                // certificate (with its config grants) also allows count.
+                // Ours are issued that way; an external issuer's may not be.
+                scopes: Arc::new(g.scopes.within(&conn.cert_scopes)),
                 token_id: Some(g.jti),
                 token_exp: Some(g.exp),
             }),
@@ -875,6 +883,7 @@ struct Item {
     reference: Option<Value>,
     // Request-level fields (ignored inside batch_input). One struct, not
     // #[serde(flatten)], which buffers the whole body first.
+    #[serde(default, deserialize_with = "bounded_batch")]
     batch_input: Option<Vec<Item>>,
     partial_failure_response_code: Option<u16>,
     bits: Option<u32>,
@@ -888,6 +897,45 @@ struct Item {
 }
 
 type DataReq = Item;
+
+/// Most items in one `batch_input`. Each parsed item costs a few hundred
+/// bytes, so without a cap a 32 MiB body of `{}` items would cost gigabytes.
+pub const MAX_BATCH: usize = 10_000;
+
+fn bounded_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Item>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Vec<Item>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_BATCH} items")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut a: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1024));
+            while let Some(item) = a.next_element::<Item>()? {
+                if v.len() == MAX_BATCH {
+                    return Err(serde::de::Error::custom(format!(
+                        "batch_input holds more than {MAX_BATCH} items"
+                    )));
+                }
+                v.push(item);
+            }
+            Ok(Some(v))
+        }
+    }
+    d.deserialize_option(V)
+}
 
 /// Vault's precedence: the URL, then `hash_algorithm`, then the
 /// deprecated `algorithm`.
@@ -956,8 +1004,10 @@ fn run_items(
         }
         v
     };
+    // A large batch is CPU work: run it on rayon, and tell tokio this
+    // worker is busy so other connections (handshakes, health) move on.
     let results: Vec<Value> = if batch.len() >= 64 {
-        batch.par_iter().map(one).collect()
+        tokio::task::block_in_place(|| batch.par_iter().map(one).collect())
     } else {
         batch.iter().map(one).collect()
     };
@@ -1071,14 +1121,14 @@ async fn rewrap(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
 async fn datakey(c: Ctx, Path((kind, name)): Path<(String, String)>, body: Body) -> ApiResult {
     let Ctx { st, conn, headers } = c;
     use base64::Engine;
-    let (ks, req) = data_op(
-        &st,
-        &conn,
-        &headers,
-        format!("transit:datakey:{name}"),
-        body,
-    )
-    .await?;
+    // Separate scopes, as Vault's separate paths: a client allowed wrapped
+    // data keys must not get plaintext ones.
+    let op = match kind.as_str() {
+        "plaintext" => "datakey-plaintext",
+        "wrapped" => "datakey-wrapped",
+        _ => "datakey-unknown",
+    };
+    let (ks, req) = data_op(&st, &conn, &headers, format!("transit:{op}:{name}"), body).await?;
     let with_plaintext = match kind.as_str() {
         "plaintext" => true,
         "wrapped" => false,

@@ -93,6 +93,17 @@ impl Scopes {
             .iter()
             .all(|o| self.0.iter().any(|s| s.allows(&o.0)))
     }
+    /// The scopes of `self` that `limit` covers.
+    pub fn within(&self, limit: &Scopes) -> Scopes {
+        Scopes(
+            self.0
+                .iter()
+                .filter(|s| limit.0.iter().any(|l| l.allows(&s.0)))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Space-separated, as the `scope` claim.
     pub fn to_claim(&self) -> String {
         self.0
@@ -122,15 +133,17 @@ pub struct Claims {
     pub iss: String,
     /// Subject: the principal.
     pub sub: String,
-    /// Audience.
-    pub aud: String,
+    /// Audience (external issuers may send an array).
+    pub aud: Audience,
     /// Issued at.
     pub iat: u64,
-    /// Not before.
+    /// Not before (optional from external issuers).
+    #[serde(default)]
     pub nbf: u64,
     /// Expiry.
     pub exp: u64,
-    /// Token id.
+    /// Token id (optional from external issuers).
+    #[serde(default)]
     pub jti: String,
     /// Space-separated scopes.
     #[serde(default)]
@@ -138,6 +151,16 @@ pub struct Claims {
     /// Certificate binding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+}
+
+/// `aud`: one string (ours), or an array (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    /// One audience.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
 }
 
 /// What a verified token grants.
@@ -242,14 +265,24 @@ fn load_jwks(
         .map_err(|e| AuthError::Config(format!("reading JWKS {}: {e}", path.display())))?;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&text)
         .map_err(|e| AuthError::Config(format!("JWKS {} does not parse: {e}", path.display())))?;
+    use jsonwebtoken::jwk::{AlgorithmParameters as P, KeyAlgorithm as K};
     let mut out = HashMap::new();
     for k in &set.keys {
-        let alg = match &k.algorithm {
-            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::PS256,
+        // Only ES256 and PS256 are accepted: a key's own "alg" must be one
+        // of them (or absent, then EC → ES256, RSA → PS256); others
+        // (RS256, HS256, …) are skipped.
+        let alg = match (&k.algorithm, k.common.key_algorithm) {
+            (P::EllipticCurve(_), None | Some(K::ES256)) => Algorithm::ES256,
+            (P::RSA(_), None | Some(K::PS256)) => Algorithm::PS256,
             _ => continue,
         };
         let kid = k.common.key_id.clone().unwrap_or_default();
+        if kid.is_empty() && set.keys.len() > 1 {
+            return Err(AuthError::Config(format!(
+                "JWKS {} has several keys, and one without a \"kid\"",
+                path.display()
+            )));
+        }
         let dk = DecodingKey::from_jwk(k)
             .map_err(|e| AuthError::Config(format!("JWKS {}: {e}", path.display())))?;
         out.insert(kid, (dk, alg));
@@ -365,7 +398,7 @@ impl TokenAuthority {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: peer.principal.clone(),
-            aud: self.audience.clone(),
+            aud: Audience::One(self.audience.clone()),
             iat: now,
             nbf: now,
             exp: now + ttl.as_secs(),
@@ -438,6 +471,9 @@ impl TokenAuthority {
             }
         })?;
         let c = data.claims;
+        if c.iat > now_secs() + LEEWAY_SECS {
+            return Err(AuthError::NotYetValid);
+        }
         if c.exp.saturating_sub(c.iat) > MAX_TOKEN_TTL.as_secs() {
             return Err(AuthError::TtlTooLong(c.exp.saturating_sub(c.iat)));
         }

@@ -30,6 +30,8 @@ pub struct ServerFile {
     pub max_connection_age: Option<String>,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Option<String>,
+    /// Most connections open at once; more are refused at accept.
+    pub max_connections: Option<usize>,
     /// How often TLS files are checked for changes.
     pub reload_poll: Option<String>,
 }
@@ -77,6 +79,10 @@ pub struct AuthFile {
     /// which carry no phivault scopes extension).
     #[serde(default)]
     pub principals: BTreeMap<String, Vec<String>>,
+    /// Honour the phivault scopes extension in client certificates.
+    /// Default: only when clients are verified against the built-in CA
+    /// (an external CA might copy the extension from a CSR).
+    pub trust_certificate_scopes: Option<bool>,
 }
 
 /// Limits and timeouts.
@@ -94,6 +100,8 @@ pub struct Limits {
     pub max_connection_age: Duration,
     /// Graceful shutdown wait.
     pub shutdown_grace: Duration,
+    /// Most open connections.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -105,6 +113,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             max_connection_age: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -122,6 +131,8 @@ pub struct AuthSettings {
     pub external: Vec<ExternalIssuer>,
     /// Extra scopes by principal.
     pub principals: BTreeMap<String, Vec<String>>,
+    /// Whether the certificates' scopes extension counts.
+    pub trust_certificate_scopes: bool,
 }
 
 /// Everything `serve` needs, resolved.
@@ -181,6 +192,7 @@ impl ServerSettings {
         };
         let limits = Limits {
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_connections: s.max_connections.unwrap_or(d.max_connections),
             header_timeout: dur("server.header_timeout", &s.header_timeout, d.header_timeout)?,
             read_timeout: dur("server.read_timeout", &s.read_timeout, d.read_timeout)?,
             handshake_timeout: dur(
@@ -225,6 +237,7 @@ impl ServerSettings {
             )?,
             external: a.external.clone(),
             principals: a.principals.clone(),
+            trust_certificate_scopes: a.trust_certificate_scopes.unwrap_or(t.client_ca.is_none()),
         };
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
@@ -253,6 +266,16 @@ impl ServerSettings {
                     "server.{name} must be between 1s and 300s (slowloris protection)"
                 ));
             }
+        }
+        if self.limits.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        if self.reload_poll < Duration::from_secs(1) || self.reload_poll > Duration::from_secs(3600)
+        {
+            return Err("server.reload_poll must be between 1s and 1h".into());
+        }
+        if self.limits.max_connection_age < Duration::from_secs(1) {
+            return Err("server.max_connection_age must be at least 1s".into());
         }
         if self.auth.signing_key_rotation < Duration::from_secs(900) {
             return Err(

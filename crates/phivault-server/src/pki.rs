@@ -176,6 +176,9 @@ fn valid_name(s: &str) -> bool {
 
 /// An opened CA: its certificate, its key, and its index.
 pub struct Ca {
+    /// Held (flock) from open to drop: two `phivault ca` runs can't lose
+    /// each other's index or CRL updates.
+    _lock: std::fs::File,
     dir: PathBuf,
     cert_pem: String,
     key: KeyPair,
@@ -202,6 +205,19 @@ fn der_utf8(s: &str) -> Vec<u8> {
     }
     out.extend_from_slice(b);
     out
+}
+
+fn lock_ca(dir: &Path) -> Result<std::fs::File, PkiError> {
+    let p = dir.join("ca.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| PkiError::Io(p.display().to_string(), e))?;
+    f.lock()
+        .map_err(|e| PkiError::Io(p.display().to_string(), e))?;
+    Ok(f)
 }
 
 fn ca_params(trust_domain: &str) -> CertificateParams {
@@ -246,6 +262,7 @@ impl Ca {
             )));
         }
         std::fs::create_dir_all(&dir).map_err(|e| PkiError::Io(dir.display().to_string(), e))?;
+        let lock = lock_ca(&dir)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(rc)?;
         let mut p = ca_params(trust_domain);
         p.not_before = now() - Duration::minutes(5);
@@ -260,6 +277,7 @@ impl Ca {
             envelope::to_text(&sealed).as_bytes(),
         )?;
         let ca = Self {
+            _lock: lock,
             dir,
             cert_pem: cert.pem(),
             key,
@@ -282,6 +300,7 @@ impl Ca {
         if !dir.join("ca.pem").exists() {
             return Err(PkiError::NoCa(dir));
         }
+        let lock = lock_ca(&dir)?;
         let cert_pem = String::from_utf8(read(&dir.join("ca.pem"))?)
             .map_err(|_| PkiError::Invalid("ca.pem is not text".into()))?;
         let sealed_text = String::from_utf8(read(&dir.join("ca.key.pve"))?)
@@ -292,6 +311,7 @@ impl Ca {
         let index: Index = serde_json::from_slice(&read(&dir.join("index.json"))?)
             .map_err(|e| PkiError::Invalid(format!("ca/index.json: {e}")))?;
         Ok(Self {
+            _lock: lock,
             dir,
             cert_pem,
             key,
@@ -456,6 +476,20 @@ impl Ca {
 
     /// Signs a new CRL (valid [`CRL_DAYS`]) and writes `crl.pem`. Returns its path.
     pub fn write_crl(&mut self) -> Result<PathBuf, PkiError> {
+        self.write_crl_between(
+            now() - Duration::minutes(1),
+            now() + Duration::days(CRL_DAYS),
+        )
+    }
+
+    /// [`Self::write_crl`] with explicit thisUpdate/nextUpdate, for tests
+    /// of expired CRLs.
+    #[doc(hidden)]
+    pub fn write_crl_between(
+        &mut self,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<PathBuf, PkiError> {
         self.index.crl_number += 1;
         let mut revoked = Vec::new();
         for i in &self.index.issued {
@@ -480,8 +514,8 @@ impl Ca {
             }
         }
         let params = CertificateRevocationListParams {
-            this_update: now() - Duration::minutes(1),
-            next_update: now() + Duration::days(CRL_DAYS),
+            this_update,
+            next_update,
             crl_number: SerialNumber::from(self.index.crl_number),
             issuing_distribution_point: None,
             revoked_certs: revoked,
@@ -499,7 +533,7 @@ impl Ca {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {
     /// The principal: the first `spiffe://` URI SAN, else the first URI
-    /// SAN, else the subject CN.
+    /// SAN, else `cn:` and the subject CN.
     pub principal: String,
     /// Scopes carried by the certificate.
     pub scopes: Vec<String>,
@@ -547,11 +581,12 @@ pub fn peer_identity(der: &[u8]) -> Result<PeerIdentity, PkiError> {
         .or(uris.first())
         .cloned()
         .or_else(|| {
+            // Prefixed, so a CN can never pose as a URI principal.
             cert.subject()
                 .iter_common_name()
                 .next()
                 .and_then(|cn| cn.as_str().ok())
-                .map(str::to_string)
+                .map(|cn| format!("cn:{cn}"))
         })
         .ok_or_else(|| PkiError::Invalid("client certificate names no principal".into()))?;
     Ok(PeerIdentity {
@@ -673,7 +708,8 @@ mod tests {
         assert_eq!(id.principal, "spiffe://example.org/billing-svc");
         assert_eq!(id.scopes, ["transit:encrypt:billing", "keys:admin"]);
         assert_eq!(id.serial, c.entry.serial);
-        // Reopen through the sealed key.
+        // Reopen through the sealed key (the first handle holds the lock).
+        drop(ca);
         let ca2 = Ca::open(dir.path(), &keys).unwrap();
         assert_eq!(ca2.index().issued.len(), 1);
         // The key file holds no PKCS#8 in the clear.

@@ -30,6 +30,9 @@ const ALERT_UNEXPECTED_MESSAGE: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0
 
 type Stamp = Option<(SystemTime, u64)>;
 
+/// How long a connection without a client certificate may live.
+const UNAUTHENTICATED_CONNECTION_AGE: Duration = Duration::from_secs(10);
+
 fn stamp(p: &std::path::Path) -> Stamp {
     std::fs::metadata(p)
         .ok()
@@ -39,7 +42,7 @@ fn stamp(p: &std::path::Path) -> Stamp {
 /// The current TLS config, rebuilt when its files change.
 pub struct Reloader {
     settings: TlsSettings,
-    current: ArcSwap<rustls::ServerConfig>,
+    current: ArcSwap<tls::Built>,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     stamps: Mutex<Vec<Stamp>>,
 }
@@ -68,7 +71,8 @@ impl Reloader {
     pub fn new(settings: &TlsSettings, metrics: &Metrics) -> Result<Self, TlsError> {
         let ticketer = tls::ticketer()?;
         let m = tls::load(settings)?;
-        let cfg = tls::server_config(settings, &m, ticketer.clone())?;
+        let built = tls::server_config(settings, &m, ticketer.clone())?;
+        let cfg = &built.config;
         #[cfg(feature = "fips")]
         if !cfg.fips() {
             return Err(TlsError::Policy(
@@ -83,7 +87,7 @@ impl Reloader {
         );
         let r = Self {
             settings: settings.clone(),
-            current: ArcSwap::from_pointee(cfg),
+            current: ArcSwap::from_pointee(built),
             ticketer,
             stamps: Mutex::new(Vec::new()),
         };
@@ -91,8 +95,8 @@ impl Reloader {
         Ok(r)
     }
 
-    /// The config new connections use.
-    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+    /// The config (and verifier) new connections use.
+    pub fn current(&self) -> Arc<tls::Built> {
         self.current.load_full()
     }
 
@@ -252,10 +256,11 @@ fn rewrite_list(req: &mut Request<Incoming>) {
 async fn handle_conn(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    cfg: Arc<rustls::ServerConfig>,
+    built: Arc<tls::Built>,
     st: AppState,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let m = &st.metrics;
     let lim = st.settings.limits.clone();
@@ -288,7 +293,7 @@ async fn handle_conn(
         let _ = tcp.shutdown().await;
         return;
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let acceptor = tokio_rustls::TlsAcceptor::from(built.config.clone());
     let stream = match tokio::time::timeout(lim.handshake_timeout, acceptor.accept(tcp)).await {
         Err(_) => {
             m.handshake_failed("timeout");
@@ -313,6 +318,23 @@ async fn handle_conn(
         Ok(Ok(s)) => s,
     };
     let (_, conn) = stream.get_ref();
+    // rustls restores a resumed session's client chain from the ticket
+    // without verifying it again: check it against the current trust
+    // anchors and CRL, or a revoked or expired certificate would live on
+    // through resumption.
+    if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+        && let Some(certs) = conn.peer_certificates()
+        && let Some((ee, rest)) = certs.split_first()
+        && let Err(e) =
+            built
+                .verifier
+                .verify_client_cert(ee, rest, rustls_pki_types::UnixTime::now())
+    {
+        let reason = tls::failure_reason(&e);
+        m.handshake_failed(reason);
+        tracing::warn!(%peer, reason, detail = %e, "resumed TLS session refused: its client certificate no longer verifies");
+        return;
+    }
     let id = identity(conn);
     let cert_scopes = Arc::new(
         id.as_ref()
@@ -339,6 +361,13 @@ async fn handle_conn(
         })
         .inc();
     m.connections.inc();
+    // Without a client certificate only /v1/sys/health answers: such a
+    // connection gets a short life, so it can't hold a slot for long.
+    let max_age = if info.identity.is_some() {
+        lim.max_connection_age
+    } else {
+        lim.max_connection_age.min(UNAUTHENTICATED_CONNECTION_AGE)
+    };
     let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         rewrite_list(&mut req);
         req.extensions_mut().insert(info.clone());
@@ -380,16 +409,16 @@ async fn handle_conn(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         }
-        _ = stopped(&mut stop) => {
+                _ = stopped(&mut stop) => {
             // Finish in-flight requests, then close.
             conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
+            let _ = tokio::time::timeout(lim.shutdown_grace, conn.as_mut()).await;
         }
-        _ = tokio::time::sleep(lim.max_connection_age) => {
+                _ = tokio::time::sleep(max_age) => {
             // Old enough: finish, close, and let the client reconnect (and
             // be checked against the current CRL again).
             conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
+            let _ = tokio::time::timeout(lim.shutdown_grace, conn.as_mut()).await;
         }
     }
     m.connections.dec();
@@ -427,15 +456,28 @@ pub async fn start_on(
         let reloader = reloader.clone();
         tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
+            let slots = Arc::new(tokio::sync::Semaphore::new(
+                st.settings.limits.max_connections,
+            ));
             let mut stop = rx.clone();
-            let mut poll = tokio::time::interval(st.settings.reload_poll);
+            let mut poll =
+                tokio::time::interval(st.settings.reload_poll.max(Duration::from_secs(1)));
             let mut maint = tokio::time::interval(Duration::from_secs(30));
             loop {
                 tokio::select! {
-                    a = listener.accept() => match a {
-                        Ok((tcp, peer)) => {
-                            conns.spawn(handle_conn(tcp, peer, reloader.current(), st.clone(), router.clone(), rx.clone()));
-                        }
+                                        a = listener.accept() => match a {
+                        Ok((tcp, peer)) => match slots.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                conns.spawn(handle_conn(tcp, peer, reloader.current(), st.clone(), router.clone(), rx.clone(), permit));
+                            }
+                            Err(_) => {
+                                // At the connection limit: refuse at once
+                                // rather than queue.
+                                st.metrics.handshake_failed("connection_limit");
+                                tracing::warn!(%peer, "connection refused: server.max_connections reached");
+                                drop(tcp);
+                            }
+                        },
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning.
                             tracing::error!(error = %e, "accept failed");
@@ -482,7 +524,8 @@ pub fn maintain(st: &Shared) {
         return;
     };
     for r in rings {
-        if r.auto_rotate_period_secs > 0 && r.primary_age_secs >= r.auto_rotate_period_secs as i64 {
+        let period = i64::try_from(r.auto_rotate_period_secs).unwrap_or(i64::MAX);
+        if r.auto_rotate_period_secs > 0 && r.primary_age_secs >= period {
             match phivault_core::keys::KeyRingName::parse(&r.name).map(|n| ks.rotate(&n)) {
                 Ok(Ok(v)) => tracing::info!(key = %r.name, version = v, "auto-rotated key"),
                 Ok(Err(e)) => tracing::error!(key = %r.name, error = %e, "auto-rotation failed"),

@@ -181,6 +181,12 @@ pub fn load(settings: &TlsSettings) -> Result<Material, TlsError> {
             crls.push(CertificateRevocationListDer::from(bytes));
         }
     }
+    if !settings.crl.is_empty() && crls.is_empty() {
+        return Err(TlsError::Policy(
+            "the configured CRL files hold no CRL; refusing to run without revocation checks"
+                .into(),
+        ));
+    }
     let crl_next_update = crls
         .iter()
         .filter_map(|c| {
@@ -200,21 +206,41 @@ pub fn load(settings: &TlsSettings) -> Result<Material, TlsError> {
     })
 }
 
+/// A built config and the client verifier inside it. The verifier is kept
+/// so that a *resumed* session's client certificate can be checked again
+/// against the current trust anchors and CRL: rustls restores the chain
+/// from the ticket without re-verifying it.
+pub struct Built {
+    /// The rustls config.
+    pub config: Arc<ServerConfig>,
+    /// Its client-certificate verifier.
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Built")
+    }
+}
+
 /// Builds the rustls config for a profile. `ticketer` is shared across
 /// reloads so that resumption survives them.
 pub fn server_config(
     settings: &TlsSettings,
     m: &Material,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
-) -> Result<ServerConfig, TlsError> {
+) -> Result<Built, TlsError> {
     let provider = Arc::new(provider(settings));
     let versions: &[&'static rustls::SupportedProtocolVersion] = match settings.profile {
         Profile::Nist => &[&rustls::version::TLS13, &rustls::version::TLS12],
         Profile::Modern => &[&rustls::version::TLS13],
     };
+    // An expired CRL fails every handshake (fail-closed): a stale CRL may
+    // miss newer revocations.
     let mut vb =
         WebPkiClientVerifier::builder_with_provider(Arc::new(m.roots.clone()), provider.clone())
-            .with_crls(m.crls.clone());
+            .with_crls(m.crls.clone())
+            .enforce_revocation_expiration();
     if !settings.require_client_cert {
         // Health checks come without a certificate; every other endpoint
         // refuses a connection that has none (api.rs). A certificate that
@@ -230,7 +256,7 @@ pub fn server_config(
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| TlsError::Policy(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(m.chain.clone(), m.key.clone_key())
         .map_err(|e| TlsError::Policy(format!("server certificate and key: {e}")))?;
     cfg.require_ems = true;
@@ -238,7 +264,10 @@ pub fn server_config(
     cfg.ticketer = ticketer;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     cfg.ignore_client_order = true;
-    Ok(cfg)
+    Ok(Built {
+        config: Arc::new(cfg),
+        verifier,
+    })
 }
 
 /// A ticketer with rotating keys.
@@ -310,6 +339,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "alert_received",
     "peer_misbehaved",
     "plaintext_http",
+    "connection_limit",
     "timeout",
     "io",
     "other",

@@ -911,7 +911,11 @@ async fn external_client_ca_from_openssl() {
         openssl ecparam -name prime256v1 -genkey -noout -out app.key && \
         openssl req -new -key app.key -subj '/CN=app' -out app.csr && \
         printf 'subjectAltName=URI:spiffe://corp.example/app\\nextendedKeyUsage=clientAuth\\nkeyUsage=critical,digitalSignature\\n' > ext.cnf && \
-        openssl x509 -req -in app.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 10 -out app.pem -extfile ext.cnf",
+                openssl x509 -req -in app.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 10 -out app.pem -extfile ext.cnf && \
+        openssl ecparam -name prime256v1 -genkey -noout -out sneaky.key && \
+        openssl req -new -key sneaky.key -subj '/CN=spiffe:\\/\\/corp.example\\/app' -out sneaky.csr && \
+        printf 'extendedKeyUsage=clientAuth\n2.25.3285919561749612737=ASN1:UTF8String:keys:admin transit:*:*\n' > sneaky.cnf && \
+        openssl x509 -req -in sneaky.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 10 -out sneaky.pem -extfile sneaky.cnf",
         e,
     );
     let ca = e.join("ca.pem");
@@ -946,6 +950,24 @@ async fn external_client_ca_from_openssl() {
         r#"{"ciphertext":"pve:AAAA"}"#,
     );
     assert_eq!(s, 403);
+    // From an external CA, the phivault scopes extension is not trusted,
+    // and a CN can't pose as a URI principal.
+    let sneaky = Client {
+        name: "sneaky".into(),
+        cert: e.join("sneaky.pem"),
+        key: e.join("sneaky.key"),
+        pem: std::fs::read_to_string(e.join("sneaky.pem")).unwrap(),
+    };
+    assert_eq!(h.post_raw(&sneaky, "/v1/transit/keys/x", "{}").0, 403);
+    assert_eq!(
+        h.post_raw(
+            &sneaky,
+            "/v1/transit/encrypt/billing",
+            r#"{"plaintext":"aGk="}"#
+        )
+        .0,
+        403
+    );
     // Certificates of the built-in CA are no longer trusted.
     let (s, _) = h.curl(Some(&builtin_admin), "GET", "/v1/sys/health", None, &[]);
     assert_eq!(s, 0);
@@ -1014,6 +1036,39 @@ async fn external_oidc_issuer_ps256() {
         &["-H", &hdr(&good)],
     );
     assert_eq!(s, 403);
+    // A token may not widen the certificate's scopes (transit:*:billing).
+    let mut admin_claims = base.clone();
+    admin_claims["scope"] = json!("keys:admin transit:encrypt:billing");
+    let wide = make(admin_claims);
+    let (s, _) = h.json(
+        Some(&app),
+        "POST",
+        "/v1/transit/keys/other",
+        Some("{}"),
+        &["-H", &hdr(&wide)],
+    );
+    assert_eq!(s, 403);
+    let (s, _) = h.json(
+        Some(&app),
+        "POST",
+        "/v1/transit/encrypt/billing",
+        Some(pt),
+        &["-H", &hdr(&wide)],
+    );
+    assert_eq!(s, 200);
+    // Common IdP shapes: aud as an array, no nbf or jti.
+    let mut idp = base.clone();
+    idp["aud"] = json!(["other", "phivault-api"]);
+    idp.as_object_mut().unwrap().remove("nbf");
+    idp.as_object_mut().unwrap().remove("jti");
+    let (s, v) = h.json(
+        Some(&app),
+        "POST",
+        "/v1/transit/encrypt/billing",
+        Some(pt),
+        &["-H", &hdr(&make(idp))],
+    );
+    assert_eq!(s, 200, "{v}");
     // Another certificate, no binding, wrong audience, too long: 401.
     let (s, _) = h.json(
         Some(&other),
@@ -1029,10 +1084,14 @@ async fn external_oidc_issuer_ps256() {
     wrong_aud["aud"] = json!("someone-else");
     let mut too_long = base.clone();
     too_long["exp"] = json!(now + 3600);
+    let mut future_iat = base.clone();
+    future_iat["iat"] = json!(now + 3000);
+    future_iat["exp"] = json!(now + 3300);
     for (what, c) in [
         ("unbound", unbound),
         ("audience", wrong_aud),
         ("lifetime", too_long),
+        ("future iat", future_iat),
     ] {
         let (s, v) = h.json(
             Some(&app),
@@ -1132,4 +1191,118 @@ async fn ecdsa_signatures_verify_with_openssl() {
         json!({"plaintext": b64(msg)}),
     );
     assert_eq!(s, 400);
+}
+
+/// rustls restores a resumed session's client certificate from the ticket;
+/// the server checks it again, so a revoked certificate can't ride on an
+/// old session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_holds_against_session_resumption() {
+    let (mut h, _) = started().await;
+    let doomed = h.client("doomed", &["transit:*:billing"]);
+    let cfg = rustls_client(&h.ca_pem(), Some(&doomed));
+    let mut c1 = connect(h.addr(), cfg.clone()).await.unwrap();
+    assert_eq!(
+        request(&mut c1, "GET", "/v1/sys/health", &[], "").await.0,
+        200
+    );
+    drop(c1);
+    // Resumption really happens with this client config...
+    let mut c2 = connect(h.addr(), cfg.clone()).await.unwrap();
+    assert_eq!(
+        c2.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    assert_eq!(
+        request(&mut c2, "GET", "/v1/transit/keys/billing", &[], "")
+            .await
+            .0,
+        403
+    );
+    drop(c2);
+    // ...and after revocation a resumed session is refused.
+    h.ca.revoke("doomed", "key-compromise").unwrap();
+    let r = h.running.as_ref().unwrap();
+    r.reloader.reload(&r.state.metrics).unwrap();
+    let key = "phivault_tls_handshake_failures_total{reason=\"client_cert_revoked\"}";
+    let before = metric(&h.metrics(), key);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Ok(mut c3) = connect(h.addr(), cfg).await {
+        let _ = c3
+            .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut b = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), c3.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(
+            n, 0,
+            "a resumed session of a revoked certificate got an answer"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(metric(&h.metrics(), key), before + 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_crl_fails_closed() {
+    let (mut h, admin) = started().await;
+    let now = time::OffsetDateTime::now_utc();
+    h.ca.write_crl_between(now - time::Duration::days(9), now - time::Duration::days(2))
+        .unwrap();
+    let r = h.running.as_ref().unwrap();
+    r.reloader.reload(&r.state.metrics).unwrap();
+    let (s, _) = h.curl(Some(&admin), "GET", "/v1/transit/keys/billing", None, &[]);
+    assert_eq!(s, 0, "handshake must fail");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        metric(
+            &h.metrics(),
+            "phivault_tls_handshake_failures_total{reason=\"crl_expired\"}"
+        ),
+        1.0
+    );
+    // A fresh CRL heals it.
+    h.ca.write_crl().unwrap();
+    r.reloader.reload(&r.state.metrics).unwrap();
+    assert_eq!(h.get(&admin, "/v1/transit/keys/billing").0, 200);
+    // A CRL file that holds no CRL is refused, not read as "no revocation".
+    std::fs::write(
+        h.dir.path().join("ca/crl.pem"),
+        std::fs::read(h.ca_pem()).unwrap(),
+    )
+    .unwrap();
+    assert!(r.reloader.reload(&r.state.metrics).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_size_is_capped_and_datakey_scopes_split() {
+    let (mut h, admin) = started().await;
+    let items = vec![json!({}); phivault_server::api::MAX_BATCH + 1];
+    let (s, v) = h.post(
+        &admin,
+        "/v1/transit/encrypt/billing",
+        json!({ "batch_input": items }),
+    );
+    assert_eq!(s, 400, "{v}");
+    let wrapped_only = h.client("wrapper", &["transit:datakey-wrapped:billing"]);
+    assert_eq!(
+        h.post(
+            &wrapped_only,
+            "/v1/transit/datakey/wrapped/billing",
+            json!({})
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        h.post(
+            &wrapped_only,
+            "/v1/transit/datakey/plaintext/billing",
+            json!({})
+        )
+        .0,
+        403
+    );
 }
