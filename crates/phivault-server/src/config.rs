@@ -32,6 +32,8 @@ pub struct ServerFile {
     pub shutdown_grace: Option<String>,
     /// Most connections open at once; more are refused at accept.
     pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address.
+    pub max_connections_per_ip: Option<usize>,
     /// How often TLS files are checked for changes.
     pub reload_poll: Option<String>,
 }
@@ -102,6 +104,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Most open connections.
     pub max_connections: usize,
+    /// Most open connections from one address.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -114,6 +118,7 @@ impl Default for Limits {
             max_connection_age: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 4096,
+            max_connections_per_ip: 512,
         }
     }
 }
@@ -193,6 +198,7 @@ impl ServerSettings {
         let limits = Limits {
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
             max_connections: s.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: s.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
             header_timeout: dur("server.header_timeout", &s.header_timeout, d.header_timeout)?,
             read_timeout: dur("server.read_timeout", &s.read_timeout, d.read_timeout)?,
             handshake_timeout: dur(
@@ -267,8 +273,10 @@ impl ServerSettings {
                 ));
             }
         }
-        if self.limits.max_connections == 0 {
-            return Err("server.max_connections must be at least 1".into());
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            return Err(
+                "server.max_connections and max_connections_per_ip must be at least 1".into(),
+            );
         }
         if self.reload_poll < Duration::from_secs(1) || self.reload_poll > Duration::from_secs(3600)
         {

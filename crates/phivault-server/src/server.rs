@@ -226,6 +226,54 @@ fn vault_error_body(resp: &mut axum::response::Response) {
     }
 }
 
+/// Open connections per client address, so one address can't take every
+/// slot of `max_connections`.
+#[derive(Clone)]
+struct PerIp {
+    limit: usize,
+    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection's place in [`PerIp`]; given back on drop.
+struct IpSlot {
+    ip: std::net::IpAddr,
+    open: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PerIp {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    fn admit(&self, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let mut m = self.open.lock().expect("lock");
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut m = self.open.lock().expect("lock");
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
@@ -260,7 +308,7 @@ async fn handle_conn(
     st: AppState,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _slots: (tokio::sync::OwnedSemaphorePermit, IpSlot),
 ) {
     let m = &st.metrics;
     let lim = st.settings.limits.clone();
@@ -459,6 +507,7 @@ pub async fn start_on(
             let slots = Arc::new(tokio::sync::Semaphore::new(
                 st.settings.limits.max_connections,
             ));
+            let per_ip = PerIp::new(st.settings.limits.max_connections_per_ip);
             let mut stop = rx.clone();
             let mut poll =
                 tokio::time::interval(st.settings.reload_poll.max(Duration::from_secs(1)));
@@ -466,15 +515,16 @@ pub async fn start_on(
             loop {
                 tokio::select! {
                                         a = listener.accept() => match a {
-                        Ok((tcp, peer)) => match slots.clone().try_acquire_owned() {
-                            Ok(permit) => {
-                                conns.spawn(handle_conn(tcp, peer, reloader.current(), st.clone(), router.clone(), rx.clone(), permit));
+                                                Ok((tcp, peer)) => match (slots.clone().try_acquire_owned(), per_ip.admit(peer.ip())) {
+                            (Ok(permit), Some(ip_slot)) => {
+                                conns.spawn(handle_conn(tcp, peer, reloader.current(), st.clone(), router.clone(), rx.clone(), (permit, ip_slot)));
                             }
-                            Err(_) => {
-                                // At the connection limit: refuse at once
+                            (total, _) => {
+                                // At a connection limit: refuse at once
                                 // rather than queue.
+                                let which = if total.is_err() { "server.max_connections" } else { "server.max_connections_per_ip" };
                                 st.metrics.handshake_failed("connection_limit");
-                                tracing::warn!(%peer, "connection refused: server.max_connections reached");
+                                tracing::warn!(%peer, limit = which, "connection refused: limit reached");
                                 drop(tcp);
                             }
                         },

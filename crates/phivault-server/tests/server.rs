@@ -1306,3 +1306,38 @@ async fn batch_size_is_capped_and_datakey_scopes_split() {
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_per_address() {
+    let mut h = Harness::new(|s, _| s.max_connections_per_ip = Some(2));
+    let admin = h.client("admin", ADMIN);
+    h.start_unsealed().await;
+    let cfg = rustls_client(&h.ca_pem(), Some(&admin));
+    let mut a = connect(h.addr(), cfg.clone()).await.unwrap();
+    let mut b = connect(h.addr(), cfg.clone()).await.unwrap();
+    assert_eq!(
+        request(&mut a, "GET", "/v1/sys/health", &[], "").await.0,
+        200
+    );
+    assert_eq!(
+        request(&mut b, "GET", "/v1/sys/health", &[], "").await.0,
+        200
+    );
+    // A third from the same address is refused at accept.
+    assert!(connect(h.addr(), cfg.clone()).await.is_err());
+    assert_eq!(
+        metric(
+            &h.metrics(),
+            "phivault_tls_handshake_failures_total{reason=\"connection_limit\"}"
+        ),
+        1.0
+    );
+    // Closing one frees its slot.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = connect(h.addr(), cfg).await.unwrap();
+    assert_eq!(
+        request(&mut c, "GET", "/v1/sys/health", &[], "").await.0,
+        200
+    );
+}
