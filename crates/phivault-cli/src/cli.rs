@@ -15,10 +15,14 @@ EXIT CODES:
   6  key unavailable: unknown, destroyed, disabled or below the minimum version
   7  unsupported format version or algorithm (upgrade phivault)";
 
-/// phivault: encryption of ePHI at rest, with keys under dual control.
+/// phivault: encryption of ePHI at rest and in transit, with keys under
+/// dual control.
 ///
-/// Start with `phivault init`, which creates a sealed keystore in the data
-/// dir and prints the unseal shares once. `phivault unseal` (run by share
+/// Try the vault server first: `phivault serve --dev` prints curl commands
+/// for its Vault-compatible transit API over mTLS.
+///
+/// For real data, start with `phivault init`, which creates a sealed
+/// keystore in the data dir and prints the unseal shares once. `phivault unseal` (run by share
 /// holders, one share each) starts the local key agent; then `phivault keys
 /// create` and `phivault encrypt` / `decrypt` work until `phivault seal`.
 #[derive(Parser, Debug)]
@@ -32,8 +36,9 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// TOML config file (keys: data_dir, namespace, threads). Flags and
-    /// environment variables override it. Default:
+    /// TOML config file (keys: data_dir, namespace, threads, and the
+    /// [server], [tls] and [auth] sections of `serve`; see README).
+    /// Environment variables and flags override it. Default:
     /// ~/.config/phivault/config.toml if it exists.
     #[arg(long, global = true, env = "PHIVAULT_CONFIG")]
     pub config: Option<PathBuf>,
