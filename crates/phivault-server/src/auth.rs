@@ -179,6 +179,7 @@ pub struct TokenGrant {
 }
 
 struct SigningState {
+    alg: Algorithm,
     kid: String,
     key: EncodingKey,
     jwk: serde_json::Value,
@@ -216,6 +217,7 @@ pub struct TokenAuthority {
     issuer: String,
     audience: String,
     rotate: Duration,
+    alg: Algorithm,
     keys: RwLock<Vec<SigningState>>,
     external: RwLock<Vec<External>>,
 }
@@ -236,7 +238,10 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn new_signing_key() -> Result<SigningState, AuthError> {
+fn new_signing_key(alg: Algorithm) -> Result<SigningState, AuthError> {
+    if alg == Algorithm::PS256 {
+        return new_rsa_signing_key();
+    }
     let sk =
         SigningKey::generate(SignatureAlgorithm::EcdsaP256Sha256).map_err(AuthError::Crypto)?;
     let pkcs8 = sk.to_pkcs8().map_err(AuthError::Crypto)?;
@@ -251,11 +256,60 @@ fn new_signing_key() -> Result<SigningState, AuthError> {
         "x": B64U.encode(&pubkey[1..33]), "y": B64U.encode(&pubkey[33..]),
     });
     Ok(SigningState {
+        alg: Algorithm::ES256,
         kid,
         key: EncodingKey::from_ec_der(pkcs8.expose_secret()),
         jwk,
         created: std::time::Instant::now(),
     })
+}
+
+/// A PS256 signing key: RSA-2048 from the module. jsonwebtoken takes the
+/// PKCS#1 `RSAPrivateKey`, which is the OCTET STRING inside the module's
+/// PKCS#8; the JWK's `n` and `e` come from the SubjectPublicKeyInfo.
+fn new_rsa_signing_key() -> Result<SigningState, AuthError> {
+    use x509_parser::prelude::FromDer;
+    let (pkcs8, spki) = crypto::generate_rsa(2048).map_err(AuthError::Crypto)?;
+    let bad = || AuthError::Internal("unexpected RSA key encoding".into());
+    let (_, info) = x509_parser::der_parser::parse_der(pkcs8.expose_secret()).map_err(|_| bad())?;
+    let seq = info.as_sequence().map_err(|_| bad())?;
+    let pkcs1 = zeroize::Zeroizing::new(
+        seq.get(2)
+            .and_then(|o| o.as_slice().ok())
+            .ok_or_else(bad)?
+            .to_vec(),
+    );
+    let (_, pk) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki).map_err(|_| bad())?;
+    let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = pk.parsed() else {
+        return Err(bad());
+    };
+    let trim = |b: &[u8]| {
+        let z = b.iter().take_while(|x| **x == 0).count();
+        b[z..].to_vec()
+    };
+    let kid = hex::encode(&crypto::sha256(&spki)[..8]);
+    let jwk = serde_json::json!({
+        "kty": "RSA", "use": "sig", "alg": "PS256", "kid": kid,
+        "n": B64U.encode(trim(rsa.modulus)), "e": B64U.encode(trim(rsa.exponent)),
+    });
+    Ok(SigningState {
+        alg: Algorithm::PS256,
+        kid,
+        key: EncodingKey::from_rsa_der(&pkcs1),
+        jwk,
+        created: std::time::Instant::now(),
+    })
+}
+
+/// Parses the token signing algorithm setting: ES256 (default) or PS256.
+pub fn token_algorithm(s: &str) -> Result<Algorithm, AuthError> {
+    match s {
+        "ES256" => Ok(Algorithm::ES256),
+        "PS256" => Ok(Algorithm::PS256),
+        other => Err(AuthError::Config(format!(
+            "auth.token_algorithm must be ES256 or PS256, not '{other}'"
+        ))),
+    }
 }
 
 fn load_jwks(
@@ -299,11 +353,27 @@ fn load_jwks(
 impl TokenAuthority {
     /// A new authority with a fresh signing key.
     pub fn new(issuer: &str, audience: &str, rotate: Duration) -> Result<Self, AuthError> {
+        Self::with_algorithm(issuer, audience, rotate, Algorithm::ES256)
+    }
+
+    /// A new authority signing with `alg` (ES256 or PS256).
+    pub fn with_algorithm(
+        issuer: &str,
+        audience: &str,
+        rotate: Duration,
+        alg: Algorithm,
+    ) -> Result<Self, AuthError> {
+        if !matches!(alg, Algorithm::ES256 | Algorithm::PS256) {
+            return Err(AuthError::Config(
+                "tokens are signed with ES256 or PS256".into(),
+            ));
+        }
         Ok(Self {
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             rotate,
-            keys: RwLock::new(vec![new_signing_key()?]),
+            alg,
+            keys: RwLock::new(vec![new_signing_key(alg)?]),
             external: RwLock::new(Vec::new()),
         })
     }
@@ -349,7 +419,7 @@ impl TokenAuthority {
 
     /// Makes a new signing key now; the old one keeps verifying.
     pub fn rotate_now(&self) -> Result<(), AuthError> {
-        let k = new_signing_key()?;
+        let k = new_signing_key(self.alg)?;
         self.keys.write().expect("lock").insert(0, k);
         Ok(())
     }
@@ -409,7 +479,7 @@ impl TokenAuthority {
             }),
         };
         let keys = self.keys.read().expect("lock");
-        let mut header = Header::new(Algorithm::ES256);
+        let mut header = Header::new(keys[0].alg);
         header.kid = Some(keys[0].kid.clone());
         header.typ = Some("at+jwt".into());
         let token = jsonwebtoken::encode(&header, &claims, &keys[0].key)
@@ -433,7 +503,7 @@ impl TokenAuthority {
                 serde_json::from_value(k.jwk.clone()).map_err(|_| AuthError::BadToken)?;
             (
                 DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::BadToken)?,
-                Algorithm::ES256,
+                k.alg,
                 self.audience.clone(),
                 false,
             )
@@ -545,6 +615,35 @@ mod tests {
         A.get_or_init(|| {
             TokenAuthority::new("phivault", "phivault", Duration::from_secs(3600)).unwrap()
         })
+    }
+
+    #[test]
+    fn ps256_tokens_round_trip() {
+        let ta = TokenAuthority::with_algorithm(
+            "phivault",
+            "phivault",
+            Duration::from_secs(3600),
+            Algorithm::PS256,
+        )
+        .unwrap();
+        let s = Scopes::parse(["transit:encrypt:billing"]).unwrap();
+        let (t, _) = ta
+            .issue(&peer("AAA"), &s, &s, Duration::from_secs(60))
+            .unwrap();
+        let header = jsonwebtoken::decode_header(&t).unwrap();
+        assert_eq!(header.alg, Algorithm::PS256);
+        assert!(ta.verify(&t, &peer("AAA")).is_ok());
+        let jwk = &ta.jwks()["keys"][0];
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["e"], "AQAB");
+        assert_eq!(B64U.decode(jwk["n"].as_str().unwrap()).unwrap().len(), 256);
+        // An ES256 authority's token does not verify here, and vice versa.
+        let es = TokenAuthority::new("phivault", "phivault", Duration::from_secs(3600)).unwrap();
+        let (t2, _) = es
+            .issue(&peer("AAA"), &s, &s, Duration::from_secs(60))
+            .unwrap();
+        assert!(ta.verify(&t2, &peer("AAA")).is_err());
+        assert!(token_algorithm("RS256").is_err());
     }
 
     #[test]

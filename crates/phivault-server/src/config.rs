@@ -74,6 +74,8 @@ pub struct AuthFile {
     pub audience: Option<String>,
     /// How often the token signing key rotates, e.g. "24h".
     pub signing_key_rotation: Option<String>,
+    /// Token signature: "ES256" (default) or "PS256".
+    pub token_algorithm: Option<String>,
     /// External OIDC issuers.
     #[serde(default)]
     pub external: Vec<ExternalIssuer>,
@@ -132,6 +134,8 @@ pub struct AuthSettings {
     pub audience: String,
     /// Signing key rotation.
     pub signing_key_rotation: Duration,
+    /// ES256 or PS256.
+    pub token_algorithm: String,
     /// External issuers.
     pub external: Vec<ExternalIssuer>,
     /// Extra scopes by principal.
@@ -241,6 +245,7 @@ impl ServerSettings {
                 &a.signing_key_rotation,
                 Duration::from_secs(86_400),
             )?,
+            token_algorithm: a.token_algorithm.clone().unwrap_or_else(|| "ES256".into()),
             external: a.external.clone(),
             principals: a.principals.clone(),
             trust_certificate_scopes: a.trust_certificate_scopes.unwrap_or(t.client_ca.is_none()),
@@ -291,6 +296,7 @@ impl ServerSettings {
                     .into(),
             );
         }
+        crate::auth::token_algorithm(&self.auth.token_algorithm).map_err(|e| e.to_string())?;
         for (p, scopes) in &self.auth.principals {
             Scopes::parse(scopes.iter().map(String::as_str))
                 .map_err(|e| format!("auth.principals.\"{p}\": {e}"))?;

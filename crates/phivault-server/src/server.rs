@@ -174,10 +174,11 @@ pub fn state(
     settings: ServerSettings,
     keystore: Option<Keystore>,
 ) -> Result<AppState, crate::AuthError> {
-    let tokens = TokenAuthority::new(
+    let tokens = TokenAuthority::with_algorithm(
         &settings.auth.issuer,
         &settings.auth.audience,
         settings.auth.signing_key_rotation,
+        crate::auth::token_algorithm(&settings.auth.token_algorithm)?,
     )?;
     tokens.set_external(&settings.auth.external)?;
     let mut principals = HashMap::new();

@@ -1341,3 +1341,32 @@ async fn connection_limit_per_address() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ps256_tokens_when_configured() {
+    let mut h = Harness::new_with(|_, _, a| a.token_algorithm = Some("PS256".into()));
+    let admin = h.client("admin", ADMIN);
+    h.start_unsealed().await;
+    h.post_raw(&admin, "/v1/transit/keys/billing", "{}");
+    let (s, v) = h.post(
+        &admin,
+        "/v1/auth/token",
+        json!({"scopes": ["transit:encrypt:billing"], "ttl": 60}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let token = v["auth"]["client_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().alg,
+        jsonwebtoken::Algorithm::PS256
+    );
+    let (s, _) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/transit/encrypt/billing",
+        Some(r#"{"plaintext":"aGk="}"#),
+        &["-H", &format!("X-Vault-Token: {token}")],
+    );
+    assert_eq!(s, 200);
+    let (_, jwks) = h.get(&admin, "/v1/auth/jwks");
+    assert_eq!(jwks["keys"][0]["alg"], "PS256");
+}

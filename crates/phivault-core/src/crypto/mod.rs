@@ -30,7 +30,7 @@ pub use kdf::{
     pbkdf2_hmac_sha256,
 };
 pub use mac::{HmacAlgorithm, HmacKey, sha256};
-pub use sig::{SignatureAlgorithm, SigningKey, verify_signature};
+pub use sig::{SignatureAlgorithm, SigningKey, generate_rsa, verify_signature};
 pub use wrap::{KWP_OVERHEAD_MAX, unwrap_key, unwrap_key256, wrap_key};
 
 use crate::secret::{KEY_LEN, SecretKey};

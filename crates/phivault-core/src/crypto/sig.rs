@@ -129,6 +129,35 @@ impl SigningKey {
     }
 }
 
+/// A fresh RSA key pair from the module (for PS256 token signing): its
+/// PKCS#8 v1 private key and its SubjectPublicKeyInfo DER.
+pub fn generate_rsa(bits: usize) -> Result<(SecretBytes, Vec<u8>), CryptoError> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+    let size = match bits {
+        2048 => KeySize::Rsa2048,
+        3072 => KeySize::Rsa3072,
+        4096 => KeySize::Rsa4096,
+        _ => {
+            return Err(CryptoError::InvalidInput(
+                "RSA size must be 2048, 3072 or 4096",
+            ));
+        }
+    };
+    let k = RsaKeyPair::generate(size).map_err(|_| CryptoError::Random)?;
+    let pkcs8: aws_lc_rs::encoding::Pkcs8V1Der<'_> = k
+        .as_der()
+        .map_err(|_| CryptoError::Internal("RSA PKCS#8"))?;
+    let spki: aws_lc_rs::encoding::PublicKeyX509Der<'_> =
+        aws_lc_rs::signature::KeyPair::public_key(&k)
+            .as_der()
+            .map_err(|_| CryptoError::Internal("RSA SPKI"))?;
+    Ok((
+        SecretBytes::new(pkcs8.as_ref().to_vec()),
+        spki.as_ref().to_vec(),
+    ))
+}
+
 /// Verifies `sig` over `msg` under `public_key`.
 pub fn verify_signature(
     alg: SignatureAlgorithm,
