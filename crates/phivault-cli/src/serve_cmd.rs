@@ -57,8 +57,10 @@ fn init_logging(a: &ServeArgs) -> Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_new(&a.log).with_context(|| format!("bad --log filter '{}'", a.log))?;
+    // Colours only for a person at a terminal, never into a log file.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match a.log_format.as_str() {
         "json" => b.json().flatten_event(true).init(),
