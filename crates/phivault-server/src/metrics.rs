@@ -22,11 +22,13 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
-/// A route.
+/// A route and a status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     /// Route template.
     pub route: &'static str,
+    /// Status code.
+    pub status: u16,
 }
 
 /// A reason.
@@ -78,7 +80,7 @@ pub struct Metrics {
     registry: Registry,
     /// Requests by route, method and status.
     pub requests: Family<RequestLabels, Counter>,
-    /// Request latency by route.
+    /// Request latency by route and status.
     pub latency: HistFamily,
     /// Failed handshakes by reason.
     pub handshake_failures: Family<ReasonLabel, Counter>,
@@ -138,7 +140,7 @@ impl Metrics {
         );
         registry.register(
             "http_request_duration_seconds",
-            "HTTP request latency by route",
+            "HTTP request latency by route and status",
             latency.clone(),
         );
         registry.register(
@@ -232,7 +234,7 @@ impl Metrics {
             })
             .inc();
         self.latency
-            .get_or_create(&RouteLabel { route })
+            .get_or_create(&RouteLabel { route, status })
             .observe(secs);
     }
 

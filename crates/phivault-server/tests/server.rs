@@ -627,7 +627,7 @@ async fn hsts_everywhere_and_metrics() {
     assert_eq!(s, 200);
     for needle in [
         "phivault_http_requests_total{route=\"/v1/sys/health\",method=\"GET\",status=\"200\"}",
-        "phivault_http_request_duration_seconds_bucket",
+        "phivault_http_request_duration_seconds_bucket{le=\"0.00005\",route=\"/v1/sys/health\",status=\"200\"}",
         "phivault_tls_handshake_failures_total{reason=\"client_cert_revoked\"} 0",
         "phivault_key_age_seconds{key=\"billing\"}",
         "phivault_certificate_expiry_seconds{cert=\"server\"}",
