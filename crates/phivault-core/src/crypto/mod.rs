@@ -19,6 +19,7 @@
 //! This module must never log, print or return secret bytes in an error.
 
 mod aead;
+pub mod ff1;
 mod kdf;
 mod mac;
 mod sig;
