@@ -303,6 +303,11 @@ fn config_check_layers_file_env_flags_and_refuses_weakening() {
     let (code, o, _) = check(&["--tls-cert", "/nonexistent.pem"], &[]);
     assert_eq!(code, 2);
     assert!(o.contains("nonexistent"));
+    // The built-in CA's CRL missing is an error, never "no revocation".
+    std::fs::rename(dir.join("ca/crl.pem"), d.path().join("crl.pem")).unwrap();
+    let (code, o, _) = check(&[], &[]);
+    assert_eq!(code, 2, "{o}");
+    assert!(o.contains("crl.pem"), "{o}");
 }
 
 const PASS: &str = "a long enough passphrase";

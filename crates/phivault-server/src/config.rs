@@ -223,7 +223,9 @@ impl ServerSettings {
         };
         let crl = match &t.crl {
             Some(v) => v.clone(),
-            None if t.client_ca.is_none() && crl.exists() => vec![crl],
+            // The built-in CA always has its CRL; a missing crl.pem is an
+            // error at load, never "no revocation".
+            None if t.client_ca.is_none() => vec![crl],
             None => vec![],
         };
         let tls = TlsSettings {

@@ -193,18 +193,7 @@ impl std::fmt::Debug for Ca {
 
 /// DER for a UTF8String (the scopes extension value).
 fn der_utf8(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = vec![0x0c];
-    if b.len() < 0x80 {
-        out.push(b.len() as u8);
-    } else {
-        let len = b.len().to_be_bytes();
-        let skip = len.iter().take_while(|x| **x == 0).count();
-        out.push(0x80 | (len.len() - skip) as u8);
-        out.extend_from_slice(&len[skip..]);
-    }
-    out.extend_from_slice(b);
-    out
+    yasna::construct_der(|w| w.write_utf8_string(s))
 }
 
 fn lock_ca(dir: &Path) -> Result<std::fs::File, PkiError> {
@@ -276,7 +265,7 @@ impl Ca {
             &dir.join("ca.key.pve"),
             envelope::to_text(&sealed).as_bytes(),
         )?;
-        let ca = Self {
+        let mut ca = Self {
             _lock: lock,
             dir,
             cert_pem: cert.pem(),
@@ -287,10 +276,12 @@ impl Ca {
                 issued: Vec::new(),
             },
         };
+        // ca.pem is what marks a CA as existing, so it is written last: a
+        // crash midway leaves no CA (init runs again), never a CA without
+        // its index or CRL.
         ca.save_index()?;
-        write(&ca.dir.join("ca.pem"), ca.cert_pem.as_bytes())?;
-        let mut ca = ca;
         ca.write_crl()?;
+        write(&ca.dir.join("ca.pem"), ca.cert_pem.as_bytes())?;
         Ok(ca)
     }
 
