@@ -12,6 +12,7 @@
 pub mod crypto;
 pub mod envelope;
 pub mod keys;
+pub mod records;
 pub mod secret;
 pub mod shamir;
 pub mod stream;

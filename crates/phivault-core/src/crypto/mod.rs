@@ -26,6 +26,7 @@ mod sig;
 mod wrap;
 
 pub use aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN, Aes256GcmKey};
+pub use ff1::Ff1;
 pub use kdf::{
     PBKDF2_MIN_ITERATIONS, PBKDF2_SALT_LEN, hkdf_sha256, hkdf_sha384, kbkdf_ctr_hmac_sha256,
     pbkdf2_hmac_sha256,

@@ -1,0 +1,265 @@
+use super::*;
+use crate::keys::{KeyRingName, KeyVersion, StaticKeys};
+use proptest::prelude::*;
+use serde_json::json;
+
+const SCHEMA: &str = r#"{
+  "expected_rows": 1000, "subject": "patient_id",
+  "fields": {
+    "patient_id": {"class": "phi_search", "normalize": ["whitespace"]},
+    "name[*].family": {"class": "phi_search", "normalize": ["lowercase"], "mask": "initials"},
+    "name[*].given": {"class": "phi", "mask": "initials"},
+    "birth_date": {"class": "phi", "mask": "year"},
+    "ssn": {"class": "token", "mask": "last4"},
+    "mrn": {"class": "token", "alphabet": "upper_alnum"},
+    "gender": {"class": "plain"},
+    "meta.source": {"class": "plain"}
+  },
+  "indexes": {"id_dob": {"fields": ["patient_id", "birth_date"]}}
+}"#;
+
+fn setup(schema: &str) -> (Schema, SubjectKey, IndexKeys) {
+    let s = Schema::parse_json(schema.as_bytes()).unwrap();
+    let ks = StaticKeys::random("records-index/p");
+    let ring = KeyRingName::parse("records-index/p").unwrap();
+    let names: Vec<&str> = s.indexes.iter().map(|i| i.name.as_str()).collect();
+    let ix = IndexKeys::derive(&ks, &ring, KeyVersion::MIN, "p", names).unwrap();
+    (s, SubjectKey::generate().unwrap(), ix)
+}
+
+fn patient() -> Value {
+    json!({
+        "patient_id": "P-1001",
+        "name": [{"family": "Smith", "given": ["Mary", "Ann"]}],
+        "birth_date": "1970-03-14",
+        "ssn": "123-45-6789",
+        "mrn": "AB12345",
+        "gender": "female",
+        "meta": {"source": "ehr", "note": "allergic to penicillin"},
+        "telecom": []
+    })
+}
+
+#[test]
+fn round_trip_and_views() {
+    let (s, k, ix) = setup(SCHEMA);
+    let doc = patient();
+    let sealed = seal(&s, 1, "p", "r1", &doc, &k, &ix).unwrap();
+    let text = serde_json::to_string(&sealed.doc).unwrap();
+    for phi in [
+        "P-1001",
+        "Smith",
+        "Mary",
+        "1970-03-14",
+        "123-45-6789",
+        "AB12345",
+        "penicillin",
+    ] {
+        assert!(!text.contains(phi), "{phi} leaked into {text}");
+    }
+    assert!(text.contains("female") && text.contains("ehr"));
+    // Tokens keep the shape.
+    let t = &sealed.doc.tokens["ssn"];
+    assert_eq!(t.len(), 11);
+    assert_eq!(&t[3..4], "-");
+    assert_ne!(t, "123-45-6789");
+    assert_eq!(sealed.doc.tokens["mrn"].len(), 7);
+    assert_eq!(
+        open(&s, "p", "r1", &sealed.doc, &k, View::Full).unwrap(),
+        doc
+    );
+    let masked = open(&s, "p", "r1", &sealed.doc, &k, View::Masked).unwrap();
+    assert_eq!(
+        masked,
+        json!({
+            "name": [{"family": "S."}],
+            "birth_date": "1970",
+            "ssn": "***-**-6789",
+            "gender": "female",
+            "meta": {"source": "ehr"}
+        })
+    );
+    let red = open(&s, "p", "r1", &sealed.doc, &k, View::Redacted).unwrap();
+    assert_eq!(
+        red,
+        json!({"name": [{}], "gender": "female", "meta": {"source": "ehr"}})
+    );
+    // Three indexes: patient_id, name[*].family, id_dob.
+    assert_eq!(sealed.indexes.len(), 3);
+    let id_ix = s.index("patient_id").unwrap();
+    let want = ix
+        .blind_index("patient_id", id_ix.bits, &["P-1001"])
+        .unwrap();
+    assert!(sealed.indexes.contains(&("patient_id".into(), want)));
+    let full = open_full(&s, "p", "r1", &sealed.doc, &k).unwrap();
+    assert_eq!(
+        index_inputs(&s, s.index("name[*].family").unwrap(), &full),
+        vec![vec!["smith".to_string()]]
+    );
+    assert_eq!(subject_of(&s, &doc).unwrap().as_deref(), Some("P-1001"));
+}
+
+#[test]
+fn ciphertexts_are_bound_to_record_and_field() {
+    let (s, k, ix) = setup(SCHEMA);
+    let a = seal(&s, 1, "p", "r1", &patient(), &k, &ix).unwrap().doc;
+    // Same document under another id: the MAC and every context differ.
+    assert!(matches!(
+        open(&s, "p", "r2", &a, &k, View::Full),
+        Err(RecordError::Integrity { .. })
+    ));
+    assert!(matches!(
+        open(&s, "q", "r1", &a, &k, View::Full),
+        Err(RecordError::Integrity { .. })
+    ));
+    // Move one value to another field and re-MAC honestly: the field's own
+    // AEAD context still catches it.
+    let mut moved = a.clone();
+    let v = moved.sealed["birth_date"].clone();
+    moved.sealed.insert("patient_id".into(), v);
+    moved.mac = B64.encode(record_mac(&k, "p", "r1", &moved).unwrap());
+    match open(&s, "p", "r1", &moved, &k, View::Full) {
+        Err(RecordError::Integrity { path }) => assert_eq!(path, "patient_id"),
+        other => panic!("{other:?}"),
+    }
+    // Any change to plain values, tokens or the set of fields is caught.
+    for edit in 0..4 {
+        let mut t = a.clone();
+        match edit {
+            0 => t.plain["gender"] = json!("male"),
+            1 => {
+                t.tokens.insert("ssn".into(), "999-99-9999".into());
+            }
+            2 => {
+                t.sealed.remove("birth_date");
+            }
+            _ => t.v = 2,
+        }
+        assert!(
+            matches!(
+                open(&s, "p", "r1", &t, &k, View::Full),
+                Err(RecordError::Integrity { .. })
+            ),
+            "edit {edit}"
+        );
+    }
+    // A wrong subject key fails the same way.
+    let other = SubjectKey::generate().unwrap();
+    assert!(matches!(
+        open(&s, "p", "r1", &a, &other, View::Full),
+        Err(RecordError::Integrity { .. })
+    ));
+}
+
+#[test]
+fn violations_name_the_field() {
+    let strict = SCHEMA.replacen(
+        "\"expected_rows\"",
+        "\"unknown_fields\": \"reject\", \"expected_rows\"",
+        1,
+    );
+    let (s, k, ix) = setup(&strict);
+    let err = |d: Value| seal(&s, 1, "p", "r", &d, &k, &ix).unwrap_err().to_string();
+    let mut d = patient();
+    d["meta"].as_object_mut().unwrap().remove("note");
+    d.as_object_mut().unwrap().remove("telecom");
+    assert!(seal(&s, 1, "p", "r", &d, &k, &ix).is_ok());
+    let mut e = d.clone();
+    e["diagnosis"] = json!("flu");
+    let m = err(e);
+    assert!(
+        m.contains("field diagnosis") && m.contains("reject") && !m.contains("flu"),
+        "{m}"
+    );
+    let mut e = d.clone();
+    e["ssn"] = json!("12-34");
+    let m = err(e);
+    assert!(m.contains("field ssn") && m.contains("at least 6"), "{m}");
+    let mut e = d.clone();
+    e["mrn"] = json!("ab12345");
+    assert!(err(e).contains("upper-case"));
+    let mut e = d.clone();
+    e["ssn"] = json!(123456789);
+    assert!(err(e).contains("must be a string"));
+    let mut e = d.clone();
+    e.as_object_mut().unwrap().remove("patient_id");
+    assert!(
+        subject_of(&s, &e)
+            .unwrap_err()
+            .to_string()
+            .contains("field patient_id")
+    );
+    assert!(err(json!([1])).contains("JSON object"));
+    let mut deep = json!(1);
+    for _ in 0..40 {
+        deep = json!({ "a": deep });
+    }
+    let (s2, k2, ix2) = setup(r#"{"fields": {}}"#);
+    assert!(
+        seal(&s2, 1, "p", "r", &json!({"x": deep}), &k2, &ix2).is_ok(),
+        "an unknown subtree is sealed whole"
+    );
+    let mut arr = json!(1);
+    for _ in 0..40 {
+        arr = json!([arr]);
+    }
+    let s3 = Schema::parse_json(
+        format!(
+            r#"{{"fields": {{"x{}": {{"class": "phi"}}}}}}"#,
+            "[*]".repeat(15)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let _ = seal(&s3, 1, "p", "r", &json!({"x": arr}), &k2, &ix2);
+}
+
+#[test]
+fn unknown_fields_default_to_phi() {
+    let (s, k, ix) = setup(r#"{"fields": {"kind": {"class": "plain"}}}"#);
+    let d = json!({"kind": "lab", "result": {"hiv": "positive"}, "list": [1, 2]});
+    let sealed = seal(&s, 1, "p", "r", &d, &k, &ix).unwrap();
+    let text = serde_json::to_string(&sealed.doc).unwrap();
+    assert!(!text.contains("positive") && !text.contains("hiv"));
+    assert_eq!(sealed.doc.plain, json!({"kind": "lab"}));
+    assert_eq!(open(&s, "p", "r", &sealed.doc, &k, View::Full).unwrap(), d);
+    assert_eq!(
+        open(&s, "p", "r", &sealed.doc, &k, View::Masked).unwrap(),
+        json!({"kind": "lab"})
+    );
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z]{1,4}|name|gender|ssn", inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_document_round_trips_or_is_refused(
+        m in proptest::collection::btree_map("[a-z]{1,4}|name|gender|meta", json_value(), 0..6)
+    ) {
+        let (s, k, ix) = setup(r#"{"fields": {
+            "name[*].family": {"class": "phi_search"}, "gender": {"class": "plain"},
+            "meta.source": {"class": "plain"}}}"#);
+        let d = Value::Object(m.into_iter().collect());
+        if let Ok(sealed) = seal(&s, 1, "p", "r", &d, &k, &ix) {
+            let text = serde_json::to_string(&sealed.doc).unwrap();
+            let back: StoredDoc = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(open(&s, "p", "r", &back, &k, View::Full).unwrap(), d.clone());
+            prop_assert!(open(&s, "p", "r", &back, &k, View::Redacted).is_ok());
+        }
+    }
+}

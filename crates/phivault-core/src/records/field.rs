@@ -1,0 +1,280 @@
+//! The keys behind a record and the per-field ciphertext format.
+//!
+//! * Every **data subject** (the value of the schema's `subject` field, or
+//!   the record itself when there is none) has its own 256-bit key, the
+//!   [`SubjectKey`]. It is stored only wrapped, as an envelope under the
+//!   collection's key ring, so rotating the ring re-wraps subject keys
+//!   without touching a value, and destroying the wrapped key shreds the
+//!   subject.
+//! * Field values are sealed under the subject key in the **PVF** format
+//!   (docs/FORMAT.md §11.3):
+//!
+//! ```text
+//! "PVF" | ver=0x01 | nonce (32) | commitment (32) | ciphertext | tag (16)
+//! ```
+//!
+//!   The AES-256-GCM key and the 256-bit commitment are derived per value
+//!   with KBKDF-CTR-HMAC-SHA-256 from the subject key and the header, as
+//!   envelopes do; the GCM associated data is the header and the context
+//!   `collection ‖ record id ‖ field path`, so a ciphertext copied to
+//!   another record or field fails.
+//! * Tokens are FF1 under a key derived from the subject key and the field
+//!   path, so they too die with the subject.
+//! * Blind indexes and subject handles are HMAC-SHA-256 under keys derived
+//!   from the collection's index ring ([`IndexKeys`]).
+
+use super::{RecordError, encode_parts};
+use crate::crypto::{self, AEAD_TAG_LEN, Aes256GcmKey, Ff1, HmacAlgorithm, HmacKey};
+use crate::envelope;
+use crate::keys::{self, DerivedKey, KeyDeriver, KeyRingName, KeyUse, KeyVersion};
+use crate::secret::SecretKey;
+use std::collections::HashMap;
+
+/// Magic bytes of a sealed field.
+pub const FIELD_MAGIC: &[u8; 3] = b"PVF";
+/// Format version.
+pub const FIELD_VERSION: u8 = 1;
+const FIELD_LABEL: &[u8] = b"phivault field v1";
+const TOKEN_LABEL: &[u8] = b"phivault token v1";
+const INDEX_LABEL: &[u8] = b"phivault blind index v1";
+const HANDLE_LABEL: &[u8] = b"phivault subject handle v1";
+const WRAP_CONTEXT: &[u8] = b"phivault subject key v1";
+const NONCE_LEN: usize = keys::MESSAGE_NONCE_LEN;
+const HEADER_LEN: usize = 4 + NONCE_LEN + keys::COMMITMENT_LEN;
+
+/// A data subject's key. Zeroized on drop; never printed.
+#[derive(Debug)]
+pub struct SubjectKey(SecretKey);
+
+impl SubjectKey {
+    /// A fresh key from the module's DRBG.
+    pub fn generate() -> Result<Self, RecordError> {
+        Ok(Self(crypto::generate_key()?))
+    }
+
+    /// Wraps this key as an envelope under the collection ring's primary
+    /// version, bound to the collection and the subject handle.
+    pub fn wrap(
+        &self,
+        keys: &dyn KeyDeriver,
+        ring: &KeyRingName,
+        collection: &str,
+        handle: &[u8],
+    ) -> Result<Vec<u8>, RecordError> {
+        let ctx = encode_parts(&[WRAP_CONTEXT, collection.as_bytes(), handle]);
+        Ok(envelope::encrypt(keys, ring, &ctx, self.0.expose_secret())?)
+    }
+
+    /// Unwraps [`Self::wrap`]'s output.
+    pub fn unwrap(
+        keys: &dyn KeyDeriver,
+        wrapped: &[u8],
+        collection: &str,
+        handle: &[u8],
+    ) -> Result<Self, RecordError> {
+        let ctx = encode_parts(&[WRAP_CONTEXT, collection.as_bytes(), handle]);
+        let mut raw = envelope::decrypt(keys, wrapped, &ctx)?;
+        let key = SecretKey::from_slice(&raw).ok_or(RecordError::Corrupt("subject key length"));
+        zeroize::Zeroize::zeroize(&mut raw);
+        Ok(Self(key?))
+    }
+
+    /// Seals one field value.
+    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, RecordError> {
+        let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
+        self.seal_with_nonce(nonce, context, plaintext)
+    }
+
+    fn seal_with_nonce(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, RecordError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + AEAD_TAG_LEN);
+        out.extend_from_slice(FIELD_MAGIC);
+        out.push(FIELD_VERSION);
+        out.extend_from_slice(&nonce);
+        let dk = DerivedKey::derive(&self.0, &keys::fixed_info(FIELD_LABEL, &out))?;
+        out.extend_from_slice(&dk.commitment);
+        let mut aad = Vec::with_capacity(HEADER_LEN + context.len());
+        aad.extend_from_slice(&out);
+        aad.extend_from_slice(context);
+        out.extend_from_slice(plaintext);
+        let tag =
+            Aes256GcmKey::new(&dk.key)?.seal_in_place([0; 12], &aad, &mut out[HEADER_LEN..])?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Opens a sealed field. Every failure (wrong key, wrong context,
+    /// modified bytes, bad framing) is the same error.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ()> {
+        if sealed.len() < HEADER_LEN + AEAD_TAG_LEN
+            || &sealed[..3] != FIELD_MAGIC
+            || sealed[3] != FIELD_VERSION
+        {
+            return Err(());
+        }
+        let dk = DerivedKey::derive(
+            &self.0,
+            &keys::fixed_info(FIELD_LABEL, &sealed[..4 + NONCE_LEN]),
+        )
+        .map_err(|_| ())?;
+        if !crypto::constant_time_eq(&dk.commitment, &sealed[4 + NONCE_LEN..HEADER_LEN]) {
+            return Err(());
+        }
+        let mut aad = Vec::with_capacity(HEADER_LEN + context.len());
+        aad.extend_from_slice(&sealed[..HEADER_LEN]);
+        aad.extend_from_slice(context);
+        let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - HEADER_LEN - AEAD_TAG_LEN);
+        let mut buf = body.to_vec();
+        Aes256GcmKey::new(&dk.key)
+            .and_then(|k| k.open_in_place([0; 12], &aad, tag, &mut buf))
+            .map_err(|_| {
+                zeroize::Zeroize::zeroize(&mut buf);
+            })?;
+        Ok(buf)
+    }
+
+    pub(crate) fn secret(&self) -> &SecretKey {
+        &self.0
+    }
+
+    /// The FF1 key for one token field of this subject.
+    pub fn ff1(&self, collection: &str, field: &str, radix: u32) -> Result<Ff1, RecordError> {
+        let info = keys::fixed_info(
+            TOKEN_LABEL,
+            &encode_parts(&[collection.as_bytes(), field.as_bytes()]),
+        );
+        let dk = DerivedKey::derive(&self.0, &info)?;
+        Ok(Ff1::new(dk.key.expose_secret(), radix)?)
+    }
+}
+
+/// The HMAC keys of one collection's blind indexes and subject handles,
+/// derived from the collection's index ring at a fixed version.
+pub struct IndexKeys {
+    handle: HmacKey,
+    by_index: HashMap<String, HmacKey>,
+}
+
+impl core::fmt::Debug for IndexKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IndexKeys(<redacted>)")
+    }
+}
+
+fn derive_hmac(
+    keys: &dyn KeyDeriver,
+    ring: &KeyRingName,
+    version: KeyVersion,
+    label: &[u8],
+    parts: &[&[u8]],
+) -> Result<HmacKey, RecordError> {
+    let dk = keys
+        .derive(
+            ring,
+            version,
+            KeyUse::Decrypt,
+            &keys::fixed_info(label, &encode_parts(parts)),
+        )
+        .map_err(envelope::EnvelopeError::from)?;
+    Ok(HmacKey::new(HmacAlgorithm::Sha256, dk.key.expose_secret()))
+}
+
+impl IndexKeys {
+    /// Derives the keys for `collection`'s indexes from `ring` at `version`.
+    pub fn derive<'a>(
+        keys: &dyn KeyDeriver,
+        ring: &KeyRingName,
+        version: KeyVersion,
+        collection: &str,
+        index_names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, RecordError> {
+        let c = collection.as_bytes();
+        let handle = derive_hmac(keys, ring, version, HANDLE_LABEL, &[c])?;
+        let mut by_index = HashMap::new();
+        for n in index_names {
+            by_index.insert(
+                n.to_owned(),
+                derive_hmac(keys, ring, version, INDEX_LABEL, &[c, n.as_bytes()])?,
+            );
+        }
+        Ok(Self { handle, by_index })
+    }
+
+    /// The subject handle: HMAC of the normalized subject value (full
+    /// length; it is a lookup key, not a search index).
+    pub fn subject_handle(&self, subject: &str) -> Vec<u8> {
+        self.handle.sign(&[subject.as_bytes()])
+    }
+
+    /// A blind index value: HMAC over the length-prefixed normalized
+    /// members, truncated to `bits` (trailing bits of the last byte zero).
+    pub fn blind_index(&self, index: &str, bits: u32, members: &[&str]) -> Option<Vec<u8>> {
+        let parts: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
+        let mut tag = self.by_index.get(index)?.sign(&[&encode_parts(&parts)]);
+        let bytes = (bits as usize).div_ceil(8).min(tag.len());
+        tag.truncate(bytes);
+        let spare = bytes * 8 - bits.min(256) as usize;
+        if let (Some(last), true) = (tag.last_mut(), spare > 0) {
+            *last &= 0xffu8 << spare;
+        }
+        Some(tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::StaticKeys;
+
+    #[test]
+    fn field_seal_binds_context_and_rejects_tampering() {
+        let k = SubjectKey::generate().unwrap();
+        let ct = k.seal(b"ctx-a", b"value").unwrap();
+        assert_eq!(k.open(b"ctx-a", &ct).unwrap(), b"value");
+        assert!(k.open(b"ctx-b", &ct).is_err());
+        let other = SubjectKey::generate().unwrap();
+        assert!(other.open(b"ctx-a", &ct).is_err());
+        for i in 0..ct.len() {
+            let mut t = ct.clone();
+            t[i] ^= 1;
+            assert!(k.open(b"ctx-a", &t).is_err(), "byte {i}");
+        }
+        assert!(k.open(b"ctx-a", &ct[..ct.len() - 1]).is_err());
+        assert!(k.open(b"ctx-a", b"").is_err());
+    }
+
+    #[test]
+    fn wrap_is_bound_to_collection_and_handle() {
+        let ks = StaticKeys::random("records/p");
+        let ring = KeyRingName::parse("records/p").unwrap();
+        let k = SubjectKey::generate().unwrap();
+        let w = k.wrap(&ks, &ring, "p", b"h1").unwrap();
+        let back = SubjectKey::unwrap(&ks, &w, "p", b"h1").unwrap();
+        let ct = k.seal(b"c", b"v").unwrap();
+        assert_eq!(back.open(b"c", &ct).unwrap(), b"v");
+        assert!(SubjectKey::unwrap(&ks, &w, "p", b"h2").is_err());
+        assert!(SubjectKey::unwrap(&ks, &w, "q", b"h1").is_err());
+    }
+
+    #[test]
+    fn blind_index_truncates_to_bits() {
+        let ks = StaticKeys::random("records-index/p");
+        let ring = KeyRingName::parse("records-index/p").unwrap();
+        let ix = IndexKeys::derive(&ks, &ring, KeyVersion::MIN, "p", ["a"]).unwrap();
+        let v = ix.blind_index("a", 18, &["x"]).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[2] & 0x3f, 0);
+        assert_eq!(v, ix.blind_index("a", 18, &["x"]).unwrap());
+        // Length prefixes: ("ab","c") and ("a","bc") differ.
+        assert_ne!(
+            ix.blind_index("a", 256, &["ab", "c"]),
+            ix.blind_index("a", 256, &["a", "bc"])
+        );
+        assert!(ix.blind_index("nope", 8, &["x"]).is_none());
+        assert_eq!(ix.subject_handle("s").len(), 32);
+    }
+}
