@@ -15,7 +15,7 @@ use crate::crypto::{HmacAlgorithm, HmacKey};
 use crate::keys::{self, DerivedKey};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -460,7 +460,7 @@ pub fn open_full(
         let ct = B64.decode(b64).map_err(|_| integrity(p))?;
         let mut pt = key
             .open(&context(collection, id, p), &ct)
-            .map_err(|()| integrity(p))?;
+            .ok_or_else(|| integrity(p))?;
         let v: Result<Value, _> = serde_json::from_slice(&pt);
         zeroize::Zeroize::zeroize(&mut pt);
         set_at(&mut out, &path, Some(v.map_err(|_| integrity(p))?))?;

@@ -108,21 +108,21 @@ impl SubjectKey {
     }
 
     /// Opens a sealed field. Every failure (wrong key, wrong context,
-    /// modified bytes, bad framing) is the same error.
-    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ()> {
+    /// modified bytes, bad framing) is the same `None`.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < HEADER_LEN + AEAD_TAG_LEN
             || &sealed[..3] != FIELD_MAGIC
             || sealed[3] != FIELD_VERSION
         {
-            return Err(());
+            return None;
         }
         let dk = DerivedKey::derive(
             &self.0,
             &keys::fixed_info(FIELD_LABEL, &sealed[..4 + NONCE_LEN]),
         )
-        .map_err(|_| ())?;
+        .ok()?;
         if !crypto::constant_time_eq(&dk.commitment, &sealed[4 + NONCE_LEN..HEADER_LEN]) {
-            return Err(());
+            return None;
         }
         let mut aad = Vec::with_capacity(HEADER_LEN + context.len());
         aad.extend_from_slice(&sealed[..HEADER_LEN]);
@@ -131,10 +131,8 @@ impl SubjectKey {
         let mut buf = body.to_vec();
         Aes256GcmKey::new(&dk.key)
             .and_then(|k| k.open_in_place([0; 12], &aad, tag, &mut buf))
-            .map_err(|_| {
-                zeroize::Zeroize::zeroize(&mut buf);
-            })?;
-        Ok(buf)
+            .ok()
+            .map(|()| buf)
     }
 
     pub(crate) fn secret(&self) -> &SecretKey {
@@ -235,16 +233,16 @@ mod tests {
         let k = SubjectKey::generate().unwrap();
         let ct = k.seal(b"ctx-a", b"value").unwrap();
         assert_eq!(k.open(b"ctx-a", &ct).unwrap(), b"value");
-        assert!(k.open(b"ctx-b", &ct).is_err());
+        assert!(k.open(b"ctx-b", &ct).is_none());
         let other = SubjectKey::generate().unwrap();
-        assert!(other.open(b"ctx-a", &ct).is_err());
+        assert!(other.open(b"ctx-a", &ct).is_none());
         for i in 0..ct.len() {
             let mut t = ct.clone();
             t[i] ^= 1;
-            assert!(k.open(b"ctx-a", &t).is_err(), "byte {i}");
+            assert!(k.open(b"ctx-a", &t).is_none(), "byte {i}");
         }
-        assert!(k.open(b"ctx-a", &ct[..ct.len() - 1]).is_err());
-        assert!(k.open(b"ctx-a", b"").is_err());
+        assert!(k.open(b"ctx-a", &ct[..ct.len() - 1]).is_none());
+        assert!(k.open(b"ctx-a", b"").is_none());
     }
 
     #[test]
