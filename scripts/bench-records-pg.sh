@@ -14,7 +14,8 @@
 #   pgcrypto-default  pgp_sym_encrypt(v, key)  -- what teams usually write.
 #       Defaults: AES-128, s2k-mode=3 (iterated+salted SHA-1) with a random
 #       s2k-count of 65536..253952, so EVERY encrypt and EVERY decrypt runs
-#       the passphrase KDF (~0.3 ms/call here). Options such as
+#       the passphrase KDF (~0.1 ms/call on this 2-core box when idle, ~0.3 ms
+#       with a parallel build; the script prints the per-call cost). Options such as
 #       'cipher-algo=aes256' or 's2k-mode=0' / 's2k-mode=1' change that.
 #   pgcrypto-tuned    pgp_sym_encrypt(v, key, 'cipher-algo=aes256, s2k-mode=1')
 #       AES-256, single salted S2K hash: the fair "tuned DIY" setup.
@@ -24,7 +25,7 @@
 # (8 fields each) and reuses those ciphertexts cyclically for ROWS rows; the
 # blind indexes stay unique per row ('P' || id), so lookups hit one row and
 # decrypt exactly the same kind of message. POOL=0 encrypts all ROWS (slow:
-# ROWS*8*~0.3 ms of CPU).
+# ROWS*8*~0.1 ms of CPU).
 #
 # Durable defaults are left on (fsync, synchronous_commit, full_page_writes);
 # every insert is its own committed transaction. Prints JSON lines and a

@@ -129,10 +129,15 @@ impl SubjectKey {
         aad.extend_from_slice(context);
         let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - HEADER_LEN - AEAD_TAG_LEN);
         let mut buf = body.to_vec();
-        Aes256GcmKey::new(&dk.key)
-            .and_then(|k| k.open_in_place([0; 12], &aad, tag, &mut buf))
-            .ok()
-            .map(|()| buf)
+        match Aes256GcmKey::new(&dk.key).and_then(|k| k.open_in_place([0; 12], &aad, tag, &mut buf))
+        {
+            Ok(()) => Some(buf),
+            Err(_) => {
+                // The buffer may hold unauthenticated plaintext.
+                zeroize::Zeroize::zeroize(&mut buf);
+                None
+            }
+        }
     }
 
     pub(crate) fn secret(&self) -> &SecretKey {
