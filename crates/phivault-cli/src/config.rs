@@ -32,6 +32,9 @@ pub struct FileConfig {
     /// `serve`: tokens, external issuers, principals.
     #[serde(default)]
     pub auth: phivault_server::config::AuthFile,
+    /// `serve`: the records service.
+    #[serde(default)]
+    pub records: phivault_server::config::RecordsFile,
 }
 
 fn default_path() -> Option<PathBuf> {
@@ -60,7 +63,7 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<FileConfig> {
         .with_context(|| format!("config file {} is not valid", path.display()))?;
     for key in unknown {
         eprintln!(
-            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth]; see README)",
+            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth], [records]; see README)",
             path.display()
         );
     }

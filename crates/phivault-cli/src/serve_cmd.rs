@@ -21,6 +21,8 @@ const DEV_ADMIN_SCOPES: &[&str] = &[
     "sys:metrics",
     "sys:seal",
     "sys:unseal",
+    "records:*:*",
+    "records:shred",
 ];
 
 /// File < environment/flags: the flags (clap already folded in the
@@ -50,7 +52,12 @@ pub fn settings(g: &Global, a: &ServeArgs, file: &FileConfig) -> Result<ServerSe
     if !a.crl.is_empty() {
         t.crl = Some(a.crl.clone());
     }
-    ServerSettings::resolve(&g.data_dir, &s, &t, &au).map_err(anyhow::Error::msg)
+    let mut settings =
+        ServerSettings::resolve(&g.data_dir, &s, &t, &au).map_err(anyhow::Error::msg)?;
+    settings
+        .apply_records(&file.records)
+        .map_err(anyhow::Error::msg)?;
+    Ok(settings)
 }
 
 fn init_logging(a: &ServeArgs) -> Result<()> {
@@ -203,6 +210,10 @@ fn print_dev_help(g: &Global, addr: std::net::SocketAddr) {
          {curl} {url}/v1/transit/decrypt/billing -d '{{\"ciphertext\":\"pve:...\"}}'\n\n\
          # a 5-minute token bound to this certificate, for encrypt only\n\
          {curl} {url}/v1/auth/token -d '{{\"scopes\":[\"transit:encrypt:billing\"],\"ttl\":\"5m\"}}'\n\n\
+         # field-level encryption: declare a collection, write a patient, search it\n\
+         {curl} {url}/v1/collections/patients -d @examples/patients.schema.json\n\
+         {curl} {url}/v1/records/patients -d @examples/patient.json\n\
+         {curl} -H 'X-Purpose-Of-Use: TREAT' {url}/v1/records/patients/search -d '{{\"index\":\"mrn\",\"value\":\"MRN-0012345\"}}'\n\n\
          # health (no certificate needed), metrics, OpenAPI\n\
          curl -sS --cacert {d}/ca/ca.pem {url}/v1/sys/health\n\
          {curl} {url}/v1/sys/metrics\n\

@@ -64,7 +64,24 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/transit/sign/{name}/{algorithm}"),
     ("POST", "/v1/transit/random"),
     ("POST", "/v1/transit/random/{bytes}"),
+    ("GET", "/v1/collections"),
+    ("GET", "/v1/collections/{collection}"),
+    ("POST", "/v1/collections/{collection}"),
+    ("POST", "/v1/collections/{collection}/rotate"),
+    ("GET", "/v1/jobs/{id}"),
+    ("POST", "/v1/records/{collection}"),
+    ("GET", "/v1/records/{collection}"),
+    ("POST", "/v1/records/{collection}/bulk"),
+    ("POST", "/v1/records/{collection}/bulk-get"),
+    ("POST", "/v1/records/{collection}/search"),
+    ("GET", "/v1/records/{collection}/{id}"),
+    ("PUT", "/v1/records/{collection}/{id}"),
+    ("PATCH", "/v1/records/{collection}/{id}"),
+    ("DELETE", "/v1/records/{collection}/{id}"),
+    ("DELETE", "/v1/subjects/{id}"),
 ];
+
+mod records;
 
 /// Routes served while sealed.
 const SEALED_OK: &[&str] = &["/v1/sys/health", "/v1/sys/seal-status", "/v1/sys/unseal"];
@@ -99,6 +116,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Extra scopes by principal (config).
     pub principals: HashMap<String, Scopes>,
+    /// The records service (`None` if its store could not be opened).
+    pub records: Option<Arc<crate::records::Records>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -1244,7 +1263,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
             post(sign)
         }
         ("POST", "/v1/transit/random") | ("POST", "/v1/transit/random/{bytes}") => post(random),
-        _ => panic!("route {method} {path} in ROUTES has no handler"),
+        _ => records::handler(method, path)
+            .unwrap_or_else(|| panic!("route {method} {path} in ROUTES has no handler")),
     }
 }
 
@@ -1265,6 +1285,7 @@ fn static_method(m: &Method) -> &'static str {
         Method::POST => "POST",
         Method::PUT => "PUT",
         Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
         Method::HEAD => "HEAD",
         _ => "OTHER",
     }

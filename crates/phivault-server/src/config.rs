@@ -89,6 +89,25 @@ pub struct AuthFile {
     pub trust_certificate_scopes: Option<bool>,
 }
 
+/// `[records]` in the file.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsFile {
+    /// Largest record document, bytes (default 256 KiB).
+    pub max_document_bytes: Option<usize>,
+    /// Most records per bulk request (default 1000).
+    pub max_bulk: Option<usize>,
+    /// Records or keys per background job step (default 500).
+    pub job_batch: Option<u32>,
+    /// Pause between job steps in milliseconds, to throttle background
+    /// load (default 0).
+    pub job_pause_ms: Option<u64>,
+    /// Collection key epoch, e.g. "24h" (default), or "off".
+    pub key_epoch: Option<String>,
+    /// How long unwrapped subject keys stay cached (default 30s).
+    pub key_cache_ttl: Option<String>,
+}
+
 /// Limits and timeouts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Limits {
@@ -159,6 +178,8 @@ pub struct ServerSettings {
     pub reload_poll: Duration,
     /// Tokens.
     pub auth: AuthSettings,
+    /// The records service.
+    pub records: crate::records::RecordsSettings,
 }
 
 /// Parses `"10s"`-style durations (also bare seconds).
@@ -259,7 +280,46 @@ impl ServerSettings {
             limits,
             reload_poll: dur("server.reload_poll", &s.reload_poll, Duration::from_secs(2))?,
             auth,
+            records: crate::records::RecordsSettings::default(),
         })
+    }
+
+    /// Applies a `[records]` section over the defaults.
+    pub fn apply_records(&mut self, r: &RecordsFile) -> Result<(), String> {
+        let d = crate::records::RecordsSettings::default();
+        let key_epoch = match r.key_epoch.as_deref() {
+            None => d.key_epoch,
+            Some("off") => None,
+            Some(v) => Some(duration("records.key_epoch", v)?),
+        };
+        self.records = crate::records::RecordsSettings {
+            max_document_bytes: r.max_document_bytes.unwrap_or(d.max_document_bytes),
+            max_bulk: r.max_bulk.unwrap_or(d.max_bulk),
+            job_batch: r.job_batch.unwrap_or(d.job_batch),
+            job_pause: r
+                .job_pause_ms
+                .map(Duration::from_millis)
+                .unwrap_or(d.job_pause),
+            key_epoch,
+            key_cache_ttl: match &r.key_cache_ttl {
+                Some(v) => duration("records.key_cache_ttl", v)?,
+                None => d.key_cache_ttl,
+            },
+        };
+        let rs = &self.records;
+        if !(1024..=16 << 20).contains(&rs.max_document_bytes) {
+            return Err("records.max_document_bytes must be between 1 KiB and 16 MiB".into());
+        }
+        if !(1..=10_000).contains(&rs.max_bulk) || !(1..=10_000).contains(&rs.job_batch) {
+            return Err("records.max_bulk and records.job_batch must be 1-10000".into());
+        }
+        if rs.key_cache_ttl > Duration::from_secs(300) {
+            return Err("records.key_cache_ttl must be at most 5m: a shredded subject's cached key must not outlive it for long on other nodes".into());
+        }
+        if rs.key_epoch.is_some_and(|e| e < Duration::from_secs(60)) {
+            return Err("records.key_epoch must be at least 1m (or \"off\")".into());
+        }
+        Ok(())
     }
 
     /// Checks everything that can be checked without binding the port:

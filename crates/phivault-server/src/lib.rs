@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod pki;
+pub mod records;
 pub mod server;
 pub mod tls;
 pub mod transit;

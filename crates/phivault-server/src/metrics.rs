@@ -61,6 +61,22 @@ pub struct CertLabel {
     pub cert: &'static str,
 }
 
+/// A collection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CollectionLabel {
+    /// Collection name.
+    pub collection: String,
+}
+
+/// A records operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordOpLabel {
+    /// Collection name.
+    pub collection: String,
+    /// create, read, search, update, delete, shred.
+    pub op: &'static str,
+}
+
 /// A result.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -100,6 +116,10 @@ pub struct Metrics {
     pub cert_expiry: Family<CertLabel, Gauge>,
     /// Items processed by batch requests.
     pub batch_items: Counter,
+    /// Records integrity failures (tampered or moved ciphertext) by collection.
+    pub record_integrity_failures: Family<CollectionLabel, Counter>,
+    /// Records processed by collection and operation.
+    pub records: Family<RecordOpLabel, Counter>,
     /// Unix time the server certificate expires (updated on reload).
     pub server_cert_not_after: AtomicU64,
     /// Unix time the CRL needs replacing (0 = no CRL).
@@ -180,6 +200,18 @@ impl Metrics {
             "Items processed in batch requests",
             batch_items.clone(),
         );
+        let record_integrity_failures = Family::<CollectionLabel, Counter>::default();
+        let records = Family::<RecordOpLabel, Counter>::default();
+        registry.register(
+            "record_integrity_failures",
+            "Record reads refused because a stored ciphertext was modified or moved",
+            record_integrity_failures.clone(),
+        );
+        registry.register(
+            "records",
+            "Records processed by collection and operation",
+            records.clone(),
+        );
         for r in crate::tls::FAILURE_REASONS {
             let _ = handshake_failures.get_or_create(&ReasonLabel { reason: r });
         }
@@ -196,6 +228,8 @@ impl Metrics {
             key_age,
             cert_expiry,
             batch_items,
+            record_integrity_failures,
+            records,
             server_cert_not_after: AtomicU64::new(0),
             crl_next_update: AtomicU64::new(0),
         }
@@ -236,6 +270,16 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteLabel { route, status })
             .observe(secs);
+    }
+
+    /// Counts records processed.
+    pub fn records_done(&self, collection: &str, op: &'static str, n: u64) {
+        self.records
+            .get_or_create(&RecordOpLabel {
+                collection: collection.to_owned(),
+                op,
+            })
+            .inc_by(n);
     }
 
     /// The text exposition format.

@@ -187,7 +187,19 @@ pub fn state(
     }
     let metrics = Metrics::new();
     metrics.sealed.set(i64::from(keystore.is_none()));
+    let records = match phivault_store::sqlite::SqliteStore::open(&settings.data_dir) {
+        Ok(store) => Some(Arc::new(crate::records::Records::new(
+            Arc::new(store),
+            settings.records.clone(),
+            metrics.record_integrity_failures.clone(),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, dir = %settings.data_dir.display(), "the records store could not be opened; /v1/records is unavailable");
+            None
+        }
+    };
     Ok(Arc::new(Shared {
+        records,
         settings,
         keystore: ArcSwapOption::from(keystore.map(Arc::new)),
         unsealer: Mutex::new(None),
@@ -513,6 +525,8 @@ pub async fn start_on(
             let mut poll =
                 tokio::time::interval(st.settings.reload_poll.max(Duration::from_secs(1)));
             let mut maint = tokio::time::interval(Duration::from_secs(30));
+            let mut jobs = tokio::time::interval(Duration::from_secs(2));
+            let mut epoch = tokio::time::interval(Duration::from_secs(600));
             loop {
                 tokio::select! {
                                         a = listener.accept() => match a {
@@ -537,6 +551,18 @@ pub async fn start_on(
                     },
                     _ = poll.tick() => reloader.reload_if_changed(&st.metrics),
                     _ = maint.tick() => maintain(&st),
+                    _ = jobs.tick() => {
+                        // Background records jobs: new ones, and ones a
+                        // crash interrupted (they resume from their cursor).
+                        if let (Some(r), Some(ks)) = (st.records.clone(), st.keystore.load_full()) {
+                            tokio::spawn(async move { r.run_pending_jobs(&ks).await });
+                        }
+                    }
+                    _ = epoch.tick() => {
+                        if let (Some(r), Some(ks)) = (st.records.clone(), st.keystore.load_full()) {
+                            tokio::spawn(async move { r.key_epoch_tick(&ks).await });
+                        }
+                    }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                     _ = stopped(&mut stop) => break,
                 }

@@ -162,10 +162,19 @@ pub trait RecordStore: Send + Sync + 'static {
     /// The newest schema of every collection.
     fn collections(&self) -> StoreFuture<'_, Vec<SchemaRow>>;
 
-    /// A subject's wrapped key.
-    fn subject_key(&self, collection: &str, handle: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>>;
-    /// Stores a subject key unless one exists; returns whichever is stored.
-    fn put_subject_key(&self, collection: &str, key: SubjectKeyRow) -> StoreFuture<'_, Vec<u8>>;
+    /// Subjects' wrapped keys, in the order of `handles`.
+    fn subject_keys_for(
+        &self,
+        collection: &str,
+        handles: Vec<Vec<u8>>,
+    ) -> StoreFuture<'_, Vec<Option<Vec<u8>>>>;
+    /// Stores subject keys unless one exists for the handle; returns
+    /// whichever is stored, in order (a racing writer's key wins).
+    fn put_subject_keys(
+        &self,
+        collection: &str,
+        keys: Vec<SubjectKeyRow>,
+    ) -> StoreFuture<'_, Vec<Vec<u8>>>;
     /// A page of subject keys after `after` (by handle), for rewrapping.
     fn subject_keys(
         &self,

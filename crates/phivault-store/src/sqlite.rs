@@ -10,6 +10,10 @@
 //!   others. That is what makes durable writes fast.
 //! * **Readers** use a small pool of read-only connections on tokio's
 //!   blocking threads; WAL lets them run beside the writer.
+//! * **Two files.** Subject keys live in `subject-keys.db`, attached to
+//!   the connection; records, indexes and jobs in `records.db`. A key is
+//!   always committed before the records that need it, and destroyed
+//!   before them on a shred, so no cross-file atomicity is needed.
 //! * **Shredding.** `secure_delete = ON` overwrites deleted rows, and after
 //!   a shred the WAL is checkpointed and truncated, so a destroyed subject
 //!   key does not linger in free pages or old WAL frames.
@@ -22,6 +26,11 @@ use tokio::sync::oneshot;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "records.db";
+/// The subject-key database, a separate file so that a copy of the
+/// records database never carries the keys that decrypt it: restored
+/// records are opened with the *live* key table, in which a shredded
+/// subject has no key (SECURITY.md §5b).
+pub const KEYS_FILE: &str = "subject-keys.db";
 const MAX_GROUP: usize = 512;
 const READERS: usize = 4;
 
@@ -29,7 +38,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS collections(
   name TEXT NOT NULL, version INTEGER NOT NULL, schema TEXT NOT NULL, created INTEGER NOT NULL,
   PRIMARY KEY(name, version)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS subject_keys(
+CREATE TABLE IF NOT EXISTS keys.subject_keys(
   collection TEXT NOT NULL, handle BLOB NOT NULL, wrapped BLOB NOT NULL, created INTEGER NOT NULL,
   PRIMARY KEY(collection, handle)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records(
@@ -100,24 +109,37 @@ impl<R: Send, F: FnOnce(&Connection) -> Result<R, StoreError> + Send> WriteOp fo
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
+    keys: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Box<dyn WriteOp>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
-fn configure(c: &Connection, write: bool) -> Result<(), StoreError> {
+fn configure(c: &Connection, keys: &Path, write: bool) -> Result<(), StoreError> {
     c.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db)?;
-    c.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA secure_delete = ON;")
+    let keys = keys
+        .to_str()
+        .ok_or_else(|| StoreError::Db("data directory path is not UTF-8".into()))?;
+    c.execute("ATTACH DATABASE ?1 AS keys", params![keys])
         .map_err(db)?;
+    c.execute_batch(
+        "PRAGMA foreign_keys = OFF; PRAGMA main.secure_delete = ON; PRAGMA keys.secure_delete = ON;",
+    )
+    .map_err(db)?;
     if write {
-        let mode: String = c
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(db)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Db(format!("could not enable WAL (got {mode})")));
+        for schema in ["main", "keys"] {
+            let mode: String = c
+                .query_row(&format!("PRAGMA {schema}.journal_mode = WAL"), [], |r| {
+                    r.get(0)
+                })
+                .map_err(db)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Db(format!("could not enable WAL (got {mode})")));
+            }
         }
-        c.execute_batch("PRAGMA synchronous = FULL;").map_err(db)?;
+        c.execute_batch("PRAGMA main.synchronous = FULL; PRAGMA keys.synchronous = FULL;")
+            .map_err(db)?;
     } else {
         c.execute_batch("PRAGMA query_only = ON;").map_err(db)?;
     }
@@ -128,8 +150,9 @@ impl SqliteStore {
     /// Opens (creating if needed) `records.db` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(DB_FILE);
+        let keys = dir.join(KEYS_FILE);
         let c = Connection::open(&path).map_err(db)?;
-        configure(&c, true)?;
+        configure(&c, &keys, true)?;
         c.execute_batch(SCHEMA).map_err(db)?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteOp>>();
         let thread = std::thread::Builder::new()
@@ -138,6 +161,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(Self {
             path,
+            keys,
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -191,6 +215,7 @@ impl SqliteStore {
     {
         let pool = self.readers.clone();
         let path = self.path.clone();
+        let keys = self.keys.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let conn = pool.lock().expect("lock").pop();
@@ -198,7 +223,7 @@ impl SqliteStore {
                     Some(c) => c,
                     None => {
                         let c = Connection::open(&path).map_err(db)?;
-                        configure(&c, false)?;
+                        configure(&c, &keys, false)?;
                         c
                     }
                 };
@@ -252,7 +277,13 @@ fn writer_loop(c: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>) {
         }
         if shred {
             // Overwrite old WAL frames that may hold the destroyed key.
-            let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            for schema in ["keys", "main"] {
+                let _ = c.query_row(
+                    &format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"),
+                    [],
+                    |_| Ok(()),
+                );
+            }
         }
     }
 }
@@ -439,32 +470,51 @@ impl RecordStore for SqliteStore {
         })
     }
 
-    fn subject_key(&self, collection: &str, handle: &[u8]) -> StoreFuture<'_, Option<Vec<u8>>> {
-        let (coll, handle) = (collection.to_owned(), handle.to_vec());
+    fn subject_keys_for(
+        &self,
+        collection: &str,
+        handles: Vec<Vec<u8>>,
+    ) -> StoreFuture<'_, Vec<Option<Vec<u8>>>> {
+        let coll = collection.to_owned();
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT wrapped FROM subject_keys WHERE collection = ?1 AND handle = ?2",
-            )
-            .map_err(db)?
-            .query_row(params![coll, handle], |r| r.get(0))
-            .optional()
-            .map_err(db)
+            let mut s = c
+                .prepare_cached(
+                    "SELECT wrapped FROM keys.subject_keys WHERE collection = ?1 AND handle = ?2",
+                )
+                .map_err(db)?;
+            handles
+                .iter()
+                .map(|h| {
+                    s.query_row(params![coll, h], |r| r.get(0))
+                        .optional()
+                        .map_err(db)
+                })
+                .collect()
         })
     }
 
-    fn put_subject_key(&self, collection: &str, key: SubjectKeyRow) -> StoreFuture<'_, Vec<u8>> {
+    fn put_subject_keys(
+        &self,
+        collection: &str,
+        keys: Vec<SubjectKeyRow>,
+    ) -> StoreFuture<'_, Vec<Vec<u8>>> {
         let coll = collection.to_owned();
         self.write_op(false, move |c| {
-            c.prepare_cached(
-                "INSERT OR IGNORE INTO subject_keys(collection, handle, wrapped, created) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(db)?
-            .execute(params![coll, key.handle, key.wrapped, now()])
-            .map_err(db)?;
-            c.prepare_cached("SELECT wrapped FROM subject_keys WHERE collection = ?1 AND handle = ?2")
-                .map_err(db)?
-                .query_row(params![coll, key.handle], |r| r.get(0))
-                .map_err(db)
+            let mut ins = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO keys.subject_keys(collection, handle, wrapped, created) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
+            let mut sel = c
+                .prepare_cached("SELECT wrapped FROM keys.subject_keys WHERE collection = ?1 AND handle = ?2")
+                .map_err(db)?;
+            let t = now();
+            keys.iter()
+                .map(|k| {
+                    ins.execute(params![coll, k.handle, k.wrapped, t]).map_err(db)?;
+                    sel.query_row(params![coll, k.handle], |r| r.get(0)).map_err(db)
+                })
+                .collect()
         })
     }
 
@@ -478,7 +528,7 @@ impl RecordStore for SqliteStore {
         self.read(move |c| {
             let mut s = c
                 .prepare_cached(
-                    "SELECT handle, wrapped FROM subject_keys WHERE collection = ?1 AND handle > ?2
+                    "SELECT handle, wrapped FROM keys.subject_keys WHERE collection = ?1 AND handle > ?2
                      ORDER BY handle LIMIT ?3",
                 )
                 .map_err(db)?;
@@ -503,7 +553,7 @@ impl RecordStore for SqliteStore {
         self.write_op(false, move |c| {
             let mut s = c
                 .prepare_cached(
-                    "UPDATE subject_keys SET wrapped = ?4 WHERE collection = ?1 AND handle = ?2 AND wrapped = ?3",
+                    "UPDATE keys.subject_keys SET wrapped = ?4 WHERE collection = ?1 AND handle = ?2 AND wrapped = ?3",
                 )
                 .map_err(db)?;
             let mut n = 0;
@@ -518,7 +568,7 @@ impl RecordStore for SqliteStore {
         let coll = collection.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT count(*) FROM subject_keys WHERE collection = ?1",
+                "SELECT count(*) FROM keys.subject_keys WHERE collection = ?1",
                 params![coll],
                 |r| r.get::<_, i64>(0),
             )
@@ -532,7 +582,7 @@ impl RecordStore for SqliteStore {
         self.write_op(true, move |c| {
             let key = c
                 .execute(
-                    "DELETE FROM subject_keys WHERE collection = ?1 AND handle = ?2",
+                    "DELETE FROM keys.subject_keys WHERE collection = ?1 AND handle = ?2",
                     params![coll, handle],
                 )
                 .map_err(db)?;

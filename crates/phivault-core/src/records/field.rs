@@ -210,7 +210,13 @@ impl IndexKeys {
     /// The subject handle: HMAC of the normalized subject value (full
     /// length; it is a lookup key, not a search index).
     pub fn subject_handle(&self, subject: &str) -> Vec<u8> {
-        self.handle.sign(&[subject.as_bytes()])
+        self.handle.sign(&[b"s", subject.as_bytes()])
+    }
+
+    /// The handle of a record that is its own subject (the schema names no
+    /// subject field): a different domain from subject values.
+    pub fn record_handle(&self, id: &str) -> Vec<u8> {
+        self.handle.sign(&[b"r", id.as_bytes()])
     }
 
     /// A blind index value: HMAC over the length-prefixed normalized

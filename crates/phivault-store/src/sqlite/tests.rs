@@ -124,17 +124,18 @@ async fn subject_keys_shred_and_jobs() {
         wrapped: w.to_vec(),
     };
     assert_eq!(
-        s.put_subject_key("p", k(b"h1", b"WRAPPED-KEY-ONE"))
+        s.put_subject_keys("p", vec![k(b"h1", b"WRAPPED-KEY-ONE")])
             .await
             .unwrap(),
-        b"WRAPPED-KEY-ONE"
+        vec![b"WRAPPED-KEY-ONE".to_vec()]
     );
     // A racing second insert gets the first key back.
     assert_eq!(
-        s.put_subject_key("p", k(b"h1", b"other")).await.unwrap(),
-        b"WRAPPED-KEY-ONE"
+        s.put_subject_keys("p", vec![k(b"h1", b"other"), k(b"h2", b"w2")])
+            .await
+            .unwrap(),
+        vec![b"WRAPPED-KEY-ONE".to_vec(), b"w2".to_vec()]
     );
-    s.put_subject_key("p", k(b"h2", b"w2")).await.unwrap();
     assert_eq!(
         s.subject_keys("p", Some(b"h1".to_vec()), 10).await.unwrap(),
         vec![k(b"h2", b"w2")]
@@ -169,7 +170,12 @@ async fn subject_keys_shred_and_jobs() {
             records: 2
         }
     );
-    assert!(s.subject_key("p", b"h1").await.unwrap().is_none());
+    assert_eq!(
+        s.subject_keys_for("p", vec![b"h1".to_vec(), b"h2".to_vec()])
+            .await
+            .unwrap(),
+        vec![None, Some(b"w3".to_vec())]
+    );
     assert!(
         s.find("p", "i", b"x".to_vec(), 10)
             .await
@@ -180,7 +186,12 @@ async fn subject_keys_shred_and_jobs() {
     // secure_delete + WAL truncation: the destroyed key's bytes are gone
     // from the files.
     s.close();
-    for f in ["records.db", "records.db-wal"] {
+    for f in [
+        "records.db",
+        "records.db-wal",
+        "subject-keys.db",
+        "subject-keys.db-wal",
+    ] {
         if let Ok(bytes) = std::fs::read(dir.path().join(f)) {
             assert!(!bytes.windows(15).any(|w| w == b"WRAPPED-KEY-ONE"), "{f}");
         }
