@@ -194,6 +194,9 @@ pub struct ShredEntry {
     pub wrapped_under_version: Option<u32>,
 }
 
+/// Unwrapped subject keys by (collection, handle), with when they were cached.
+type KeyCache = HashMap<(String, Vec<u8>), (Instant, Arc<SubjectKey>)>;
+
 /// The service.
 pub struct Records {
     /// The store.
@@ -201,7 +204,7 @@ pub struct Records {
     /// Settings.
     pub settings: RecordsSettings,
     collections: Mutex<HashMap<String, Arc<Collection>>>,
-    keys: Mutex<HashMap<(String, Vec<u8>), (Instant, Arc<SubjectKey>)>>,
+    keys: Mutex<KeyCache>,
     jobs_running: Mutex<std::collections::HashSet<String>>,
     integrity: Family<CollectionLabel, Counter>,
 }
@@ -310,7 +313,7 @@ impl Records {
             check_evolution(p, &schema)?;
         }
         for ring in [data_ring(name), index_ring(name)] {
-            match ks.create_ring(&ring, 0) {
+            match ks.create_ring(&ring, 365) {
                 Ok(()) => {}
                 Err(phivault_keystore::KeystoreError::RingExists(_)) => {}
                 Err(e) => return Err(keys_err(e)),
@@ -784,9 +787,7 @@ impl Records {
                 continue;
             }
             let full = self.open_with(&c, row, &key)?;
-            let hit = document::index_inputs(&schema, ix, &full)
-                .iter()
-                .any(|vals| *vals == want);
+            let hit = document::index_inputs(&schema, ix, &full).contains(&want);
             if hit {
                 out.push(Self::render(&c, row, full, view)?);
                 if out.len() as u32 >= limit {
@@ -988,7 +989,7 @@ impl Records {
         let primary = ks.primary_version(&ring).map_err(keys_err)?;
         let mut swaps = Vec::new();
         for row in &page {
-            let h = envelope::parse_header(&row.wrapped).map_err(|e| keys_err(e))?;
+            let h = envelope::parse_header(&row.wrapped).map_err(keys_err)?;
             if h.version >= primary {
                 continue;
             }

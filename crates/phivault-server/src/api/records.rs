@@ -160,6 +160,7 @@ fn view_for(
         View::Redacted => 0,
     };
     if rank(want) > rank(best) {
+        st.metrics.auth_failed("scope_denied");
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
