@@ -131,6 +131,15 @@ pub enum Command {
     /// The built-in certificate authority: init, issue, revoke, crl, list.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Field-level encryption of records, through a running server:
+    /// declare collections, import, rotate, shred, follow jobs.
+    ///
+    /// A collection's schema classifies every field of its records (JSON
+    /// paths) as phi (encrypted), phi_search (encrypted + blind index),
+    /// token (FF1, keeps the shape) or plain; see examples/patients.schema.json
+    /// and docs/FORMAT.md §11. Connects to --addr with a client certificate
+    /// that has records:admin:COLLECTION (default: the dev admin's).
+    Records(RecordsArgs),
     /// Check the configuration without starting anything.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -142,6 +151,88 @@ pub enum Command {
     /// Run the key agent in the foreground (`unseal` starts it for you).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Args, Debug)]
+pub struct RecordsArgs {
+    /// Server address.
+    #[arg(long, env = "PHIVAULT_ADDR", default_value = "127.0.0.1:8200")]
+    pub addr: String,
+    /// CA certificate the server's certificate chains to [default: DATA/ca/ca.pem].
+    #[arg(long, env = "PHIVAULT_CACERT")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate [default: DATA/clients/admin.pem].
+    #[arg(long, env = "PHIVAULT_CLIENT_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client key [default: the certificate's path with .key].
+    #[arg(long, env = "PHIVAULT_CLIENT_KEY")]
+    pub key: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: RecordsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecordsCommand {
+    /// Declare a collection, or a new version of its schema. A field newly
+    /// protected or indexed starts a background job that re-seals existing
+    /// records (--wait follows it with a progress bar).
+    Apply {
+        /// Collection name (a-z, 0-9, '_', '-').
+        collection: String,
+        /// The schema (JSON).
+        schema: PathBuf,
+        /// Follow the migration job until it completes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a collection's schema and its blind-index plan.
+    Show {
+        /// Collection.
+        collection: String,
+    },
+    /// List collections.
+    List,
+    /// Import records from a JSON Lines file (one record per line), in
+    /// bulk requests, with a progress bar.
+    Import {
+        /// Collection.
+        collection: String,
+        /// JSON Lines file.
+        file: PathBuf,
+        /// Records per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Show a background job's progress (--wait follows it).
+    Job {
+        /// Job id.
+        id: String,
+        /// Follow until it completes.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Rotate a collection's key ring and rewrap every subject key (values
+    /// are not re-encrypted). --destroy-old then destroys the old versions:
+    /// pre-rotation key backups can no longer decrypt anything.
+    Rotate {
+        /// Collection.
+        collection: String,
+        /// Destroy older ring versions once every key is rewrapped.
+        #[arg(long)]
+        destroy_old: bool,
+        /// Follow the rewrap job.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Crypto-shred a data subject: destroy their key in every collection
+    /// (or --collection) and delete their records. Prints the receipt.
+    Shred {
+        /// The subject's identifier (the value of the schema's subject field).
+        subject: String,
+        /// Only this collection.
+        #[arg(long)]
+        collection: Option<String>,
+    },
 }
 
 #[derive(Args, Debug, Default, Clone)]

@@ -9,6 +9,7 @@ mod config;
 mod custody;
 mod files;
 mod keys_cmd;
+mod records_cmd;
 mod serve_cmd;
 mod ui;
 
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => files::inspect(&cli.global, a),
         Command::Serve(a) => serve_cmd::serve(&cli.global, a, &file),
         Command::Ca(c) => ca_cmd::run(&cli.global, c),
+        Command::Records(a) => records_cmd::run(&cli.global, a),
         Command::Config(cli::ConfigCommand::Check(a)) => serve_cmd::check(&cli.global, a, &file),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod pki;
