@@ -11,6 +11,11 @@
 //!   --addr 127.0.0.1:8200 --ca ca.pem --cert c.pem --key c.key \
 //!   --path /v1/transit/encrypt/billing --body-file req.json -c 64 -d 10
 //! ```
+//!
+//! Varying requests: `--header 'K: V'` (repeatable); in the path and body,
+//! `__N__` becomes a number unique to each request and `__R__` a uniform
+//! random number below `--rand-max`; `--paths-file F` picks a random line
+//! of F as each request's path (e.g. record ids to GET).
 #![forbid(unsafe_code)]
 
 use rustls_pki_types::pem::PemObject;
@@ -32,6 +37,9 @@ struct Args {
     rate: Option<f64>,
     handshakes: bool,
     threads: usize,
+    headers: Vec<String>,
+    rand_max: u64,
+    paths: Vec<String>,
 }
 
 fn parse() -> Args {
@@ -48,6 +56,9 @@ fn parse() -> Args {
         rate: None,
         handshakes: false,
         threads: 1,
+        headers: Vec::new(),
+        rand_max: 1_000_000,
+        paths: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(f) = it.next() {
@@ -66,6 +77,16 @@ fn parse() -> Args {
             "--rate" => a.rate = Some(v().parse().expect("requests/s")),
             "--threads" => a.threads = v().parse().expect("number"),
             "--handshakes" => a.handshakes = true,
+            "--header" => a.headers.push(v()),
+            "--rand-max" => a.rand_max = v().parse().expect("number"),
+            "--paths-file" => {
+                a.paths = std::fs::read_to_string(v())
+                    .expect("paths file")
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             "-h" | "--help" => {
                 println!("see the doc comment in examples/loadgen.rs");
                 std::process::exit(0)
@@ -155,6 +176,70 @@ async fn read_response(s: &mut Tls, buf: &mut Vec<u8>) -> std::io::Result<u16> {
     }
 }
 
+/// The request, with its placeholders.
+struct Template {
+    fixed: Option<Vec<u8>>,
+    method: String,
+    path: String,
+    paths: Vec<String>,
+    headers: String,
+    body: String,
+    rand_max: u64,
+}
+
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+impl Template {
+    fn new(a: &Args) -> Self {
+        let headers: String = a.headers.iter().map(|h| format!("{h}\r\n")).collect();
+        let body = String::from_utf8(a.body.clone()).expect("UTF-8 body");
+        let mut t = Self {
+            fixed: None,
+            method: a.method.clone(),
+            path: a.path.clone(),
+            paths: a.paths.clone(),
+            headers,
+            body,
+            rand_max: a.rand_max.max(1),
+        };
+        let varies = |s: &str| s.contains("__N__") || s.contains("__R__");
+        if a.paths.is_empty() && !varies(&t.path) && !varies(&t.body) {
+            t.fixed = Some(t.build(&t.path, &t.body));
+        }
+        t
+    }
+
+    fn build(&self, path: &str, body: &str) -> Vec<u8> {
+        format!(
+            "{} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{body}",
+            self.method,
+            self.headers,
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn render(&self, counter: &AtomicU64, rng: &mut u64) -> std::borrow::Cow<'_, [u8]> {
+        if let Some(f) = &self.fixed {
+            return std::borrow::Cow::Borrowed(f);
+        }
+        let n = counter.fetch_add(1, Ordering::Relaxed).to_string();
+        let r = (xorshift(rng) % self.rand_max).to_string();
+        let path = if self.paths.is_empty() {
+            self.path.replace("__N__", &n).replace("__R__", &r)
+        } else {
+            self.paths[(xorshift(rng) % self.paths.len() as u64) as usize].clone()
+        };
+        let body = self.body.replace("__N__", &n).replace("__R__", &r);
+        std::borrow::Cow::Owned(self.build(&path, &body))
+    }
+}
+
 fn main() {
     let a = parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -167,15 +252,8 @@ fn main() {
 
 async fn run(a: Args) {
     let cfg = client_config(&a);
-    let mut req = format!(
-        "{} {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        a.method,
-        a.path,
-        a.body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(&a.body);
-    let req = Arc::new(req);
+    let template = Arc::new(Template::new(&a));
+    let counter = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let non2xx = Arc::new(AtomicU64::new(0));
@@ -183,9 +261,10 @@ async fn run(a: Args) {
     let per_conn_interval = a.rate.map(|r| Duration::from_secs_f64(a.conns as f64 / r));
     let mut tasks = Vec::new();
     for i in 0..a.conns {
-        let (cfg, req, stop, errors, non2xx, addr) = (
+        let (cfg, template, counter, stop, errors, non2xx, addr) = (
             cfg.clone(),
-            req.clone(),
+            template.clone(),
+            counter.clone(),
             stop.clone(),
             errors.clone(),
             non2xx.clone(),
@@ -196,6 +275,8 @@ async fn run(a: Args) {
             let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut conn: Option<Tls> = None;
             let mut buf = Vec::new();
+            let mut rng =
+                0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
             let mut tick = per_conn_interval.map(|d| {
                 let mut t = tokio::time::interval_at(
                     tokio::time::Instant::now() + d.mul_f64(i as f64 / 64.0 % 1.0),
@@ -221,6 +302,7 @@ async fn run(a: Args) {
                     buf.clear();
                 }
                 let c = conn.as_mut().expect("connected");
+                let req = template.render(&counter, &mut rng);
                 let ok = async {
                     c.write_all(&req).await?;
                     read_response(c, &mut buf).await

@@ -551,10 +551,16 @@ impl Records {
             .pop()
             .flatten()
             .ok_or(RecordsError::Shredded)?;
-        self.open_with(c, row, &key)
+        self.open_with(c, row, &key, None)
     }
 
-    fn open_with(&self, c: &Collection, row: &RecordRow, key: &SubjectKey) -> Result<Value> {
+    fn open_with(
+        &self,
+        c: &Collection,
+        row: &RecordRow,
+        key: &SubjectKey,
+        only: Option<&[usize]>,
+    ) -> Result<Value> {
         let integrity = |path: &str| {
             self.integrity
                 .get_or_create(&CollectionLabel {
@@ -571,7 +577,7 @@ impl Records {
             .get(&stored.v)
             .filter(|_| stored.v == row.version)
             .ok_or_else(|| integrity("(schema version)"))?;
-        match document::open_full(schema, &c.name, &row.id, &stored, key) {
+        match document::open_fields(schema, &c.name, &row.id, &stored, key, only) {
             Ok(v) => Ok(v),
             Err(RecordError::Integrity { path }) => Err(integrity(&path)),
             Err(e) => Err(e.into()),
@@ -602,7 +608,7 @@ impl Records {
         let open = |(row, key): (&Option<RecordRow>, &Option<Arc<SubjectKey>>)| -> Item {
             let row = row.as_ref().ok_or(RecordsError::NotFound)?;
             let key = key.as_ref().ok_or(RecordsError::Shredded)?;
-            let full = self.open_with(&c, row, key)?;
+            let full = self.open_with(&c, row, key, None)?;
             Self::render(&c, row, full, view)
         };
         if rows.len() >= 16 {
@@ -742,7 +748,7 @@ impl Records {
     ) -> Result<(Vec<Value>, usize)> {
         let c = self.collection(ks, coll).await?;
         let schema = c.schema().clone();
-        let ix = schema.index(index).ok_or_else(|| {
+        schema.index(index).ok_or_else(|| {
             RecordsError::UnknownIndex(
                 index.chars().take(64).collect(),
                 schema
@@ -753,42 +759,77 @@ impl Records {
                     .join(", "),
             )
         })?;
-        let mut want = Vec::new();
-        for &f in &ix.fields {
-            let path = schema.fields[f].path.to_string();
-            let v = values
-                .get(&path)
-                .or_else(|| {
-                    (ix.fields.len() == 1)
-                        .then(|| values.get("value"))
-                        .flatten()
-                })
-                .and_then(document::scalar_text)
-                .ok_or_else(|| {
-                    RecordsError::Invalid(format!(
-                        "search on index '{index}' needs a value for '{path}'"
-                    ))
-                })?;
-            want.push(schema.normalize(f, &v));
+        // The query under every schema version that has this index (a
+        // migration may be re-sealing older records with other lengths or
+        // normalizations): one blind index per distinct form.
+        let mut plans: BTreeMap<u32, (Vec<String>, Vec<u8>)> = BTreeMap::new();
+        for (&v, sch) in &c.schemas {
+            let Some(vix) = sch.index(index) else {
+                continue;
+            };
+            let mut want = Vec::new();
+            for &f in &vix.fields {
+                let path = sch.fields[f].path.to_string();
+                let val = values
+                    .get(&path)
+                    .or_else(|| {
+                        (vix.fields.len() == 1)
+                            .then(|| values.get("value"))
+                            .flatten()
+                    })
+                    .and_then(document::scalar_text);
+                match val {
+                    Some(val) => want.push(sch.normalize(f, &val)),
+                    None if v == c.version => {
+                        return Err(RecordsError::Invalid(format!(
+                            "search on index '{index}' needs a value for '{path}'"
+                        )));
+                    }
+                    None => break,
+                }
+            }
+            if want.len() != vix.fields.len() {
+                continue;
+            }
+            let refs: Vec<&str> = want.iter().map(String::as_str).collect();
+            let bi = c
+                .index
+                .blind_index(&vix.name, vix.bits, &refs)
+                .ok_or_else(|| RecordsError::Keys("index key missing".into()))?;
+            plans.insert(v, (want, bi));
         }
-        let refs: Vec<&str> = want.iter().map(String::as_str).collect();
-        let bi = c
-            .index
-            .blind_index(&ix.name, ix.bits, &refs)
-            .ok_or_else(|| RecordsError::Keys("index key missing".into()))?;
-        let rows = self.store.find(coll, &ix.name, bi, MAX_CANDIDATES).await?;
+        let mut forms: Vec<&Vec<u8>> = plans.values().map(|(_, bi)| bi).collect();
+        forms.sort();
+        forms.dedup();
+        let mut rows = Vec::new();
+        for bi in forms {
+            for r in self
+                .store
+                .find(coll, index, bi.clone(), MAX_CANDIDATES)
+                .await?
+            {
+                if !rows.iter().any(|x: &RecordRow| x.id == r.id) {
+                    rows.push(r);
+                }
+            }
+        }
         let candidates = rows.len();
         let handles: Vec<Vec<u8>> = rows.iter().map(|r| r.subject.clone()).collect();
         let keys = self.subject_keys(ks, coll, &handles, false).await?;
         let mut out = Vec::new();
         for (row, key) in rows.iter().zip(keys) {
             let Some(key) = key else { continue };
-            if row.version != c.version {
+            let (Some((want, _)), Some(sch)) =
+                (plans.get(&row.version), c.schemas.get(&row.version))
+            else {
                 continue;
-            }
-            let full = self.open_with(&c, row, &key)?;
-            let hit = document::index_inputs(&schema, ix, &full).contains(&want);
-            if hit {
+            };
+            let vix = sch.index(index).expect("planned");
+            // Open only the index's fields to drop a false positive; the
+            // whole record only for a hit.
+            let part = self.open_with(&c, row, &key, Some(&vix.fields))?;
+            if document::index_inputs(sch, vix, &part).contains(want) {
+                let full = self.open_with(&c, row, &key, None)?;
                 out.push(Self::render(&c, row, full, view)?);
                 if out.len() as u32 >= limit {
                     break;

@@ -443,6 +443,24 @@ pub fn open_full(
     doc: &StoredDoc,
     key: &SubjectKey,
 ) -> Result<Value, RecordError> {
+    open_fields(schema, collection, id, doc, key, None)
+}
+
+/// [`open_full`], opening only the values of the declared fields `only`
+/// (after checking the whole record's MAC): what search needs to drop
+/// false positives without decrypting every field of every candidate.
+pub fn open_fields(
+    schema: &Schema,
+    collection: &str,
+    id: &str,
+    doc: &StoredDoc,
+    key: &SubjectKey,
+    only: Option<&[usize]>,
+) -> Result<Value, RecordError> {
+    let wanted = |p: &ConcretePath| match only {
+        None => true,
+        Some(fields) => field_of(schema, p).is_some_and(|f| fields.contains(&f)),
+    };
     let integrity = |path: &str| RecordError::Integrity {
         path: super::path::printable(path),
     };
@@ -457,6 +475,9 @@ pub fn open_full(
     }
     for (p, b64) in &doc.sealed {
         let path = ConcretePath::parse(p)?;
+        if !wanted(&path) {
+            continue;
+        }
         let ct = B64.decode(b64).map_err(|_| integrity(p))?;
         let mut pt = key
             .open(&context(collection, id, p), &ct)
@@ -467,6 +488,9 @@ pub fn open_full(
     }
     for (p, tok) in &doc.tokens {
         let path = ConcretePath::parse(p)?;
+        if !wanted(&path) {
+            continue;
+        }
         let f = field_of(schema, &path)
             .filter(|&f| schema.fields[f].decl.class == Class::Token)
             .ok_or(RecordError::Corrupt(
