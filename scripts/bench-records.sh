@@ -63,11 +63,11 @@ def patient(tag):
         "gender": "female", "active": True, "managing_org": "org-17",
         "meta": {"version_id": "1", "last_updated": "2026-12-04T10:00:00Z", "source": "bench"},
     }
-one = patient("__N__")
+one = patient("C__N__")
 open(f"{work}/create.json", "w").write(json.dumps(one))
 print("record plaintext bytes:", len(json.dumps(one)), file=sys.stderr)
-open(f"{work}/bulk100.json", "w").write(json.dumps({"records": [patient(f"__N__-{k}") for k in range(100)]}))
-open(f"{work}/bulk500.json", "w").write(json.dumps({"records": [patient(f"__N__-{k}") for k in range(500)]}))
+open(f"{work}/bulk100.json", "w").write(json.dumps({"records": [patient(f"B__N__-{k}") for k in range(100)]}))
+open(f"{work}/bulk500.tmpl", "w").write(json.dumps({"records": [patient(f"F__N__-{k}") for k in range(500)]}))
 PY
 
 LGA=(--addr 127.0.0.1:$PORT --ca "$D/ca/ca.pem" --cert "$D/clients/admin.pem" --key "$D/clients/admin.key" --threads 1)
@@ -80,47 +80,36 @@ echo "{\"op\":\"create\",\"result\":$CREATE}"
 BULK=$(run --method POST --path /v1/records/bench/bulk --body-file "$WORK/bulk100.json" --rand-max 900000 -c 8 -d "$SECS")
 echo "{\"op\":\"bulk100\",\"result\":$BULK}"
 
-# Fill to ROWS with 500-record bulk requests (counter offset keeps tags unique).
+# Fill to ROWS with 500-record bulk requests. loadgen's counter restarts
+# every run, so each run gets its own tag prefix (G<gen>x).
 T0=$(date +%s)
+GEN=0
 while [ "$(rows)" -lt "$ROWS" ]; do
+  GEN=$((GEN + 1))
+  sed "s/__N__/G${GEN}x__N__/g" "$WORK/bulk500.tmpl" >"$WORK/bulk500.json"
   run --method POST --path /v1/records/bench/bulk --body-file "$WORK/bulk500.json" --rand-max 900000 -c 4 -d 20 >"$WORK/fill.json"
-  sed -i "s/__N__/F$(date +%s%N)/g; s/F[0-9]*/F$(date +%s%N)/g" /dev/null
-  # Each loadgen run restarts its counter: make the next run's tags distinct.
-  python3 - "$WORK" <<'PY'
-import sys, re
-p = f"{sys.argv[1]}/bulk500.json"
-s = open(p).read()
-m = re.search(r'"P-(R\d*)?__N__', s)
-gen = int(m.group(1)[1:] or 0) + 1 if m and m.group(1) else 1
-s = re.sub(r'(P|MRN)-(R\d*)?__N__', lambda x: f"{x.group(1)}-R{gen}__N__", s)
-open(p, "w").write(s)
-PY
   echo "# filled to $(rows) rows" >&2
 done
 echo "{\"op\":\"fill\",\"rows\":$(rows),\"seconds\":$(( $(date +%s) - T0 ))}"
+LAST_REQS=$(python3 -c "import json;print(json.load(open('$WORK/fill.json'))['requests'])")
 
-# Random ids for GET, and random existing MRNs for search (from the first fill run: R0).
+# Random ids for GET; random existing MRNs (of the last fill run) for search.
 python3 - "$D" "$WORK" <<'PY'
-import sqlite3, sys, random
+import sqlite3, sys
 d, work = sys.argv[1], sys.argv[2]
 c = sqlite3.connect(f"file:{d}/records.db?mode=ro", uri=True)
 ids = [r[0] for r in c.execute("select id from records where collection='bench' order by random() limit 20000")]
 open(f"{work}/paths.txt", "w").write("".join(f"/v1/records/bench/{i}\n" for i in ids))
 PY
-FIRST_FILL_REQS=$(python3 -c "import json;print(json.load(open('$WORK/fill.json'))['requests'])" 2>/dev/null || echo 100)
 GET=$(run --method GET --paths-file "$WORK/paths.txt" --header "X-Purpose-Of-Use: TREAT" -c "$CONNS" -d "$SECS")
 echo "{\"op\":\"get\",\"rows\":$(rows),\"result\":$GET}"
-# MRN-R<gen>__N__-k exists for every gen used, N below that run's request count, k < 500.
-# The last fill run (gen = last) wrote at least FIRST_FILL_REQS requests.
-LASTGEN=$(python3 -c "import re;s=open('$WORK/bulk500.json').read();print(int(re.search(r'MRN-R(\d+)',s).group(1))-1)")
-if [ "$LASTGEN" -ge 1 ]; then PFX="R$LASTGEN"; else PFX=""; fi
-echo "{\"index\":\"mrn\",\"value\":\"MRN-${PFX}__R__-7\"}" >"$WORK/search.json"
-SEARCH=$(run --method POST --path /v1/records/bench/search --body-file "$WORK/search.json" --header "X-Purpose-Of-Use: TREAT" --rand-max "$FIRST_FILL_REQS" -c "$CONNS" -d "$SECS")
+echo "{\"index\":\"mrn\",\"value\":\"MRN-FG${GEN}x__R__-7\"}" >"$WORK/search.json"
+SEARCH=$(run --method POST --path /v1/records/bench/search --body-file "$WORK/search.json" --header "X-Purpose-Of-Use: TREAT" --rand-max "$LAST_REQS" -c "$CONNS" -d "$SECS")
 echo "{\"op\":\"search\",\"rows\":$(rows),\"result\":$SEARCH}"
 # A search must find its record: spot-check one.
 curl -sS --http1.1 --cacert "$D/ca/ca.pem" --cert "$D/clients/admin.pem" --key "$D/clients/admin.key" \
   -H 'X-Purpose-Of-Use: TREAT' "https://127.0.0.1:$PORT/v1/records/bench/search" \
-  -d "{\"index\":\"mrn\",\"value\":\"MRN-${PFX}1-7\"}" | python3 -c "import json,sys; r=json.load(sys.stdin)['records']; assert len(r)==1, r; print('# search spot check: 1 hit', file=sys.stderr)"
+  -d "{\"index\":\"mrn\",\"value\":\"MRN-FG${GEN}x1-7\"}" | python3 -c "import json,sys; r=json.load(sys.stdin)['records']; assert len(r)==1, r; print('# search spot check: 1 hit', file=sys.stderr)"
 du -sh "$D" | sed 's/^/# data dir: /' >&2
 kill "$PV_PID"; wait "$PV_PID" 2>/dev/null || true; PV_PID=
 
