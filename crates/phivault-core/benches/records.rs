@@ -26,7 +26,8 @@ fn patient() -> serde_json::Value {
 }
 
 fn records_bench(c: &mut Criterion) {
-    let schema = Schema::parse_json(include_bytes!("../../../benches/records-bench.schema.json")).unwrap();
+    let schema =
+        Schema::parse_json(include_bytes!("../../../benches/records-bench.schema.json")).unwrap();
     let ks = StaticKeys::random("records-index/bench");
     let ring = KeyRingName::parse("records-index/bench").unwrap();
     let names: Vec<&str> = schema.indexes.iter().map(|i| i.name.as_str()).collect();
@@ -40,10 +41,30 @@ fn records_bench(c: &mut Criterion) {
         b.iter(|| document::seal(&schema, 1, "bench", "r1", black_box(&doc), &key, &ix).unwrap())
     });
     g.bench_function("open_full_patient_2KiB", |b| {
-        b.iter(|| document::open(&schema, "bench", "r1", black_box(&sealed.doc), &key, View::Full).unwrap())
+        b.iter(|| {
+            document::open(
+                &schema,
+                "bench",
+                "r1",
+                black_box(&sealed.doc),
+                &key,
+                View::Full,
+            )
+            .unwrap()
+        })
     });
     g.bench_function("open_masked_patient_2KiB", |b| {
-        b.iter(|| document::open(&schema, "bench", "r1", black_box(&sealed.doc), &key, View::Masked).unwrap())
+        b.iter(|| {
+            document::open(
+                &schema,
+                "bench",
+                "r1",
+                black_box(&sealed.doc),
+                &key,
+                View::Masked,
+            )
+            .unwrap()
+        })
     });
     let text = serde_json::to_string(&sealed.doc).unwrap();
     g.bench_function("parse_stored_and_open_full", |b| {
@@ -54,9 +75,14 @@ fn records_bench(c: &mut Criterion) {
     });
     let ff1 = key.ff1("bench", "ssn", 10).unwrap();
     let digits: Vec<u16> = (0..9).map(|i| i as u16).collect();
-    g.bench_function("ff1_9_digits", |b| b.iter(|| ff1.encrypt(b"", black_box(&digits)).unwrap()));
+    g.bench_function("ff1_9_digits", |b| {
+        b.iter(|| ff1.encrypt(b"", black_box(&digits)).unwrap())
+    });
     g.bench_function("blind_index", |b| {
-        b.iter(|| ix.blind_index("mrn", 18, &[black_box("mrn-0001234")]).unwrap())
+        b.iter(|| {
+            ix.blind_index("mrn", 18, &[black_box("mrn-0001234")])
+                .unwrap()
+        })
     });
     g.finish();
 }

@@ -69,6 +69,8 @@ pub struct RecordRow {
     pub body: String,
     /// Unix seconds of the last write.
     pub updated: i64,
+    /// The subject's wrapped key, read with the row (`None`: shredded).
+    pub subject_key: Option<Vec<u8>>,
 }
 
 /// A record write.

@@ -70,6 +70,10 @@ pub struct StoredDoc {
 pub struct Sealed {
     /// The stored document.
     pub doc: StoredDoc,
+    /// `doc` as JSON (what the store keeps), serialized once.
+    pub body: String,
+    /// The skeleton as JSON (for filters on plain fields).
+    pub plain_json: String,
     /// `(index name, truncated blind index)` pairs.
     pub indexes: Vec<(String, Vec<u8>)>,
 }
@@ -290,24 +294,49 @@ fn tokenize(
 
 use super::schema;
 
+/// Serializing the three members through one helper.
+mod erased {
+    pub trait Ser {
+        fn json(&self) -> serde_json::Result<String>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> serde_json::Result<String> {
+            serde_json::to_string(self)
+        }
+    }
+}
+
 fn record_mac(
     key: &SubjectKey,
     collection: &str,
     id: &str,
     doc: &StoredDoc,
 ) -> Result<Vec<u8>, RecordError> {
-    let dk = key.derive_mac_key(&keys::fixed_info(MAC_LABEL, collection.as_bytes()))?;
-    let mac = HmacKey::new(HmacAlgorithm::Sha256, dk.key.expose_secret());
     let plain = serde_json::to_vec(&doc.plain).map_err(|_| RecordError::Corrupt("skeleton"))?;
     let sealed = serde_json::to_vec(&doc.sealed).map_err(|_| RecordError::Corrupt("sealed"))?;
     let tokens = serde_json::to_vec(&doc.tokens).map_err(|_| RecordError::Corrupt("tokens"))?;
+    record_mac_of(key, collection, id, doc.v, &plain, &sealed, &tokens)
+}
+
+/// The record MAC over already-serialized members (docs/FORMAT.md §11.3).
+fn record_mac_of(
+    key: &SubjectKey,
+    collection: &str,
+    id: &str,
+    v: u32,
+    plain: &[u8],
+    sealed: &[u8],
+    tokens: &[u8],
+) -> Result<Vec<u8>, RecordError> {
+    let dk = key.derive_mac_key(&keys::fixed_info(MAC_LABEL, collection.as_bytes()))?;
+    let mac = HmacKey::new(HmacAlgorithm::Sha256, dk.key.expose_secret());
     Ok(mac.sign(&[&encode_parts(&[
         collection.as_bytes(),
         id.as_bytes(),
-        &doc.v.to_be_bytes(),
-        &plain,
-        &sealed,
-        &tokens,
+        &v.to_be_bytes(),
+        plain,
+        sealed,
+        tokens,
     ])]))
 }
 
@@ -408,15 +437,36 @@ pub fn seal(
     }
     indexes.sort();
     indexes.dedup();
-    let mut out = StoredDoc {
+    // Serialize each member once: for the MAC and for the stored body.
+    let ser = |v: &dyn erased::Ser| v.json().map_err(|_| RecordError::Corrupt("serialize"));
+    let plain_json = ser(&skeleton)?;
+    let sealed_json = ser(&sealed)?;
+    let tokens_json = ser(&tokens)?;
+    let mac = B64.encode(record_mac_of(
+        key,
+        collection,
+        id,
+        v,
+        plain_json.as_bytes(),
+        sealed_json.as_bytes(),
+        tokens_json.as_bytes(),
+    )?);
+    let body = format!(
+        r#"{{"v":{v},"plain":{plain_json},"sealed":{sealed_json},"tokens":{tokens_json},"mac":"{mac}"}}"#
+    );
+    let out = StoredDoc {
         v,
         plain: skeleton,
         sealed,
         tokens,
-        mac: String::new(),
+        mac,
     };
-    out.mac = B64.encode(record_mac(key, collection, id, &out)?);
-    Ok(Sealed { doc: out, indexes })
+    Ok(Sealed {
+        doc: out,
+        body,
+        plain_json,
+        indexes,
+    })
 }
 
 /// Opens a stored record and renders `view`. `schema` must be the version

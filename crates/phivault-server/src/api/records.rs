@@ -184,6 +184,36 @@ fn access(
     tracing::info!(target: "phivault::access", principal, collection = coll, op, purpose = purpose.unwrap_or("-"), records = n, view = ?view, "records access");
 }
 
+/// One record document: bounded by `records.max_document_bytes` before it
+/// is parsed (a bulk request's documents are checked one by one).
+async fn read_document(st: &super::Shared, svc: &Records, body: Body) -> Result<Value, ApiError> {
+    let max = svc.settings.max_document_bytes;
+    let bytes = tokio::time::timeout(
+        st.settings.limits.read_timeout,
+        axum::body::to_bytes(body, max),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time",
+        )
+    })?
+    .map_err(|_| {
+        ApiError::bad(format!(
+            "record exceeds {max} bytes (records.max_document_bytes), or the body could not be read"
+        ))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad(format!(
+            "malformed JSON record ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
 fn json_response(status: StatusCode, v: Value) -> Response {
     (status, axum::Json(v)).into_response()
 }
@@ -315,8 +345,9 @@ async fn create(c: Ctx, Path(coll): Path<String>, body: Body) -> ApiResult {
     let caller = authorize(&st, &c.conn, &c.headers, &format!("records:write:{coll}"))?;
     let p = purpose(&c.headers, false)?;
     let ks = keystore(&st)?;
-    let doc: Value = read_json(&st, body).await?;
-    let ids = service(&st)?.create(&ks, &coll, vec![doc]).await?;
+    let svc = service(&st)?;
+    let doc = read_document(&st, &svc, body).await?;
+    let ids = svc.create(&ks, &coll, vec![doc]).await?;
     st.metrics.records_done(&coll, "create", 1);
     access(&caller.principal, &coll, "create", p, 1, None);
     Ok(json_response(
@@ -424,7 +455,8 @@ async fn update(c: Ctx, coll: String, id: String, body: Body, is_patch: bool) ->
     let p = purpose(&c.headers, false)?;
     let rev = if_match(&c.headers)?;
     let ks = keystore(&st)?;
-    let doc: Value = read_json(&st, body).await?;
+    let svc = service(&st)?;
+    let doc = read_document(&st, &svc, body).await?;
     let new_rev = service(&st)?
         .update(&ks, &coll, &id, doc, is_patch, rev)
         .await?;

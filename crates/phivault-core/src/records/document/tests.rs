@@ -46,6 +46,15 @@ fn round_trip_and_views() {
     let doc = patient();
     let sealed = seal(&s, 1, "p", "r1", &doc, &k, &ix).unwrap();
     let text = serde_json::to_string(&sealed.doc).unwrap();
+    // The stored body is the same document.
+    assert_eq!(
+        serde_json::from_str::<StoredDoc>(&sealed.body).unwrap(),
+        sealed.doc
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&sealed.plain_json).unwrap(),
+        sealed.doc.plain
+    );
     for phi in [
         "P-1001",
         "Smith",
