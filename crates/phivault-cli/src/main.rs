@@ -21,6 +21,12 @@ use phivault_core::stream::StreamError;
 use phivault_keystore::KeystoreError;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: the server allocates many small,
+/// short-lived JSON values per request; under load glibc's arenas cost
+/// about 13% of the server's CPU (perf, BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

@@ -46,7 +46,7 @@ fn records_bench(c: &mut Criterion) {
                 &schema,
                 "bench",
                 "r1",
-                black_box(&sealed.doc),
+                black_box(&sealed.body),
                 &key,
                 View::Full,
             )
@@ -59,18 +59,24 @@ fn records_bench(c: &mut Criterion) {
                 &schema,
                 "bench",
                 "r1",
-                black_box(&sealed.doc),
+                black_box(&sealed.body),
                 &key,
                 View::Masked,
             )
             .unwrap()
         })
     });
-    let text = serde_json::to_string(&sealed.doc).unwrap();
-    g.bench_function("parse_stored_and_open_full", |b| {
+    g.bench_function("open_index_field_only", |b| {
         b.iter(|| {
-            let d: document::StoredDoc = serde_json::from_str(black_box(&text)).unwrap();
-            document::open_full(&schema, "bench", "r1", &d, &key).unwrap()
+            document::open_fields(
+                &schema,
+                "bench",
+                "r1",
+                black_box(&sealed.body),
+                &key,
+                Some(&schema.indexes[0].fields),
+            )
+            .unwrap()
         })
     });
     let ff1 = key.ff1("bench", "ssn", 10).unwrap();

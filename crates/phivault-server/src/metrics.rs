@@ -274,12 +274,12 @@ impl Metrics {
 
     /// Counts records processed.
     pub fn records_done(&self, collection: &str, op: &'static str, n: u64) {
-        self.records
-            .get_or_create(&RecordOpLabel {
-                collection: collection.to_owned(),
-                op,
-            })
-            .inc_by(n);
+        // The label owns its collection name; `get_or_create` wants it built.
+        let label = RecordOpLabel {
+            collection: collection.to_owned(),
+            op,
+        };
+        self.records.get_or_create(&label).inc_by(n);
     }
 
     /// The text exposition format.

@@ -7,7 +7,7 @@
 use crate::metrics::CollectionLabel;
 use phivault_core::envelope;
 use phivault_core::keys::{KeyDeriver, KeyRingName, KeyVersion};
-use phivault_core::records::document::{self, Sealed, StoredDoc, View};
+use phivault_core::records::document::{self, Sealed, View};
 use phivault_core::records::{IndexKeys, RecordError, Schema, SubjectKey, schema::Class};
 use phivault_keystore::Keystore;
 use phivault_store::{
@@ -195,7 +195,9 @@ pub struct ShredEntry {
 }
 
 /// Unwrapped subject keys by (collection, handle), with when they were cached.
-type KeyCache = HashMap<(String, Vec<u8>), (Instant, Arc<SubjectKey>)>;
+/// Keyed by handle alone (looked up without allocating); the collection is
+/// checked on the entry, so equal handles of two collections can't mix.
+type KeyCache = HashMap<Vec<u8>, (String, Instant, Arc<SubjectKey>)>;
 
 /// The service.
 pub struct Records {
@@ -404,8 +406,8 @@ impl Records {
 
     fn cached_key(&self, coll: &str, handle: &[u8]) -> Option<Arc<SubjectKey>> {
         let k = self.keys.lock().expect("lock");
-        let (t, key) = k.get(&(coll.to_owned(), handle.to_vec()))?;
-        (t.elapsed() < self.settings.key_cache_ttl).then(|| key.clone())
+        let (c, t, key) = k.get(handle)?;
+        (c == coll && t.elapsed() < self.settings.key_cache_ttl).then(|| key.clone())
     }
 
     fn cache_key(&self, coll: &str, handle: Vec<u8>, key: Arc<SubjectKey>) {
@@ -413,7 +415,7 @@ impl Records {
         if k.len() >= KEY_CACHE_MAX {
             k.clear();
         }
-        k.insert((coll.to_owned(), handle), (Instant::now(), key));
+        k.insert(handle, (coll.to_owned(), Instant::now(), key));
     }
 
     /// The subject keys for `handles` (creating missing ones if `create`).
@@ -605,14 +607,15 @@ impl Records {
             tracing::error!(collection = %c.name, record = %row.id, field = path, "record integrity check failed: stored ciphertext modified or moved");
             RecordsError::Record(RecordError::Integrity { path: path.into() })
         };
-        let stored: StoredDoc =
-            serde_json::from_str(&row.body).map_err(|_| integrity("(record)"))?;
+        // The version in the body is MACed; opening under another schema
+        // than the one it names fails the MAC check or this one.
+        let v = document::body_version(&row.body).ok_or_else(|| integrity("(record)"))?;
         let schema = c
             .schemas
-            .get(&stored.v)
-            .filter(|_| stored.v == row.version)
+            .get(&v)
+            .filter(|_| v == row.version)
             .ok_or_else(|| integrity("(schema version)"))?;
-        match document::open_fields(schema, &c.name, &row.id, &stored, key, only) {
+        match document::open_fields(schema, &c.name, &row.id, &row.body, key, only) {
             Ok(v) => Ok(v),
             Err(RecordError::Integrity { path }) => Err(integrity(&path)),
             Err(e) => Err(e.into()),
@@ -917,10 +920,7 @@ impl Records {
                 .and_then(|w| envelope::parse_header(w).ok())
                 .map(|h| h.version.get());
             let out = self.store.shred(&name, &handle).await?;
-            self.keys
-                .lock()
-                .expect("lock")
-                .remove(&(name.clone(), handle.clone()));
+            self.keys.lock().expect("lock").remove(&handle);
             entries.push(ShredEntry {
                 collection: name,
                 subject_handle: hex::encode(&handle),

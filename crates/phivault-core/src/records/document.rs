@@ -306,38 +306,72 @@ mod erased {
     }
 }
 
-fn record_mac(
-    key: &SubjectKey,
-    collection: &str,
-    id: &str,
-    doc: &StoredDoc,
-) -> Result<Vec<u8>, RecordError> {
-    let plain = serde_json::to_vec(&doc.plain).map_err(|_| RecordError::Corrupt("skeleton"))?;
-    let sealed = serde_json::to_vec(&doc.sealed).map_err(|_| RecordError::Corrupt("sealed"))?;
-    let tokens = serde_json::to_vec(&doc.tokens).map_err(|_| RecordError::Corrupt("tokens"))?;
-    record_mac_of(key, collection, id, doc.v, &plain, &sealed, &tokens)
+/// The stored body up to its MAC: `{"v":…,"plain":…,"sealed":…,"tokens":…`.
+fn body_prefix(v: u32, plain: &str, sealed: &str, tokens: &str) -> String {
+    format!(r#"{{"v":{v},"plain":{plain},"sealed":{sealed},"tokens":{tokens}"#)
 }
 
-/// The record MAC over already-serialized members (docs/FORMAT.md §11.3).
-fn record_mac_of(
+const MAC_MEMBER: &str = r#","mac":""#;
+
+/// The record MAC (docs/FORMAT.md §11.3): over the exact stored bytes
+/// before the MAC member, so checking it needs no re-serialization (and
+/// no canonical JSON).
+fn mac_of_prefix(
     key: &SubjectKey,
     collection: &str,
     id: &str,
-    v: u32,
-    plain: &[u8],
-    sealed: &[u8],
-    tokens: &[u8],
+    prefix: &str,
 ) -> Result<Vec<u8>, RecordError> {
     let dk = key.derive_mac_key(&keys::fixed_info(MAC_LABEL, collection.as_bytes()))?;
     let mac = HmacKey::new(HmacAlgorithm::Sha256, dk.key.expose_secret());
     Ok(mac.sign(&[&encode_parts(&[
         collection.as_bytes(),
         id.as_bytes(),
-        &v.to_be_bytes(),
-        plain,
-        sealed,
-        tokens,
+        prefix.as_bytes(),
     ])]))
+}
+
+/// The body of a (possibly edited) stored document, MACed: for tests that
+/// re-MAC a modified document honestly.
+#[cfg(test)]
+fn remac(key: &SubjectKey, collection: &str, id: &str, doc: &StoredDoc) -> String {
+    let ser = |v: &dyn erased::Ser| v.json().unwrap();
+    let prefix = body_prefix(
+        doc.v,
+        &ser(&doc.plain),
+        &ser(&doc.sealed),
+        &ser(&doc.tokens),
+    );
+    let mac = B64.encode(mac_of_prefix(key, collection, id, &prefix).unwrap());
+    format!("{prefix}{MAC_MEMBER}{mac}\"}}")
+}
+
+/// Checks a stored body's MAC and parses it. The body must be exactly
+/// `prefix ‖ ,"mac":"<base64>"}`; any other shape is an integrity failure.
+pub fn verify_body(
+    collection: &str,
+    id: &str,
+    body: &str,
+    key: &SubjectKey,
+) -> Result<StoredDoc, RecordError> {
+    let integrity = || RecordError::Integrity {
+        path: "(record)".into(),
+    };
+    let at = body.rfind(MAC_MEMBER).ok_or_else(integrity)?;
+    let (prefix, rest) = body.split_at(at);
+    let b64 = rest[MAC_MEMBER.len()..]
+        .strip_suffix("\"}")
+        .filter(|m| {
+            m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        })
+        .ok_or_else(integrity)?;
+    let mac = B64.decode(b64).map_err(|_| integrity())?;
+    let want = mac_of_prefix(key, collection, id, prefix)?;
+    if !crate::crypto::constant_time_eq(&mac, &want) {
+        return Err(integrity());
+    }
+    serde_json::from_str(body).map_err(|_| RecordError::Corrupt("stored record is not JSON"))
 }
 
 impl SubjectKey {
@@ -442,18 +476,9 @@ pub fn seal(
     let plain_json = ser(&skeleton)?;
     let sealed_json = ser(&sealed)?;
     let tokens_json = ser(&tokens)?;
-    let mac = B64.encode(record_mac_of(
-        key,
-        collection,
-        id,
-        v,
-        plain_json.as_bytes(),
-        sealed_json.as_bytes(),
-        tokens_json.as_bytes(),
-    )?);
-    let body = format!(
-        r#"{{"v":{v},"plain":{plain_json},"sealed":{sealed_json},"tokens":{tokens_json},"mac":"{mac}"}}"#
-    );
+    let prefix = body_prefix(v, &plain_json, &sealed_json, &tokens_json);
+    let mac = B64.encode(mac_of_prefix(key, collection, id, &prefix)?);
+    let body = format!("{prefix}{MAC_MEMBER}{mac}\"}}");
     let out = StoredDoc {
         v,
         plain: skeleton,
@@ -469,18 +494,19 @@ pub fn seal(
     })
 }
 
-/// Opens a stored record and renders `view`. `schema` must be the version
-/// the record was sealed under (`doc.v`). A modified record fails with
-/// [`RecordError::Integrity`], never with wrong data.
+/// Opens a stored record (its body, as the store keeps it) and renders
+/// `view`. `schema` must be the version the record was sealed under
+/// (`v`). A modified record fails with [`RecordError::Integrity`], never
+/// with wrong data.
 pub fn open(
     schema: &Schema,
     collection: &str,
     id: &str,
-    doc: &StoredDoc,
+    body: &str,
     key: &SubjectKey,
     view: View,
 ) -> Result<Value, RecordError> {
-    let full = open_full(schema, collection, id, doc, key)?;
+    let full = open_full(schema, collection, id, body, key)?;
     project(schema, full, view)
 }
 
@@ -490,16 +516,35 @@ pub fn open_full(
     schema: &Schema,
     collection: &str,
     id: &str,
-    doc: &StoredDoc,
+    body: &str,
     key: &SubjectKey,
 ) -> Result<Value, RecordError> {
-    open_fields(schema, collection, id, doc, key, None)
+    open_fields(schema, collection, id, body, key, None)
 }
 
 /// [`open_full`], opening only the values of the declared fields `only`
 /// (after checking the whole record's MAC): what search needs to drop
 /// false positives without decrypting every field of every candidate.
 pub fn open_fields(
+    schema: &Schema,
+    collection: &str,
+    id: &str,
+    body: &str,
+    key: &SubjectKey,
+    only: Option<&[usize]>,
+) -> Result<Value, RecordError> {
+    let doc = verify_body(collection, id, body, key)?;
+    open_verified(schema, collection, id, &doc, key, only)
+}
+
+/// The stored schema version of a body, without checking anything.
+pub fn body_version(body: &str) -> Option<u32> {
+    let rest = body.strip_prefix(r#"{"v":"#)?;
+    let end = rest.find(',')?;
+    rest[..end].parse().ok()
+}
+
+fn open_verified(
     schema: &Schema,
     collection: &str,
     id: &str,
@@ -514,11 +559,6 @@ pub fn open_fields(
     let integrity = |path: &str| RecordError::Integrity {
         path: super::path::printable(path),
     };
-    let mac = B64.decode(&doc.mac).map_err(|_| integrity("(record)"))?;
-    let want = record_mac(key, collection, id, doc)?;
-    if !crate::crypto::constant_time_eq(&mac, &want) {
-        return Err(integrity("(record)"));
-    }
     let mut out = doc.plain.clone();
     if !out.is_object() {
         return Err(RecordError::Corrupt("skeleton is not an object"));

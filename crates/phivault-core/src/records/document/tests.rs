@@ -74,10 +74,10 @@ fn round_trip_and_views() {
     assert_ne!(t, "123-45-6789");
     assert_eq!(sealed.doc.tokens["mrn"].len(), 7);
     assert_eq!(
-        open(&s, "p", "r1", &sealed.doc, &k, View::Full).unwrap(),
+        open(&s, "p", "r1", &sealed.body, &k, View::Full).unwrap(),
         doc
     );
-    let masked = open(&s, "p", "r1", &sealed.doc, &k, View::Masked).unwrap();
+    let masked = open(&s, "p", "r1", &sealed.body, &k, View::Masked).unwrap();
     assert_eq!(
         masked,
         json!({
@@ -88,7 +88,7 @@ fn round_trip_and_views() {
             "meta": {"source": "ehr"}
         })
     );
-    let red = open(&s, "p", "r1", &sealed.doc, &k, View::Redacted).unwrap();
+    let red = open(&s, "p", "r1", &sealed.body, &k, View::Redacted).unwrap();
     assert_eq!(
         red,
         json!({"name": [{}], "gender": "female", "meta": {"source": "ehr"}})
@@ -100,7 +100,7 @@ fn round_trip_and_views() {
         .blind_index("patient_id", id_ix.bits, &["P-1001"])
         .unwrap();
     assert!(sealed.indexes.contains(&("patient_id".into(), want)));
-    let full = open_full(&s, "p", "r1", &sealed.doc, &k).unwrap();
+    let full = open_full(&s, "p", "r1", &sealed.body, &k).unwrap();
     assert_eq!(
         index_inputs(&s, s.index("name[*].family").unwrap(), &full),
         vec![vec!["smith".to_string()]]
@@ -111,14 +111,15 @@ fn round_trip_and_views() {
 #[test]
 fn ciphertexts_are_bound_to_record_and_field() {
     let (s, k, ix) = setup(SCHEMA);
-    let a = seal(&s, 1, "p", "r1", &patient(), &k, &ix).unwrap().doc;
+    let sealed = seal(&s, 1, "p", "r1", &patient(), &k, &ix).unwrap();
+    let (a, body_a) = (sealed.doc, sealed.body);
     // Same document under another id: the MAC and every context differ.
     assert!(matches!(
-        open(&s, "p", "r2", &a, &k, View::Full),
+        open(&s, "p", "r2", &body_a, &k, View::Full),
         Err(RecordError::Integrity { .. })
     ));
     assert!(matches!(
-        open(&s, "q", "r1", &a, &k, View::Full),
+        open(&s, "q", "r1", &body_a, &k, View::Full),
         Err(RecordError::Integrity { .. })
     ));
     // Move one value to another field and re-MAC honestly: the field's own
@@ -126,7 +127,7 @@ fn ciphertexts_are_bound_to_record_and_field() {
     let mut moved = a.clone();
     let v = moved.sealed["birth_date"].clone();
     moved.sealed.insert("patient_id".into(), v);
-    moved.mac = B64.encode(record_mac(&k, "p", "r1", &moved).unwrap());
+    let moved = remac(&k, "p", "r1", &moved);
     match open(&s, "p", "r1", &moved, &k, View::Full) {
         Err(RecordError::Integrity { path }) => assert_eq!(path, "patient_id"),
         other => panic!("{other:?}"),
@@ -146,7 +147,14 @@ fn ciphertexts_are_bound_to_record_and_field() {
         }
         assert!(
             matches!(
-                open(&s, "p", "r1", &t, &k, View::Full),
+                open(
+                    &s,
+                    "p",
+                    "r1",
+                    &serde_json::to_string(&t).unwrap(),
+                    &k,
+                    View::Full
+                ),
                 Err(RecordError::Integrity { .. })
             ),
             "edit {edit}"
@@ -155,9 +163,33 @@ fn ciphertexts_are_bound_to_record_and_field() {
     // A wrong subject key fails the same way.
     let other = SubjectKey::generate().unwrap();
     assert!(matches!(
-        open(&s, "p", "r1", &a, &other, View::Full),
+        open(&s, "p", "r1", &body_a, &other, View::Full),
         Err(RecordError::Integrity { .. })
     ));
+}
+
+#[test]
+fn bodies_of_another_shape_fail_integrity() {
+    let (s, k, ix) = setup(SCHEMA);
+    let body = seal(&s, 1, "p", "r1", &patient(), &k, &ix).unwrap().body;
+    let mac_at = body.rfind(r#","mac":""#).unwrap();
+    let bad = [
+        format!("{body} "),
+        format!("{body}}}"),
+        body.replacen(r#"{"v":1,"#, r#"{"v":1,"v":2,"#, 1),
+        format!("{},\"plain\":{{}}{}", &body[..mac_at], &body[mac_at..]),
+        body[..mac_at].to_string(),
+        String::new(),
+    ];
+    for b in bad {
+        assert!(
+            matches!(
+                open(&s, "p", "r1", &b, &k, View::Full),
+                Err(RecordError::Integrity { .. })
+            ),
+            "{b}"
+        );
+    }
 }
 
 #[test]
@@ -234,9 +266,9 @@ fn floats_round_trip_exactly() {
     )
     .unwrap();
     let sealed = seal(&s, 1, "p", "r", &d, &k, &ix).unwrap();
-    let stored: StoredDoc =
-        serde_json::from_str(&serde_json::to_string(&sealed.doc).unwrap()).unwrap();
-    assert_eq!(open(&s, "p", "r", &stored, &k, View::Full).unwrap(), d);
+    // The body is stored as text and parsed again on every read.
+    let text: String = serde_json::from_str(&serde_json::to_string(&sealed.body).unwrap()).unwrap();
+    assert_eq!(open(&s, "p", "r", &text, &k, View::Full).unwrap(), d);
 }
 
 #[test]
@@ -247,9 +279,9 @@ fn unknown_fields_default_to_phi() {
     let text = serde_json::to_string(&sealed.doc).unwrap();
     assert!(!text.contains("positive") && !text.contains("hiv"));
     assert_eq!(sealed.doc.plain, json!({"kind": "lab"}));
-    assert_eq!(open(&s, "p", "r", &sealed.doc, &k, View::Full).unwrap(), d);
+    assert_eq!(open(&s, "p", "r", &sealed.body, &k, View::Full).unwrap(), d);
     assert_eq!(
-        open(&s, "p", "r", &sealed.doc, &k, View::Masked).unwrap(),
+        open(&s, "p", "r", &sealed.body, &k, View::Masked).unwrap(),
         json!({"kind": "lab"})
     );
 }
@@ -281,10 +313,9 @@ proptest! {
             "meta.source": {"class": "plain"}}}"#);
         let d = Value::Object(m.into_iter().collect());
         if let Ok(sealed) = seal(&s, 1, "p", "r", &d, &k, &ix) {
-            let text = serde_json::to_string(&sealed.doc).unwrap();
-            let back: StoredDoc = serde_json::from_str(&text).unwrap();
-            prop_assert_eq!(open(&s, "p", "r", &back, &k, View::Full).unwrap(), d.clone());
-            prop_assert!(open(&s, "p", "r", &back, &k, View::Redacted).is_ok());
+            prop_assert_eq!(open(&s, "p", "r", &sealed.body, &k, View::Full).unwrap(), d.clone());
+            prop_assert!(open(&s, "p", "r", &sealed.body, &k, View::Redacted).is_ok());
+            prop_assert_eq!(body_version(&sealed.body), Some(1));
         }
     }
 }
