@@ -622,6 +622,18 @@ impl Records {
         }
     }
 
+    fn integrity_failure(&self, coll: &str, id: &str, e: RecordError) -> RecordsError {
+        if let RecordError::Integrity { path } = &e {
+            self.integrity
+                .get_or_create(&CollectionLabel {
+                    collection: coll.to_owned(),
+                })
+                .inc();
+            tracing::error!(collection = coll, record = id, field = %path, "record integrity check failed: stored ciphertext modified or moved");
+        }
+        e.into()
+    }
+
     fn render(c: &Collection, row: &RecordRow, full: Value, view: View) -> Result<Value> {
         let schema = c.schemas.get(&row.version).ok_or(RecordsError::NotFound)?;
         let doc = document::project(schema, full, view)?;
@@ -863,10 +875,11 @@ impl Records {
                 continue;
             };
             let vix = sch.index(index).expect("planned");
-            // Open only the index's fields to drop a false positive; the
-            // whole record only for a hit.
-            let part = self.open_with(&c, row, &key, Some(&vix.fields))?;
-            if document::index_inputs(sch, vix, &part).contains(want) {
+            // Open only the index's fields (each AEAD-checked) to drop a
+            // false positive; the whole record, MAC and all, only for a hit.
+            let peeked = document::peek_fields(sch, coll, &row.id, &row.body, &key, &vix.fields)
+                .map_err(|e| self.integrity_failure(coll, &row.id, e))?;
+            if document::peek_matches(sch, vix, &peeked, want) {
                 let full = self.open_with(&c, row, &key, None)?;
                 out.push(Self::render(&c, row, full, view)?);
                 if out.len() as u32 >= limit {

@@ -89,6 +89,24 @@ impl<'a> Api<'a> {
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
+    /// Bulk-creates records; their ids.
+    async fn bulk(&self, docs: Vec<Value>) -> Vec<String> {
+        let (code, v) = self
+            .call(
+                "POST",
+                "/v1/records/patients/bulk",
+                None,
+                Some(&json!({ "records": docs })),
+            )
+            .await;
+        assert_eq!(code, 201, "{v}");
+        v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().into())
+            .collect()
+    }
     async fn read(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         self.call(method, path, Some("TREAT"), body).await
     }
@@ -450,20 +468,9 @@ async fn tampered_or_moved_ciphertext_is_an_integrity_error() {
     let mut h = Harness::new(|_, _| {});
     let (admin, _, _, _) = setup(&mut h).await;
     let a = Api::new(&h, &admin);
-    let (_, v) = a
-        .call(
-            "POST",
-            "/v1/records/patients/bulk",
-            None,
-            Some(&json!({"records": [patient(1, 7), patient(2, 7), patient(3, 8)]})),
-        )
+    let ids = a
+        .bulk(vec![patient(1, 7), patient(2, 7), patient(3, 8)])
         .await;
-    let ids: Vec<String> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().into())
-        .collect();
     let db = rusqlite::Connection::open(h.dir.path().join("records.db")).unwrap();
     let raw = |id: &str| -> String {
         db.query_row("SELECT body FROM records WHERE id = ?1", [id], |r| {
@@ -536,20 +543,9 @@ async fn shredding_holds_against_backups() {
     let mut h = Harness::new(|_, _| {});
     let (admin, _, _, writer) = setup(&mut h).await;
     let a = Api::new(&h, &admin);
-    let (_, v) = a
-        .call(
-            "POST",
-            "/v1/records/patients/bulk",
-            None,
-            Some(&json!({"records": [patient(1, 1), patient(2, 1), patient(3, 2)]})),
-        )
+    let ids = a
+        .bulk(vec![patient(1, 1), patient(2, 1), patient(3, 2)])
         .await;
-    let ids: Vec<String> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().into())
-        .collect();
     // Backups taken before the shred: the records database, and (separately)
     // the subject-key database.
     let data = h.dir.path().to_path_buf();

@@ -544,6 +544,74 @@ pub fn body_version(body: &str) -> Option<u32> {
     rest[..end].parse().ok()
 }
 
+/// The sealed values of a stored body, borrowed (no copies, no MAC check).
+#[derive(Deserialize)]
+struct SealedOnly<'a> {
+    #[serde(borrow, default)]
+    sealed: BTreeMap<std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>>,
+}
+
+/// Opens only the sealed values of the declared fields `fields`, each
+/// checked by its own AEAD (bound to collection, record id and path), but
+/// **without** the record MAC: for dropping blind-index false positives
+/// cheaply. A record that is then returned must be opened with
+/// [`open_fields`] (which checks the MAC). Tokens are not opened.
+pub fn peek_fields(
+    schema: &Schema,
+    collection: &str,
+    id: &str,
+    body: &str,
+    key: &SubjectKey,
+    fields: &[usize],
+) -> Result<Vec<(usize, Value)>, RecordError> {
+    let integrity = |path: &str| RecordError::Integrity {
+        path: super::path::printable(path),
+    };
+    let doc: SealedOnly<'_> = serde_json::from_str(body).map_err(|_| integrity("(record)"))?;
+    let mut out = Vec::new();
+    for (p, b64) in &doc.sealed {
+        let path = ConcretePath::parse(p)?;
+        let Some(f) = field_of(schema, &path).filter(|f| fields.contains(f)) else {
+            continue;
+        };
+        let ct = B64.decode(b64.as_bytes()).map_err(|_| integrity(p))?;
+        let mut pt = key
+            .open(&context(collection, id, p), &ct)
+            .ok_or_else(|| integrity(p))?;
+        let v: Result<Value, _> = serde_json::from_slice(&pt);
+        zeroize::Zeroize::zeroize(&mut pt);
+        out.push((f, v.map_err(|_| integrity(p))?));
+    }
+    Ok(out)
+}
+
+/// Whether peeked values satisfy an index query (normalized `want`, one
+/// per member, in the index's order).
+pub fn peek_matches(
+    schema: &Schema,
+    index: &schema::Index,
+    peeked: &[(usize, Value)],
+    want: &[String],
+) -> bool {
+    let norm = |f: usize| -> Vec<String> {
+        peeked
+            .iter()
+            .filter(|(g, _)| *g == f)
+            .filter_map(|(_, v)| scalar_text(v).map(|s| schema.normalize(f, &s)))
+            .collect()
+    };
+    match index.fields.as_slice() {
+        [f] => want.len() == 1 && norm(*f).contains(&want[0]),
+        members => {
+            members.len() == want.len()
+                && members
+                    .iter()
+                    .zip(want)
+                    .all(|(&f, w)| norm(f).first() == Some(w))
+        }
+    }
+}
+
 fn open_verified(
     schema: &Schema,
     collection: &str,

@@ -173,6 +173,29 @@ fn view_for(
     Ok((caller, want))
 }
 
+/// What every read starts from: who, which view, why, and the keystore.
+struct Reader {
+    caller: crate::api::Caller,
+    view: View,
+    purpose: Option<&'static str>,
+    ks: Arc<phivault_keystore::Keystore>,
+}
+
+fn reader(
+    st: &super::Shared,
+    c: &Ctx,
+    coll: &str,
+    asked: Option<&str>,
+) -> Result<Reader, ApiError> {
+    let (caller, view) = view_for(st, c, coll, asked)?;
+    Ok(Reader {
+        caller,
+        view,
+        purpose: purpose(&c.headers, true)?,
+        ks: keystore(st)?,
+    })
+}
+
 fn access(
     principal: &str,
     coll: &str,
@@ -400,9 +423,12 @@ async fn bulk_get(
     body: Body,
 ) -> ApiResult {
     let st = c.st.clone();
-    let (caller, view) = view_for(&st, &c, &coll, q.view.as_deref())?;
-    let p = purpose(&c.headers, true)?;
-    let ks = keystore(&st)?;
+    let Reader {
+        caller,
+        view,
+        purpose: p,
+        ks,
+    } = reader(&st, &c, &coll, q.view.as_deref())?;
     let req: BulkReq = read_json(&st, body).await?;
     check_bulk(&st, req.ids.len())?;
     let ids = req.ids.clone();
@@ -423,9 +449,12 @@ async fn get_one(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
     let st = c.st.clone();
-    let (caller, view) = view_for(&st, &c, &coll, q.view.as_deref())?;
-    let p = purpose(&c.headers, true)?;
-    let ks = keystore(&st)?;
+    let Reader {
+        caller,
+        view,
+        purpose: p,
+        ks,
+    } = reader(&st, &c, &coll, q.view.as_deref())?;
     let item = service(&st)?
         .get(&ks, &coll, vec![id], view)
         .await?
@@ -493,9 +522,12 @@ async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let st = c.st.clone();
-    let (caller, view) = view_for(&st, &c, &coll, q.get("view").map(String::as_str))?;
-    let p = purpose(&c.headers, true)?;
-    let ks = keystore(&st)?;
+    let Reader {
+        caller,
+        view,
+        purpose: p,
+        ks,
+    } = reader(&st, &c, &coll, q.get("view").map(String::as_str))?;
     let limit: u32 = match q.get("limit") {
         Some(l) => l
             .parse()
@@ -546,9 +578,12 @@ async fn search(
     body: Body,
 ) -> ApiResult {
     let st = c.st.clone();
-    let (caller, view) = view_for(&st, &c, &coll, q.view.as_deref())?;
-    let p = purpose(&c.headers, true)?;
-    let ks = keystore(&st)?;
+    let Reader {
+        caller,
+        view,
+        purpose: p,
+        ks,
+    } = reader(&st, &c, &coll, q.view.as_deref())?;
     let mut req: SearchReq = read_json(&st, body).await?;
     let index = req.index.take().ok_or_else(|| {
         ApiError::bad("give 'index' (a phi_search field or a compound index name)")

@@ -106,6 +106,29 @@ fn round_trip_and_views() {
         vec![vec!["smith".to_string()]]
     );
     assert_eq!(subject_of(&s, &doc).unwrap().as_deref(), Some("P-1001"));
+    // Peeking at an index's fields (for false-positive removal).
+    let ix_name = s.index("name[*].family").unwrap();
+    let peeked = peek_fields(&s, "p", "r1", &sealed.body, &k, &ix_name.fields).unwrap();
+    assert!(peek_matches(&s, ix_name, &peeked, &["smith".to_string()]));
+    assert!(!peek_matches(&s, ix_name, &peeked, &["smyth".to_string()]));
+    let comp = s.index("id_dob").unwrap();
+    let peeked = peek_fields(&s, "p", "r1", &sealed.body, &k, &comp.fields).unwrap();
+    assert!(peek_matches(
+        &s,
+        comp,
+        &peeked,
+        &["P-1001".into(), "1970-03-14".into()]
+    ));
+    assert!(!peek_matches(
+        &s,
+        comp,
+        &peeked,
+        &["P-1001".into(), "1970-03-15".into()]
+    ));
+    assert!(
+        peek_fields(&s, "p", "r2", &sealed.body, &k, &comp.fields).is_err(),
+        "bound to the record id"
+    );
 }
 
 #[test]
