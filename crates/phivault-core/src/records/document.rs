@@ -346,14 +346,26 @@ fn remac(key: &SubjectKey, collection: &str, id: &str, doc: &StoredDoc) -> Strin
     format!("{prefix}{MAC_MEMBER}{mac}\"}}")
 }
 
+/// A stored body parsed for reading: the ciphertexts and tokens borrowed
+/// from the body text (no copies), the skeleton owned (it becomes the
+/// output).
+#[derive(Deserialize)]
+struct StoredRef<'a> {
+    plain: Value,
+    #[serde(borrow, default)]
+    sealed: BTreeMap<std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tokens: BTreeMap<std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>>,
+}
+
 /// Checks a stored body's MAC and parses it. The body must be exactly
 /// `prefix ‖ ,"mac":"<base64>"}`; any other shape is an integrity failure.
-pub fn verify_body(
+fn verify_body<'a>(
     collection: &str,
     id: &str,
-    body: &str,
+    body: &'a str,
     key: &SubjectKey,
-) -> Result<StoredDoc, RecordError> {
+) -> Result<StoredRef<'a>, RecordError> {
     let integrity = || RecordError::Integrity {
         path: "(record)".into(),
     };
@@ -534,7 +546,7 @@ pub fn open_fields(
     only: Option<&[usize]>,
 ) -> Result<Value, RecordError> {
     let doc = verify_body(collection, id, body, key)?;
-    open_verified(schema, collection, id, &doc, key, only)
+    open_verified(schema, collection, id, doc, key, only)
 }
 
 /// The stored schema version of a body, without checking anything.
@@ -616,7 +628,7 @@ fn open_verified(
     schema: &Schema,
     collection: &str,
     id: &str,
-    doc: &StoredDoc,
+    doc: StoredRef<'_>,
     key: &SubjectKey,
     only: Option<&[usize]>,
 ) -> Result<Value, RecordError> {
@@ -627,7 +639,7 @@ fn open_verified(
     let integrity = |path: &str| RecordError::Integrity {
         path: super::path::printable(path),
     };
-    let mut out = doc.plain.clone();
+    let mut out = doc.plain;
     if !out.is_object() {
         return Err(RecordError::Corrupt("skeleton is not an object"));
     }
@@ -636,7 +648,7 @@ fn open_verified(
         if !wanted(&path) {
             continue;
         }
-        let ct = B64.decode(b64).map_err(|_| integrity(p))?;
+        let ct = B64.decode(b64.as_bytes()).map_err(|_| integrity(p))?;
         let mut pt = key
             .open(&context(collection, id, p), &ct)
             .ok_or_else(|| integrity(p))?;
@@ -659,7 +671,7 @@ fn open_verified(
             schema,
             collection,
             f,
-            &Value::String(tok.clone()),
+            &Value::String(tok.to_string()),
             &path,
             true,
         )
