@@ -2,7 +2,7 @@
 //! apply and import with the CLI, acknowledged writes surviving `kill -9`,
 //! and a reclassification job resuming from its cursor after `kill -9`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,30 +24,12 @@ impl Drop for Server {
 }
 
 fn serve(dir: &Path, config: &Path) -> Server {
-    let mut child = pv(dir)
-        .arg("--config")
-        .arg(config)
-        .args([
-            "--json",
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
-    let url = v["listening"].as_str().unwrap().to_string();
+    let (child, url) = common::spawn_dev_server(
+        dir,
+        &["--config".as_ref(), config.as_os_str()],
+        "warn",
+        Stdio::null(),
+    );
     Server {
         child,
         addr: url.trim_start_matches("https://").to_string(),

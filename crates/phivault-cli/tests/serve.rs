@@ -40,31 +40,8 @@ fn serve_dev_logged(dir: &Path, log: Option<&Path>) -> Server {
         Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
         None => Stdio::null(),
     };
-    let mut child = pv(dir)
-        .args([
-            "--json",
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "debug",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
-    Server {
-        child,
-        url: v["listening"].as_str().unwrap().to_string(),
-    }
+    let (child, url) = common::spawn_dev_server(dir, &[], "debug", stderr);
+    Server { child, url }
 }
 
 fn curl(
