@@ -213,6 +213,9 @@ pub struct Records {
 
 const COLLECTION_TTL: Duration = Duration::from_secs(2);
 const KEY_CACHE_MAX: usize = 100_000;
+/// How long the destroy step waits for in-flight writes that wrapped a
+/// key under the previous version.
+const SWEEP_GRACE: Duration = Duration::from_secs(2);
 /// Most candidates one search examines.
 pub const MAX_CANDIDATES: u32 = 1000;
 
@@ -1049,7 +1052,7 @@ impl Records {
             }
         }
         if j.kind == "rewrap" && params["destroy_old"].as_bool() == Some(true) {
-            self.destroy_old_versions(ks, &j.collection)?;
+            self.sweep_and_destroy(ks, &j.collection).await?;
         }
         j.state = "done".into();
         j.total = j.total.max(j.done);
@@ -1061,19 +1064,30 @@ impl Records {
 
     /// Re-wraps one page of subject keys under the primary version.
     async fn rewrap_step(&self, ks: &Keystore, j: &JobRow) -> Result<(u64, Option<String>)> {
-        let coll = &j.collection;
         let after = j
             .cursor
             .as_deref()
             .map(|c| hex::decode(c).unwrap_or_default());
+        let (n, _, next) = self.rewrap_page(ks, &j.collection, after).await?;
+        Ok((n, next.map(hex::encode)))
+    }
+
+    /// One page of subject keys after `after`: those under a version below
+    /// the primary are rewrapped (compare-and-swap). Returns the page size,
+    /// how many were below the primary, and the next cursor.
+    async fn rewrap_page(
+        &self,
+        ks: &Keystore,
+        coll: &str,
+        after: Option<Vec<u8>>,
+    ) -> Result<(u64, u64, Option<Vec<u8>>)> {
         let page = self
             .store
             .subject_keys(coll, after, self.settings.job_batch)
             .await?;
-        let Some(last) = page.last() else {
-            return Ok((0, None));
+        let Some(last) = page.last().map(|r| r.handle.clone()) else {
+            return Ok((0, 0, None));
         };
-        let last = hex::encode(&last.handle);
         let ring = data_ring(coll);
         let primary = ks.primary_version(&ring).map_err(keys_err)?;
         let mut swaps = Vec::new();
@@ -1089,10 +1103,43 @@ impl Records {
                 k.wrap(ks, &ring, coll, &row.handle)?,
             ));
         }
+        let stale = swaps.len() as u64;
         if !swaps.is_empty() {
             self.store.rewrap_subject_keys(coll, swaps).await?;
         }
-        Ok((page.len() as u64, Some(last)))
+        Ok((page.len() as u64, stale, Some(last)))
+    }
+
+    /// Before old ring versions are destroyed, no subject key may still be
+    /// wrapped under one. A create that read the primary version just
+    /// before the rotation can commit its key after the rewrap scan passed
+    /// its place; so: wait for such writes to land, then sweep every key
+    /// again until a whole pass finds none below the primary, and only
+    /// then destroy.
+    async fn sweep_and_destroy(&self, ks: &Keystore, coll: &str) -> Result<()> {
+        tokio::time::sleep(SWEEP_GRACE).await;
+        for _pass in 0..5 {
+            let (mut cursor, mut stale) = (None, 0);
+            loop {
+                let (n, s, next) = self.rewrap_page(ks, coll, cursor).await?;
+                stale += s;
+                if n == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            if stale == 0 {
+                return self.destroy_old_versions(ks, coll);
+            }
+            tracing::info!(
+                collection = coll,
+                stale,
+                "rewrap sweep found keys under old versions; sweeping again"
+            );
+        }
+        Err(RecordsError::Keys(format!(
+            "collection {coll}: keys keep appearing under old ring versions; old versions were NOT destroyed"
+        )))
     }
 
     /// Re-seals one page of records below the target schema version.
@@ -1172,6 +1219,20 @@ impl Records {
         destroy_old: bool,
     ) -> Result<(u32, String)> {
         self.collection(ks, coll).await?;
+        // One rewrap at a time per collection: a second rotation while one
+        // runs would leave keys under a version the first then destroys.
+        if let Some(j) = self
+            .store
+            .running_jobs()
+            .await?
+            .into_iter()
+            .find(|j| j.kind == "rewrap" && j.collection == coll)
+        {
+            return Err(RecordsError::Invalid(format!(
+                "a rewrap job for collection {coll} is still running ({}); wait for it (`phivault records job {} --wait`)",
+                j.id, j.id
+            )));
+        }
         let v = ks.rotate(&data_ring(coll)).map_err(keys_err)?;
         let job = self
             .start_job(
@@ -1211,6 +1272,9 @@ impl Records {
             let age = time::OffsetDateTime::now_utc() - created;
             if age.whole_seconds() >= epoch.as_secs() as i64 {
                 match self.rotate(ks, &c.collection, true).await {
+                    Err(RecordsError::Invalid(why)) => {
+                        tracing::debug!(collection = %c.collection, why, "key epoch: rotation deferred")
+                    }
                     Ok((v, job)) => {
                         tracing::info!(collection = %c.collection, version = v, job = %job, "key epoch: collection ring rotated; rewrap and destruction of old versions started")
                     }
@@ -1275,6 +1339,77 @@ fn check_evolution(old: &Schema, new: &Schema) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The race the destroy sweep closes: a create that wrapped its
+    /// subject key under the old version commits after the rewrap scan
+    /// passed its place. Destroying then would make it undecryptable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn destroy_sweep_rewraps_keys_committed_after_the_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        phivault_keystore::store::init(dir.path(), phivault_keystore::InitMethod::Dev).unwrap();
+        let ks = Keystore::open_dev(dir.path()).unwrap();
+        let store = Arc::new(phivault_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let r = Records::new(
+            store.clone(),
+            RecordsSettings::default(),
+            Default::default(),
+        );
+        let schema = br#"{"subject": "id", "fields": {"id": {"class": "phi_search"}, "n": {"class": "phi"}}}"#;
+        r.put_collection(&ks, "p", schema).await.unwrap();
+        let ids = r
+            .create(&ks, "p", vec![json!({"id": "s1", "n": "one"})])
+            .await
+            .unwrap();
+        // A key wrapped under version 1 by a create still in flight...
+        let c = r.collection(&ks, "p").await.unwrap();
+        let late = SubjectKey::generate().unwrap();
+        let handle = c.index.subject_handle("s2");
+        let wrapped_v1 = late.wrap(&ks, &data_ring("p"), "p", &handle).unwrap();
+        // ...the ring rotates and the rewrap scan completes...
+        ks.rotate(&data_ring("p")).unwrap();
+        let (mut cursor, mut stale) = (None, 0);
+        loop {
+            let (n, s, next) = r.rewrap_page(&ks, "p", cursor).await.unwrap();
+            stale += s;
+            if n == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(stale, 1, "the existing key was rewrapped");
+        // ...and only then does the in-flight create commit its v1 key.
+        store
+            .put_subject_keys(
+                "p",
+                vec![SubjectKeyRow {
+                    handle: handle.clone(),
+                    wrapped: wrapped_v1,
+                }],
+            )
+            .await
+            .unwrap();
+        r.sweep_and_destroy(&ks, "p").await.unwrap();
+        let info = ks.ring(&data_ring("p")).unwrap();
+        assert!(
+            info.versions
+                .iter()
+                .any(|v| v.version == 1 && v.destroyed.is_some())
+        );
+        // The late key survived the destruction of version 1.
+        let now = store
+            .subject_keys_for("p", vec![handle.clone()])
+            .await
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(envelope::parse_header(&now).unwrap().version.get(), 2);
+        let back = SubjectKey::unwrap(&ks, &now, "p", &handle).unwrap();
+        let ct = late.seal(b"ctx", b"v").unwrap();
+        assert_eq!(back.open(b"ctx", &ct).unwrap(), b"v");
+        r.keys.lock().unwrap().clear();
+        let got = r.get(&ks, "p", ids, View::Full).await.unwrap();
+        assert_eq!(got[0].as_ref().unwrap()["data"]["n"], "one");
+    }
 
     #[test]
     fn merge_patch_rfc7386_examples() {
