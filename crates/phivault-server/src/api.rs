@@ -252,44 +252,48 @@ fn vault<T: Serialize>(data: T) -> ApiResult {
     Ok(vault_with(StatusCode::OK, data, None))
 }
 
-/// Reads a JSON body under the size limit and read timeout. An empty body
-/// is the type's default. Parse errors say where, never what.
-async fn read_json<T: DeserializeOwned + Default>(st: &Shared, body: Body) -> Result<T, ApiError> {
-    let lim = &st.settings.limits;
-    let bytes = match tokio::time::timeout(
-        lim.read_timeout,
-        axum::body::to_bytes(body, lim.max_body_bytes),
+/// Reads a body of at most `limit` bytes (named by the setting `what`)
+/// under the read timeout.
+async fn read_bytes(
+    st: &Shared,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<axum::body::Bytes, ApiError> {
+    match tokio::time::timeout(
+        st.settings.limits.read_timeout,
+        axum::body::to_bytes(body, limit),
     )
     .await
     {
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request body not received in time",
-            ));
-        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time",
+        )),
         Ok(Err(e)) => {
             let too_big = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || format!("{e}").contains("length limit");
-            return Err(if too_big {
+            Err(if too_big {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "request body exceeds {} bytes (server.max_body_bytes)",
-                        lim.max_body_bytes
-                    ),
+                    format!("request body exceeds {limit} bytes ({what})"),
                 )
             } else {
                 ApiError::bad("could not read the request body")
-            });
+            })
         }
-        Ok(Ok(b)) => b,
-    };
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+/// Parses JSON. An empty body is the type's default. Errors say where,
+/// never what.
+fn parse_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad(format!(
             "malformed JSON request body ({:?} error at line {} column {})",
             e.classify(),
@@ -297,6 +301,18 @@ async fn read_json<T: DeserializeOwned + Default>(st: &Shared, body: Body) -> Re
             e.column()
         ))
     })
+}
+
+/// Reads a JSON body under the size limit and read timeout.
+async fn read_json<T: DeserializeOwned + Default>(st: &Shared, body: Body) -> Result<T, ApiError> {
+    let bytes = read_bytes(
+        st,
+        body,
+        st.settings.limits.max_body_bytes,
+        "server.max_body_bytes",
+    )
+    .await?;
+    parse_json(&bytes)
 }
 
 /// What every authenticated handler starts from: the shared state, the

@@ -591,24 +591,16 @@ impl Records {
             .pop()
             .flatten()
             .ok_or(RecordsError::Shredded)?;
-        self.open_with(c, row, &key, None)
+        self.open_with(c, row, &key)
     }
 
-    fn open_with(
-        &self,
-        c: &Collection,
-        row: &RecordRow,
-        key: &SubjectKey,
-        only: Option<&[usize]>,
-    ) -> Result<Value> {
+    fn open_with(&self, c: &Collection, row: &RecordRow, key: &SubjectKey) -> Result<Value> {
         let integrity = |path: &str| {
-            self.integrity
-                .get_or_create(&CollectionLabel {
-                    collection: c.name.clone(),
-                })
-                .inc();
-            tracing::error!(collection = %c.name, record = %row.id, field = path, "record integrity check failed: stored ciphertext modified or moved");
-            RecordsError::Record(RecordError::Integrity { path: path.into() })
+            self.integrity_failure(
+                &c.name,
+                &row.id,
+                RecordError::Integrity { path: path.into() },
+            )
         };
         // The version in the body is MACed; opening under another schema
         // than the one it names fails the MAC check or this one.
@@ -618,13 +610,12 @@ impl Records {
             .get(&v)
             .filter(|_| v == row.version)
             .ok_or_else(|| integrity("(schema version)"))?;
-        match document::open_fields(schema, &c.name, &row.id, &row.body, key, only) {
-            Ok(v) => Ok(v),
-            Err(RecordError::Integrity { path }) => Err(integrity(&path)),
-            Err(e) => Err(e.into()),
-        }
+        document::open_full(schema, &c.name, &row.id, &row.body, key)
+            .map_err(|e| self.integrity_failure(&c.name, &row.id, e))
     }
 
+    /// Counts and logs an integrity failure (record id and field path
+    /// only, never a value); other errors pass through.
     fn integrity_failure(&self, coll: &str, id: &str, e: RecordError) -> RecordsError {
         if let RecordError::Integrity { path } = &e {
             self.integrity
@@ -662,7 +653,7 @@ impl Records {
         let open = |(row, key): (&Option<RecordRow>, &Option<Arc<SubjectKey>>)| -> Item {
             let row = row.as_ref().ok_or(RecordsError::NotFound)?;
             let key = key.as_ref().ok_or(RecordsError::Shredded)?;
-            let full = self.open_with(&c, row, key, None)?;
+            let full = self.open_with(&c, row, key)?;
             Self::render(&c, row, full, view)
         };
         if rows.len() >= 16 {
@@ -883,7 +874,7 @@ impl Records {
             let peeked = document::peek_fields(sch, coll, &row.id, &row.body, &key, &vix.fields)
                 .map_err(|e| self.integrity_failure(coll, &row.id, e))?;
             if document::peek_matches(sch, vix, &peeked, want) {
-                let full = self.open_with(&c, row, &key, None)?;
+                let full = self.open_with(&c, row, &key)?;
                 out.push(Self::render(&c, row, full, view)?);
                 if out.len() as u32 >= limit {
                     break;

@@ -231,6 +231,22 @@ async fn views_purpose_scopes_and_errors() {
     let (code, e) = a
         .call("POST", "/v1/records/patients", None, Some(&big))
         .await;
+    assert_eq!(code, 413, "{e}");
+    assert!(
+        e["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("max_document_bytes")
+    );
+    // In a bulk request each document is bounded too.
+    let (code, e) = a
+        .call(
+            "POST",
+            "/v1/records/patients/bulk",
+            None,
+            Some(&json!({"records": [patient(4, 4), big]})),
+        )
+        .await;
     assert_eq!(code, 400, "{e}");
     assert!(
         e["errors"][0]

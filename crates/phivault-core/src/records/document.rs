@@ -294,16 +294,8 @@ fn tokenize(
 
 use super::schema;
 
-/// Serializing the three members through one helper.
-mod erased {
-    pub trait Ser {
-        fn json(&self) -> serde_json::Result<String>;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn json(&self) -> serde_json::Result<String> {
-            serde_json::to_string(self)
-        }
-    }
+fn to_json<T: Serialize>(v: &T) -> Result<String, RecordError> {
+    serde_json::to_string(v).map_err(|_| RecordError::Corrupt("serialize"))
 }
 
 /// The stored body up to its MAC: `{"v":…,"plain":…,"sealed":…,"tokens":…`.
@@ -335,12 +327,11 @@ fn mac_of_prefix(
 /// re-MAC a modified document honestly.
 #[cfg(test)]
 fn remac(key: &SubjectKey, collection: &str, id: &str, doc: &StoredDoc) -> String {
-    let ser = |v: &dyn erased::Ser| v.json().unwrap();
     let prefix = body_prefix(
         doc.v,
-        &ser(&doc.plain),
-        &ser(&doc.sealed),
-        &ser(&doc.tokens),
+        &to_json(&doc.plain).unwrap(),
+        &to_json(&doc.sealed).unwrap(),
+        &to_json(&doc.tokens).unwrap(),
     );
     let mac = B64.encode(mac_of_prefix(key, collection, id, &prefix).unwrap());
     format!("{prefix}{MAC_MEMBER}{mac}\"}}")
@@ -484,10 +475,9 @@ pub fn seal(
     indexes.sort();
     indexes.dedup();
     // Serialize each member once: for the MAC and for the stored body.
-    let ser = |v: &dyn erased::Ser| v.json().map_err(|_| RecordError::Corrupt("serialize"));
-    let plain_json = ser(&skeleton)?;
-    let sealed_json = ser(&sealed)?;
-    let tokens_json = ser(&tokens)?;
+    let plain_json = to_json(&skeleton)?;
+    let sealed_json = to_json(&sealed)?;
+    let tokens_json = to_json(&tokens)?;
     let prefix = body_prefix(v, &plain_json, &sealed_json, &tokens_json);
     let mac = B64.encode(mac_of_prefix(key, collection, id, &prefix)?);
     let body = format!("{prefix}{MAC_MEMBER}{mac}\"}}");
@@ -522,8 +512,8 @@ pub fn open(
     project(schema, full, view)
 }
 
-/// Opens every value of a stored record (for the server's own use:
-/// search filtering, patches, migrations).
+/// Opens every value of a stored record, after checking its record MAC
+/// (for the server's own use: patches, migrations, views).
 pub fn open_full(
     schema: &Schema,
     collection: &str,
@@ -531,22 +521,8 @@ pub fn open_full(
     body: &str,
     key: &SubjectKey,
 ) -> Result<Value, RecordError> {
-    open_fields(schema, collection, id, body, key, None)
-}
-
-/// [`open_full`], opening only the values of the declared fields `only`
-/// (after checking the whole record's MAC): what search needs to drop
-/// false positives without decrypting every field of every candidate.
-pub fn open_fields(
-    schema: &Schema,
-    collection: &str,
-    id: &str,
-    body: &str,
-    key: &SubjectKey,
-    only: Option<&[usize]>,
-) -> Result<Value, RecordError> {
     let doc = verify_body(collection, id, body, key)?;
-    open_verified(schema, collection, id, doc, key, only)
+    open_verified(schema, collection, id, doc, key)
 }
 
 /// The stored schema version of a body, without checking anything.
@@ -554,6 +530,26 @@ pub fn body_version(body: &str) -> Option<u32> {
     let rest = body.strip_prefix(r#"{"v":"#)?;
     let end = rest.find(',')?;
     rest[..end].parse().ok()
+}
+
+/// Opens one sealed value (base64 PVF) at concrete path `path`.
+fn open_sealed(
+    key: &SubjectKey,
+    collection: &str,
+    id: &str,
+    path: &str,
+    b64: &str,
+) -> Result<Value, RecordError> {
+    let integrity = || RecordError::Integrity {
+        path: super::path::printable(path),
+    };
+    let ct = B64.decode(b64.as_bytes()).map_err(|_| integrity())?;
+    let mut pt = key
+        .open(&context(collection, id, path), &ct)
+        .ok_or_else(integrity)?;
+    let v: Result<Value, _> = serde_json::from_slice(&pt);
+    zeroize::Zeroize::zeroize(&mut pt);
+    v.map_err(|_| integrity())
 }
 
 /// The sealed values of a stored body, borrowed (no copies, no MAC check).
@@ -567,7 +563,7 @@ struct SealedOnly<'a> {
 /// checked by its own AEAD (bound to collection, record id and path), but
 /// **without** the record MAC: for dropping blind-index false positives
 /// cheaply. A record that is then returned must be opened with
-/// [`open_fields`] (which checks the MAC). Tokens are not opened.
+/// [`open_full`] (which checks the MAC). Tokens are not opened.
 pub fn peek_fields(
     schema: &Schema,
     collection: &str,
@@ -586,13 +582,7 @@ pub fn peek_fields(
         let Some(f) = field_of(schema, &path).filter(|f| fields.contains(f)) else {
             continue;
         };
-        let ct = B64.decode(b64.as_bytes()).map_err(|_| integrity(p))?;
-        let mut pt = key
-            .open(&context(collection, id, p), &ct)
-            .ok_or_else(|| integrity(p))?;
-        let v: Result<Value, _> = serde_json::from_slice(&pt);
-        zeroize::Zeroize::zeroize(&mut pt);
-        out.push((f, v.map_err(|_| integrity(p))?));
+        out.push((f, open_sealed(key, collection, id, p, b64)?));
     }
     Ok(out)
 }
@@ -630,12 +620,7 @@ fn open_verified(
     id: &str,
     doc: StoredRef<'_>,
     key: &SubjectKey,
-    only: Option<&[usize]>,
 ) -> Result<Value, RecordError> {
-    let wanted = |p: &ConcretePath| match only {
-        None => true,
-        Some(fields) => field_of(schema, p).is_some_and(|f| fields.contains(&f)),
-    };
     let integrity = |path: &str| RecordError::Integrity {
         path: super::path::printable(path),
     };
@@ -645,22 +630,11 @@ fn open_verified(
     }
     for (p, b64) in &doc.sealed {
         let path = ConcretePath::parse(p)?;
-        if !wanted(&path) {
-            continue;
-        }
-        let ct = B64.decode(b64.as_bytes()).map_err(|_| integrity(p))?;
-        let mut pt = key
-            .open(&context(collection, id, p), &ct)
-            .ok_or_else(|| integrity(p))?;
-        let v: Result<Value, _> = serde_json::from_slice(&pt);
-        zeroize::Zeroize::zeroize(&mut pt);
-        set_at(&mut out, &path, Some(v.map_err(|_| integrity(p))?))?;
+        let v = open_sealed(key, collection, id, p, b64)?;
+        set_at(&mut out, &path, Some(v))?;
     }
     for (p, tok) in &doc.tokens {
         let path = ConcretePath::parse(p)?;
-        if !wanted(&path) {
-            continue;
-        }
         let f = field_of(schema, &path)
             .filter(|&f| schema.fields[f].decl.class == Class::Token)
             .ok_or(RecordError::Corrupt(
@@ -725,44 +699,6 @@ pub fn project(schema: &Schema, mut full: Value, view: View) -> Result<Value, Re
         set_at(&mut full, &it.path, masked)?;
     }
     Ok(full)
-}
-
-/// The normalized values of an index's members in a fully opened
-/// document, for removing blind-index false positives. Several entries
-/// for a single-field index inside an array.
-pub fn index_inputs(schema: &Schema, index: &schema::Index, full: &Value) -> Vec<Vec<String>> {
-    let mut items = Vec::new();
-    if walk(
-        schema,
-        &schema.root,
-        full,
-        &ConcretePath::default(),
-        &mut items,
-    )
-    .is_err()
-    {
-        return Vec::new();
-    }
-    let values = |f: usize| -> Vec<String> {
-        items
-            .iter()
-            .filter(|i| i.field == Some(f))
-            .filter_map(|i| scalar_text(i.value).map(|s| schema.normalize(f, &s)))
-            .collect()
-    };
-    if index.fields.len() == 1 {
-        values(index.fields[0])
-            .into_iter()
-            .map(|v| vec![v])
-            .collect()
-    } else {
-        let m: Option<Vec<String>> = index
-            .fields
-            .iter()
-            .map(|&f| values(f).into_iter().next())
-            .collect();
-        m.into_iter().collect()
-    }
 }
 
 #[cfg(test)]

@@ -211,30 +211,8 @@ fn access(
 /// is parsed (a bulk request's documents are checked one by one).
 async fn read_document(st: &super::Shared, svc: &Records, body: Body) -> Result<Value, ApiError> {
     let max = svc.settings.max_document_bytes;
-    let bytes = tokio::time::timeout(
-        st.settings.limits.read_timeout,
-        axum::body::to_bytes(body, max),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request body not received in time",
-        )
-    })?
-    .map_err(|_| {
-        ApiError::bad(format!(
-            "record exceeds {max} bytes (records.max_document_bytes), or the body could not be read"
-        ))
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad(format!(
-            "malformed JSON record ({:?} error at line {} column {})",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })
+    let bytes = super::read_bytes(st, body, max, "records.max_document_bytes").await?;
+    super::parse_json(&bytes)
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
