@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc malloc: the server allocates many small,
 /// short-lived JSON values per request; under load glibc's arenas cost
-/// about 13% of the server's CPU (perf, BENCHMARKS.md).
+/// about 13% of the server's CPU (`MODE=get scripts/profile-records.sh`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

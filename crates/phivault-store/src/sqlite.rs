@@ -155,7 +155,8 @@ fn configure(c: &Connection, keys: &Path, write: bool) -> Result<(), StoreError>
         // and handle keys touch pages all over the indexes). Not much
         // larger: SQLite scans the whole cache's hash table when a
         // transaction ends (pcache1TruncateUnsafe took 29% of the writer
-        // with 256 MiB).
+        // thread with 256 MiB, `perf record -t` on it during
+        // `MODE=create scripts/profile-records.sh`).
         c.execute_batch(
             "PRAGMA main.synchronous = FULL; PRAGMA keys.synchronous = FULL;
              PRAGMA main.cache_size = -16384; PRAGMA keys.cache_size = -8192;
@@ -270,7 +271,8 @@ impl SqliteStore {
     /// A read. Point reads (`Inline`) run on the calling task's thread with
     /// that thread's own connection: a few microseconds of SQLite on cached
     /// pages costs less than handing the work to another thread and back
-    /// (measured: the handoff dominated the profile of `GET /v1/records`).
+    /// (measured with `MODE=get scripts/profile-records.sh`: the handoff
+    /// dominated the profile).
     /// Scans (`Blocking`) go to tokio's blocking pool.
     fn read<R, F>(&self, how: Read, f: F) -> StoreFuture<'_, R>
     where
