@@ -238,7 +238,7 @@ fn now_rfc3339() -> String {
 /// A fresh record id: 48 bits of milliseconds since 1970 then 80 random
 /// bits, hex (32 characters), like a UUIDv7. Time-ordered ids append to
 /// the store's primary-key B-tree instead of dirtying a random page per
-/// insert (measured: it was most of the writer's cost); they reveal when a
+/// insert (measured with `MODE=create scripts/profile-records.sh`); they reveal when a
 /// record was created, which its `updated` column shows anyway.
 pub fn new_id() -> String {
     let ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64;
@@ -1330,6 +1330,70 @@ fn check_evolution(old: &Schema, new: &Schema) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rewrap job interrupted after its first page (its cursor stored,
+    /// the process gone) is resumed by the next process from that cursor,
+    /// completes, and loses no key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rewrap_job_resumes_from_its_cursor_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        phivault_keystore::store::init(dir.path(), phivault_keystore::InitMethod::Dev).unwrap();
+        let ks = Arc::new(Keystore::open_dev(dir.path()).unwrap());
+        let store = Arc::new(phivault_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let settings = RecordsSettings {
+            job_batch: 2,
+            ..Default::default()
+        };
+        let r = Records::new(store.clone(), settings.clone(), Default::default());
+        let schema = br#"{"subject": "id", "fields": {"id": {"class": "phi_search"}, "n": {"class": "phi"}}}"#;
+        r.put_collection(&ks, "p", schema).await.unwrap();
+        let docs: Vec<Value> = (0..7)
+            .map(|i| json!({"id": format!("s{i}"), "n": i}))
+            .collect();
+        let ids = r.create(&ks, "p", docs.clone()).await.unwrap();
+        ks.rotate(&data_ring("p")).unwrap();
+        let job = r
+            .start_job("p", "rewrap", json!({"destroy_old": true}))
+            .await
+            .unwrap();
+        // The first process rewraps one page, stores its progress, dies.
+        let mut j = store.job(&job).await.unwrap().unwrap();
+        let (n, cursor) = r.rewrap_step(&ks, &j).await.unwrap();
+        assert_eq!(n, 2);
+        j.done += n;
+        j.cursor = cursor;
+        store.put_job(j).await.unwrap();
+        drop(r);
+        // The next process finds it running and resumes it.
+        let r2 = Arc::new(Records::new(store.clone(), settings, Default::default()));
+        r2.run_pending_jobs(&ks).await;
+        let mut state = None;
+        for _ in 0..200 {
+            let j = store.job(&job).await.unwrap().unwrap();
+            if j.state != "running" {
+                state = Some(j);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let j = state.expect("the job finished");
+        assert_eq!((j.state.as_str(), j.done, j.total), ("done", 7, 7));
+        let keys = store.subject_keys("p", None, 100).await.unwrap();
+        assert_eq!(keys.len(), 7);
+        for k in &keys {
+            assert_eq!(envelope::parse_header(&k.wrapped).unwrap().version.get(), 2);
+        }
+        let info = ks.ring(&data_ring("p")).unwrap();
+        assert!(
+            info.versions
+                .iter()
+                .any(|v| v.version == 1 && v.destroyed.is_some())
+        );
+        let got = r2.get(&ks, "p", ids, View::Full).await.unwrap();
+        for (g, d) in got.iter().zip(&docs) {
+            assert_eq!(&g.as_ref().unwrap()["data"], d);
+        }
+    }
 
     /// The race the destroy sweep closes: a create that wrapped its
     /// subject key under the old version commits after the rewrap scan
