@@ -140,6 +140,19 @@ pub enum Command {
     /// and docs/FORMAT.md §11. Connects to --addr with a client certificate
     /// that has records:admin:COLLECTION (default: the dev admin's).
     Records(RecordsArgs),
+    /// Examine and verify the audit trail: verify, search, hash, tail,
+    /// export, report, prove.
+    ///
+    /// The trail (DATA/audit) holds one PHI-free entry per API request,
+    /// failed handshake and authentication, key lifecycle event, seal,
+    /// unseal, reload, start and stop, in an RFC 6962 Merkle tree whose
+    /// signed checkpoints (C2SP signed-note, Ed25519) make any change,
+    /// deletion, insertion, reordering or truncation detectable.
+    /// `verify` needs only the log's public key (`audit pubkey`). Record
+    /// and subject ids appear only as HMACs: `--subject ID` and `audit
+    /// hash` compute them with the audit key (an unsealed keystore).
+    /// Reading works while the server runs.
+    Audit(AuditArgs),
     /// Check the configuration without starting anything.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -169,6 +182,145 @@ pub struct RecordsArgs {
     pub key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: RecordsCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The audit trail's folder [default: DATA/audit].
+    #[arg(long, global = true, env = "PHIVAULT_AUDIT_DIR")]
+    pub audit_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// Filters shared by search, export and report.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this principal (e.g. spiffe://phivault.local/app).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only this operation, or a prefix with * (e.g. 'records.*').
+    #[arg(long)]
+    pub op: Option<String>,
+    /// Only this outcome: ok, denied or error.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// From this time: RFC 3339, a date (2026-12-01), or a span back from
+    /// now (90m, 24h, 30d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only entries naming this data subject (hashed with the audit key:
+    /// needs an unsealed keystore, e.g. --insecure-dev or PHIVAULT_PASSPHRASE).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only entries naming this record id (hashed like --subject).
+    #[arg(long)]
+    pub record: Option<String>,
+    /// Only entries naming this subject HMAC (from `audit hash`; no key needed).
+    #[arg(long)]
+    pub subject_hash: Option<String>,
+    /// Only entries naming this record HMAC.
+    #[arg(long)]
+    pub record_hash: Option<String>,
+    /// Only this key ring or collection (e.g. transit/billing, records/patients).
+    #[arg(long)]
+    pub resource: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Verify the whole trail against its signed checkpoints. Needs no
+    /// secret: only the log's public key (--key; by default DATA/audit/log.pub,
+    /// which an attacker with write access could replace: pin the key).
+    /// Exits 0 when intact, 1 when tampering is found, naming the first
+    /// bad index.
+    Verify {
+        /// Trusted verifier key: a key string or a file of them.
+        #[arg(long)]
+        key: Vec<String>,
+        /// A witness folder holding copies of the checkpoints (finds a
+        /// truncated or deleted log).
+        #[arg(long)]
+        witness: Vec<PathBuf>,
+    },
+    /// List entries that match the filters (newest last).
+    Search {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Show at most this many (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// The HMAC under which an id appears in the trail (like Vault's
+    /// audit-hash). Needs the keystore (it holds the audit key).
+    Hash {
+        /// The id (a patient id, a record id).
+        value: String,
+        /// What the id is: subject or record.
+        #[arg(long, default_value = "subject")]
+        kind: String,
+    },
+    /// Print the newest entries; -f keeps following.
+    Tail {
+        /// Keep printing new entries as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the newest entries to start with.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+    },
+    /// Export entries for a SIEM: JSON lines or RFC 5424 syslog.
+    Export {
+        /// jsonl or syslog.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Who accessed what, when and why: a table, --json, or --format html
+    /// with a chart of activity over time. --subject ID answers "who
+    /// accessed this patient's data"; --denied lists refused attempts;
+    /// --break-glass lists emergency accesses.
+    Report {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Only refused attempts (401/403, TLS and auth failures).
+        #[arg(long)]
+        denied: bool,
+        /// Only break-glass accesses.
+        #[arg(long)]
+        break_glass: bool,
+        /// table, json or html.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// An inclusion proof for entry INDEX against the newest checkpoint,
+    /// or (--from) a consistency proof between two tree sizes.
+    Prove {
+        /// Entry index for an inclusion proof.
+        #[arg(long)]
+        index: Option<u64>,
+        /// Old tree size for a consistency proof to the newest checkpoint.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Trusted verifier key (as for verify).
+        #[arg(long)]
+        key: Vec<String>,
+    },
+    /// Print the log's public key (C2SP note verifier key): keep a copy
+    /// where auditors can get it.
+    Pubkey,
+    /// Print the newest signed checkpoint.
+    Checkpoint,
 }
 
 #[derive(Subcommand, Debug)]

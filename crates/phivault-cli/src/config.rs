@@ -35,6 +35,9 @@ pub struct FileConfig {
     /// `serve`: the records service.
     #[serde(default)]
     pub records: phivault_server::config::RecordsFile,
+    /// `serve`: the audit trail.
+    #[serde(default)]
+    pub audit: phivault_server::config::AuditFile,
 }
 
 fn default_path() -> Option<PathBuf> {
@@ -63,7 +66,7 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<FileConfig> {
         .with_context(|| format!("config file {} is not valid", path.display()))?;
     for key in unknown {
         eprintln!(
-            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth], [records]; see README)",
+            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth], [records], [audit]; see README)",
             path.display()
         );
     }

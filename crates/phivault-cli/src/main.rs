@@ -3,6 +3,8 @@
 //! calls the library crates.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
+mod audit_report;
 mod ca_cmd;
 mod cli;
 mod config;
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve_cmd::serve(&cli.global, a, &file),
         Command::Ca(c) => ca_cmd::run(&cli.global, c),
         Command::Records(a) => records_cmd::run(&cli.global, a),
+        Command::Audit(a) => audit_cmd::run(&cli.global, a),
         Command::Config(cli::ConfigCommand::Check(a)) => serve_cmd::check(&cli.global, a, &file),
         Command::Completions { shell } => {
             clap_complete::generate(

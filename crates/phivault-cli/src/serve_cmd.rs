@@ -57,6 +57,8 @@ pub fn settings(g: &Global, a: &ServeArgs, file: &FileConfig) -> Result<ServerSe
     settings
         .apply_records(&file.records)
         .map_err(anyhow::Error::msg)?;
+    settings.audit = phivault_server::config::AuditSettings::resolve(&g.data_dir, &file.audit)
+        .map_err(anyhow::Error::msg)?;
     Ok(settings)
 }
 

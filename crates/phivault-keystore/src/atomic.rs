@@ -60,7 +60,8 @@ fn parent(target: &Path) -> &Path {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+/// fsyncs a folder, so that a create, rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -100,6 +100,9 @@ pub struct ConnInfo {
     /// The certificate's scopes plus any the config grants its principal,
     /// parsed once per connection.
     pub cert_scopes: Arc<Scopes>,
+    /// This request's audit record, filled in by the handlers (a fresh
+    /// one per request, set by the middleware).
+    pub audit: crate::audit::AuditSlot,
 }
 
 /// Server state shared by every request.
@@ -118,6 +121,8 @@ pub struct Shared {
     pub principals: HashMap<String, Scopes>,
     /// The records service (`None` if its store could not be opened).
     pub records: Option<Arc<crate::records::Records>>,
+    /// The audit trail.
+    pub audit: Arc<crate::audit::Trail>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -374,7 +379,30 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn authenticate(st: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let r = authenticate_inner(st, conn, headers);
+    let mut a = conn.audit.lock().expect("lock");
+    match &r {
+        Ok(c) => {
+            a.principal = Some(c.principal.clone());
+            a.token_id.clone_from(&c.token_id);
+        }
+        Err(_) if a.reason.is_none() => a.reason = Some("authentication_failed"),
+        Err(_) => {}
+    }
+    r
+}
+
+fn audit_reason(conn: &ConnInfo, reason: &'static str) {
+    conn.audit.lock().expect("lock").reason = Some(reason);
+}
+
+fn authenticate_inner(
+    st: &Shared,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let Some(id) = &conn.identity else {
+        audit_reason(conn, "client_cert_missing");
         st.metrics.auth_failed("client_cert_missing");
         tracing::warn!(peer = %conn.peer, reason = "client_cert_missing", "request without a client certificate refused");
         return Err(ApiError::new(
@@ -404,6 +432,7 @@ fn authenticate(st: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Result<Cal
                     crate::AuthError::Unbound => "token_unbound",
                     _ => "token_invalid",
                 };
+                audit_reason(conn, reason);
                 st.metrics.auth_failed(reason);
                 tracing::warn!(peer = %conn.peer, principal = %id.principal, reason, "token refused");
                 Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
@@ -425,15 +454,82 @@ fn authorize(
     required: &str,
 ) -> Result<Caller, ApiError> {
     let c = authenticate(st, conn, headers)?;
+    note_scope(conn, required);
     if c.scopes.allows(required) {
         Ok(c)
     } else {
+        audit_reason(conn, "scope_denied");
         st.metrics.auth_failed("scope_denied");
         tracing::warn!(peer = %conn.peer, principal = %c.principal, required, "permission denied");
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("permission denied: this request needs scope '{required}'"),
         ))
+    }
+}
+
+/// Notes a checked scope (and the key ring or collection it names) in the
+/// request's audit record.
+fn note_scope(conn: &ConnInfo, scope: &str) {
+    let mut a = conn.audit.lock().expect("lock");
+    let mut parts = scope.splitn(3, ':');
+    if let (Some(area), Some(_), Some(name)) = (parts.next(), parts.next(), parts.next())
+        && name != "*"
+        && a.resource.is_none()
+    {
+        a.resource = Some(format!("{area}/{name}"));
+    }
+    a.scopes.push(scope.to_owned());
+}
+
+/// The scope that allows break-glass reads.
+pub const BREAK_GLASS_SCOPE: &str = "break-glass";
+
+/// Emergency access (45 CFR 164.312(a)(2)(ii)): a caller whose scopes
+/// don't allow a read, but who holds `break-glass` and states a reason in
+/// `X-Break-Glass-Reason`, may read inside its time-limited window. The
+/// access is a high-severity audit entry and counted. `None`: the request
+/// does not ask for break-glass (the normal refusal stands).
+fn break_glass(st: &Shared, c: &Ctx, caller: &Caller) -> Option<Result<(), ApiError>> {
+    let raw = c.headers.get("x-break-glass-reason")?;
+    let reason = raw.to_str().unwrap_or("").trim();
+    if !caller.scopes.allows(BREAK_GLASS_SCOPE) {
+        return Some(Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission denied: break-glass needs scope 'break-glass'",
+        )));
+    }
+    if reason.len() < 4
+        || reason.chars().count() > crate::audit::MAX_BREAK_GLASS_REASON
+        || reason.chars().any(char::is_control)
+    {
+        return Some(Err(ApiError::bad(format!(
+            "X-Break-Glass-Reason must be 4-{} printable characters saying why (no patient data: it is kept in the audit trail)",
+            crate::audit::MAX_BREAK_GLASS_REASON
+        ))));
+    }
+    if let Err(e) = st.audit.break_glass_window(&caller.principal) {
+        audit_reason(&c.conn, "break_glass_expired");
+        return Some(Err(ApiError::new(StatusCode::FORBIDDEN, e)));
+    }
+    c.conn.audit.lock().expect("lock").break_glass = Some(reason.to_owned());
+    st.metrics.break_glass.inc();
+    tracing::warn!(principal = %caller.principal, "BREAK-GLASS access");
+    Some(Ok(()))
+}
+
+/// [`authorize`], or a break-glass read when the scope is missing.
+fn authorize_read(st: &Shared, c: &Ctx, required: &str) -> Result<Caller, ApiError> {
+    match authorize(st, &c.conn, &c.headers, required) {
+        Err(e) if e.status == StatusCode::FORBIDDEN => {
+            let caller = authenticate(st, &c.conn, &c.headers)?;
+            match break_glass(st, c, &caller) {
+                Some(Ok(())) => Ok(caller),
+                Some(Err(bg)) => Err(bg),
+                None => Err(e),
+            }
+        }
+        r => r,
     }
 }
 
@@ -567,6 +663,12 @@ async fn unseal(c: Ctx, body: Body) -> ApiResult {
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unseal task failed"))?;
     match opened {
         Ok(Some(ks)) => {
+            st.audit.unsealed(&ks);
+            st.audit.emit(
+                phivault_audit::Event::new(phivault_audit::Kind::Seal, "vault.unseal")
+                    .severity(phivault_audit::Severity::Warn)
+                    .detail(json!({ "by": caller.principal })),
+            );
             st.keystore.store(Some(Arc::new(ks)));
             st.metrics.sealed.set(0);
             tracing::info!(principal = %caller.principal, "vault unsealed");
@@ -584,6 +686,12 @@ async fn unseal(c: Ctx, body: Body) -> ApiResult {
 async fn seal(c: Ctx) -> ApiResult {
     let Ctx { st, conn, headers } = c;
     let caller = authorize(&st, &conn, &headers, "sys:seal")?;
+    st.audit.emit(
+        phivault_audit::Event::new(phivault_audit::Kind::Seal, "vault.seal")
+            .severity(phivault_audit::Severity::Warn)
+            .detail(json!({ "by": caller.principal })),
+    );
+    st.audit.sealed();
     st.keystore.store(None);
     *st.unsealer.lock().expect("lock") = None;
     st.metrics.sealed.set(1);
@@ -593,6 +701,17 @@ async fn seal(c: Ctx) -> ApiResult {
 
 /// Refreshes the scrape-time gauges.
 pub fn refresh_gauges(st: &Shared) {
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let log = st.audit.log();
+        let s = log.stats();
+        let m = &st.metrics;
+        m.audit_entries.set(s.size.load(Relaxed) as i64);
+        m.audit_checkpoints.set(s.checkpoints.load(Relaxed) as i64);
+        m.audit_witness_failures
+            .set(s.witness_failures.load(Relaxed) as i64);
+        m.audit_failing.set(i64::from(log.failure().is_some()));
+    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let na = st
         .metrics
@@ -839,6 +958,12 @@ async fn create_key(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
         },
     )?;
     tracing::info!(principal = %c.principal, key = %name, "transit key created");
+    st.audit.key_event(
+        "key.create",
+        format!("transit/{name}"),
+        Some(&c.principal),
+        json!({}),
+    );
     vault(t.read(&name)?)
 }
 
@@ -855,6 +980,12 @@ async fn delete_key(c: Ctx, Path(name): Path<String>) -> ApiResult {
     let ks = keystore(&st)?;
     Transit::new(&ks).delete(&name)?;
     tracing::warn!(principal = %c.principal, key = %name, "transit key deleted (crypto-shredded)");
+    st.audit.key_event(
+        "key.destroy",
+        format!("transit/{name}"),
+        Some(&c.principal),
+        json!({ "all_versions": true }),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -889,6 +1020,12 @@ async fn config_key(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
         },
     )?;
     tracing::info!(principal = %c.principal, key = %name, "transit key config changed");
+    st.audit.key_event(
+        "key.config",
+        format!("transit/{name}"),
+        Some(&c.principal),
+        json!({}),
+    );
     vault(t.read(&name)?)
 }
 
@@ -899,6 +1036,12 @@ async fn rotate_key(c: Ctx, Path(name): Path<String>) -> ApiResult {
     let t = Transit::new(&ks);
     let v = t.rotate(&name)?;
     tracing::info!(principal = %c.principal, key = %name, version = v, "transit key rotated");
+    st.audit.key_event(
+        "key.rotate",
+        format!("transit/{name}"),
+        Some(&c.principal),
+        json!({ "version": v }),
+    );
     vault(t.read(&name)?)
 }
 
@@ -1118,16 +1261,11 @@ async fn encrypt(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
 }
 
 async fn decrypt(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
-    let Ctx { st, conn, headers } = c;
     use base64::Engine;
-    let (ks, req) = data_op(
-        &st,
-        &conn,
-        &headers,
-        format!("transit:decrypt:{name}"),
-        body,
-    )
-    .await?;
+    authorize_read(&c.st, &c, &format!("transit:decrypt:{name}"))?;
+    let Ctx { st, .. } = c;
+    let req: DataReq = read_json(&st, body).await?;
+    let ks = keystore(&st)?;
     let t = Transit::new(&ks);
     run_items(&st, &req, |i| {
         let pt = t.decrypt(&name, need("ciphertext", &i.ciphertext)?, &binding(i)?)?;
@@ -1307,28 +1445,95 @@ fn static_method(m: &Method) -> &'static str {
     }
 }
 
-/// Metrics and the sealed gate, around every routed request. (HSTS and
-/// no-store are added to every response, routed or not, by the
-/// connection service in `server.rs`.)
-async fn around(State(st): State<AppState>, req: Request, next: Next) -> Response {
+/// Routes that work while the audit trail can't be written: health,
+/// metrics, documents, and unseal/seal (protective, no ePHI).
+const AUDIT_UNGATED: &[&str] = &[
+    "/v1/sys/health",
+    "/v1/sys/seal-status",
+    "/v1/sys/unseal",
+    "/v1/sys/seal",
+    "/v1/sys/metrics",
+    "/v1/openapi.json",
+    "/v1/auth/jwks",
+];
+
+fn new_request_id() -> String {
+    hex::encode(phivault_core::crypto::random_array::<12>().unwrap_or_default())
+}
+
+/// Metrics, the sealed gate and the audit trail, around every routed
+/// request. (HSTS and no-store are added to every response, routed or
+/// not, by the connection service in `server.rs`.)
+///
+/// Audit fails closed: while the trail can't be written, ePHI routes
+/// answer 503 without running; and a response whose audit entry could not
+/// be made durable is replaced by a 503, so nothing is disclosed
+/// unrecorded (a write may then have happened: its client sees 503 and
+/// the request id, SECURITY.md §6).
+async fn around(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = static_route(req.extensions().get::<MatchedPath>());
     let method = static_method(req.method());
+    let slot = crate::audit::AuditSlot::default();
+    let conn = req.extensions_mut().get_mut::<ConnInfo>().map(|c| {
+        c.audit = slot.clone();
+        c.clone()
+    });
+    let request_id = new_request_id();
+    let gated = !AUDIT_UNGATED.contains(&route);
     let sealed_gate =
         st.keystore.load().is_none() && !SEALED_OK.contains(&route) && route != "unmatched";
-    let resp = if sealed_gate {
+    let mut resp = if sealed_gate {
         // Who are you (401) comes before "sealed" (503).
-        let who = req
-            .extensions()
-            .get::<ConnInfo>()
+        let who = conn
+            .as_ref()
             .map(|c| authenticate(&st, c, req.headers()).map(|_| ()));
         match who {
             Some(Err(e)) => e.into_response(),
             _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed").into_response(),
         }
+    } else if let Some(why) = st.audit.refuses().filter(|_| gated) {
+        st.metrics.audit_refusals.inc();
+        slot.lock().expect("lock").reason = Some("audit_unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the audit trail can't be written durably ({why}); ePHI operations are refused until it can (audit fails closed): free disk space or fix the audit folder, then retry"),
+        )
+        .into_response()
     } else {
         next.run(req).await
     };
+    let status = resp.status().as_u16();
+    let ev = {
+        let a = slot.lock().expect("lock");
+        let op =
+            a.op.map(str::to_owned)
+                .unwrap_or_else(|| crate::audit::route_op(method, route));
+        crate::audit::request_event(
+            &st.audit,
+            &a,
+            op,
+            request_id.clone(),
+            conn.as_ref(),
+            status,
+            start.elapsed(),
+        )
+    };
+    if let Err(e) = st.audit.record(ev).await {
+        st.metrics.audit_write_failures.inc();
+        tracing::error!(error = %e, route, method, "audit entry not written");
+        if gated && !st.settings.audit.insecure_fail_open {
+            st.metrics.audit_refusals.inc();
+            resp = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the audit entry for this request could not be written durably ({e}), so its result is withheld (audit fails closed); retry later with the same request (X-Request-Id names this one)"),
+            )
+            .into_response();
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     let status = resp.status().as_u16();
     st.metrics
         .request(route, method, status, start.elapsed().as_secs_f64());

@@ -115,6 +115,26 @@ impl ApiClient {
         body: Option<&Value>,
     ) -> Result<(u16, Value), ClientError> {
         let bytes = Bytes::from(body.map(|b| b.to_string()).unwrap_or_default());
+        let mut hs = vec![("content-type", "application/json")];
+        hs.extend_from_slice(headers);
+        let (status, body) = self.send(method, path, &hs, bytes).await?;
+        let v = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).map_err(|e| ClientError::Response(e.to_string()))?
+        };
+        Ok((status, v))
+    }
+
+    /// One request with a raw body; returns the status and the raw body.
+    /// Reconnects once if the kept connection was closed.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        bytes: Bytes,
+    ) -> Result<(u16, Bytes), ClientError> {
         for attempt in 0..2 {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
                 self.connect().await?;
@@ -122,8 +142,7 @@ impl ApiClient {
             let mut req = hyper::Request::builder()
                 .method(method)
                 .uri(path)
-                .header("host", self.host.to_str().as_ref())
-                .header("content-type", "application/json");
+                .header("host", self.host.to_str().as_ref());
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }
@@ -144,13 +163,7 @@ impl ApiClient {
                         .await
                         .map_err(|e| ClientError::Response(e.to_string()))?
                         .to_bytes();
-                    let v = if body.is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_slice(&body)
-                            .map_err(|e| ClientError::Response(e.to_string()))?
-                    };
-                    return Ok((status, v));
+                    return Ok((status, body));
                 }
                 Err(e) if attempt == 0 => {
                     tracing::debug!(error = %e, "request failed on a kept connection; reconnecting");

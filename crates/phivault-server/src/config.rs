@@ -108,6 +108,221 @@ pub struct RecordsFile {
     pub key_cache_ttl: Option<String>,
 }
 
+/// `[audit]` in the file.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// The audit trail's folder (default `<data dir>/audit`).
+    pub dir: Option<PathBuf>,
+    /// This node's name in events (default: the host name).
+    pub node: Option<String>,
+    /// The checkpoint origin line (default `phivault/<node>/audit`).
+    pub origin: Option<String>,
+    /// Sign a checkpoint after this many entries (default 10000)…
+    pub checkpoint_every: Option<u64>,
+    /// …or after this long (default "1s").
+    pub checkpoint_interval: Option<String>,
+    /// Seal a segment past this size, bytes (default 64 MiB).
+    pub segment_bytes: Option<u64>,
+    /// Remove sealed segments older than this (default "2196d", six
+    /// years; HIPAA 164.316(b)(2)(i)). Leaf hashes are kept for ever.
+    pub retention: Option<String>,
+    /// Folders that receive a copy of every checkpoint.
+    #[serde(default)]
+    pub witness_dirs: Vec<PathBuf>,
+    /// HTTPS URLs that every checkpoint is PUT to, over mTLS.
+    #[serde(default)]
+    pub witness_urls: Vec<String>,
+    /// CA bundle for the witness URLs (default: the built-in CA).
+    pub witness_ca: Option<PathBuf>,
+    /// Client certificate for the witness URLs.
+    pub witness_cert: Option<PathBuf>,
+    /// Client key for the witness URLs.
+    pub witness_key: Option<PathBuf>,
+    /// How long a principal's break-glass window lasts (default "1h", at
+    /// most "4h").
+    pub break_glass_window: Option<String>,
+    /// Keep serving ePHI when the trail can't be written (default false:
+    /// fail closed with 503). A documented risk decision: needs
+    /// `insecure_fail_open_reason`.
+    #[serde(default)]
+    pub insecure_fail_open: bool,
+    /// Why the deployment accepts unaudited ePHI access (shown at start
+    /// and in the evidence report).
+    pub insecure_fail_open_reason: Option<String>,
+}
+
+/// An HTTPS witness, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpsWitness {
+    /// The URL as given.
+    pub url: String,
+    /// `host:port`.
+    pub addr: String,
+    /// The path (with query).
+    pub path: String,
+    /// CA bundle.
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
+}
+
+/// The audit trail's settings, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditSettings {
+    /// Folder.
+    pub dir: PathBuf,
+    /// Node name.
+    pub node: String,
+    /// Checkpoint origin.
+    pub origin: String,
+    /// Checkpoint every N entries.
+    pub checkpoint_every: u64,
+    /// Checkpoint at least this often.
+    pub checkpoint_interval: Duration,
+    /// Segment size.
+    pub segment_bytes: u64,
+    /// Retention of sealed segments.
+    pub retention: Duration,
+    /// Witness folders.
+    pub witness_dirs: Vec<PathBuf>,
+    /// HTTPS witnesses.
+    pub witness_urls: Vec<HttpsWitness>,
+    /// Break-glass window.
+    pub break_glass_window: Duration,
+    /// Fail open (insecure).
+    pub insecure_fail_open: bool,
+    /// The documented reason for failing open.
+    pub insecure_fail_open_reason: Option<String>,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+impl AuditSettings {
+    /// Resolves `[audit]` over the defaults for `data_dir`.
+    pub fn resolve(data_dir: &Path, a: &AuditFile) -> Result<Self, String> {
+        let node = a.node.clone().unwrap_or_else(host_name);
+        if node.is_empty() || node.len() > 64 || node.chars().any(|c| c.is_whitespace()) {
+            return Err("audit.node must be 1-64 characters without spaces".into());
+        }
+        let origin = a
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("phivault/{node}/audit"));
+        if origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(
+                "audit.origin must be one word without spaces (e.g. phivault/node1/audit)".into(),
+            );
+        }
+        let dur = |f: &str, v: &Option<String>, def: Duration| match v {
+            Some(v) => duration(f, v),
+            None => Ok(def),
+        };
+        let checkpoint_every = a.checkpoint_every.unwrap_or(10_000);
+        if !(1..=10_000_000).contains(&checkpoint_every) {
+            return Err("audit.checkpoint_every must be 1-10000000".into());
+        }
+        let checkpoint_interval = dur(
+            "audit.checkpoint_interval",
+            &a.checkpoint_interval,
+            Duration::from_secs(1),
+        )?;
+        if checkpoint_interval.is_zero() || checkpoint_interval > Duration::from_secs(3600) {
+            return Err("audit.checkpoint_interval must be 1s-1h".into());
+        }
+        let segment_bytes = a.segment_bytes.unwrap_or(64 << 20);
+        if !(64 << 10..=1 << 30).contains(&segment_bytes) {
+            return Err("audit.segment_bytes must be 64 KiB-1 GiB".into());
+        }
+        let retention = dur(
+            "audit.retention",
+            &a.retention,
+            phivault_audit::log::SIX_YEARS,
+        )?;
+        if retention < phivault_audit::log::SIX_YEARS {
+            return Err(
+                "audit.retention must be at least 2196d: HIPAA keeps documentation six years (45 CFR 164.316(b)(2)(i))"
+                    .into(),
+            );
+        }
+        let break_glass_window = dur(
+            "audit.break_glass_window",
+            &a.break_glass_window,
+            Duration::from_secs(3600),
+        )?;
+        if break_glass_window.is_zero() || break_glass_window > Duration::from_secs(4 * 3600) {
+            return Err("audit.break_glass_window must be 1s-4h".into());
+        }
+        if a.insecure_fail_open
+            && a.insecure_fail_open_reason
+                .as_deref()
+                .is_none_or(|r| r.trim().len() < 10)
+        {
+            return Err(
+                "audit.insecure_fail_open needs audit.insecure_fail_open_reason: the documented risk decision (45 CFR 164.306(d)(3)) for serving ePHI while the trail can't be written"
+                    .into(),
+            );
+        }
+        let ca_default = data_dir.join("ca").join("ca.pem");
+        let mut witness_urls = Vec::new();
+        for u in &a.witness_urls {
+            let rest = u.strip_prefix("https://").ok_or_else(|| {
+                format!(
+                    "audit.witness_urls: '{u}' must be an https:// URL (checkpoints go over mTLS)"
+                )
+            })?;
+            let (addr, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let addr = if addr
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                addr.to_owned()
+            } else {
+                format!("{addr}:443")
+            };
+            let (Some(cert), Some(key)) = (&a.witness_cert, &a.witness_key) else {
+                return Err(
+                    "audit.witness_urls needs audit.witness_cert and audit.witness_key (mTLS)"
+                        .into(),
+                );
+            };
+            witness_urls.push(HttpsWitness {
+                url: u.clone(),
+                addr,
+                path: path.to_owned(),
+                ca: a.witness_ca.clone().unwrap_or_else(|| ca_default.clone()),
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        Ok(Self {
+            dir: a.dir.clone().unwrap_or_else(|| data_dir.join("audit")),
+            node,
+            origin,
+            checkpoint_every,
+            checkpoint_interval,
+            segment_bytes,
+            retention,
+            witness_dirs: a.witness_dirs.clone(),
+            witness_urls,
+            break_glass_window,
+            insecure_fail_open: a.insecure_fail_open,
+            insecure_fail_open_reason: a.insecure_fail_open_reason.clone(),
+        })
+    }
+}
+
 /// Limits and timeouts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Limits {
@@ -180,6 +395,8 @@ pub struct ServerSettings {
     pub auth: AuthSettings,
     /// The records service.
     pub records: crate::records::RecordsSettings,
+    /// The audit trail.
+    pub audit: AuditSettings,
 }
 
 /// Parses `"10s"`-style durations (also bare seconds).
@@ -281,6 +498,7 @@ impl ServerSettings {
             reload_poll: dur("server.reload_poll", &s.reload_poll, Duration::from_secs(2))?,
             auth,
             records: crate::records::RecordsSettings::default(),
+            audit: AuditSettings::resolve(data_dir, &AuditFile::default())?,
         })
     }
 

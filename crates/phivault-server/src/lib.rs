@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -126,4 +127,8 @@ pub enum ServeError {
     /// The port.
     #[error("cannot listen on {0}: {1} (pick another with --listen)")]
     Bind(std::net::SocketAddr, #[source] std::io::Error),
+    /// The audit trail could not be opened (the server does not run
+    /// without one).
+    #[error("audit trail: {0}")]
+    Audit(String),
 }

@@ -120,6 +120,20 @@ pub struct Metrics {
     pub record_integrity_failures: Family<CollectionLabel, Counter>,
     /// Records processed by collection and operation.
     pub records: Family<RecordOpLabel, Counter>,
+    /// Requests refused with 503 because the audit trail can't be written.
+    pub audit_refusals: Counter,
+    /// Audit entries that could not be written.
+    pub audit_write_failures: Counter,
+    /// Break-glass accesses.
+    pub break_glass: Counter,
+    /// Entries in the audit trail (set at scrape).
+    pub audit_entries: Gauge,
+    /// Checkpoints signed since start (set at scrape).
+    pub audit_checkpoints: Gauge,
+    /// 1 while the audit trail can't be written (set at scrape).
+    pub audit_failing: Gauge,
+    /// Checkpoints a witness folder did not take (set at scrape).
+    pub audit_witness_failures: Gauge,
     /// Unix time the server certificate expires (updated on reload).
     pub server_cert_not_after: AtomicU64,
     /// Unix time the CRL needs replacing (0 = no CRL).
@@ -212,6 +226,48 @@ impl Metrics {
             "Records processed by collection and operation",
             records.clone(),
         );
+        let audit_refusals = Counter::default();
+        let audit_write_failures = Counter::default();
+        let break_glass = Counter::default();
+        let audit_entries = Gauge::default();
+        let audit_checkpoints = Gauge::default();
+        let audit_failing = Gauge::default();
+        let audit_witness_failures = Gauge::default();
+        registry.register(
+            "audit_refusals",
+            "Requests refused (503) because the audit trail could not be written durably",
+            audit_refusals.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit entries that could not be written",
+            audit_write_failures.clone(),
+        );
+        registry.register(
+            "break_glass_accesses",
+            "Emergency (break-glass) reads",
+            break_glass.clone(),
+        );
+        registry.register(
+            "audit_entries",
+            "Entries in the audit trail",
+            audit_entries.clone(),
+        );
+        registry.register(
+            "audit_checkpoints_signed",
+            "Audit checkpoints signed since start",
+            audit_checkpoints.clone(),
+        );
+        registry.register(
+            "audit_failing",
+            "1 while the audit trail can't be written",
+            audit_failing.clone(),
+        );
+        registry.register(
+            "audit_witness_failures",
+            "Checkpoints a witness folder did not take since start",
+            audit_witness_failures.clone(),
+        );
         for r in crate::tls::FAILURE_REASONS {
             let _ = handshake_failures.get_or_create(&ReasonLabel { reason: r });
         }
@@ -230,6 +286,13 @@ impl Metrics {
             batch_items,
             record_integrity_failures,
             records,
+            audit_refusals,
+            audit_write_failures,
+            break_glass,
+            audit_entries,
+            audit_checkpoints,
+            audit_failing,
+            audit_witness_failures,
             server_cert_not_after: AtomicU64::new(0),
             crl_next_update: AtomicU64::new(0),
         }

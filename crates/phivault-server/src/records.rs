@@ -642,6 +642,18 @@ impl Records {
         ids: Vec<String>,
         view: View,
     ) -> Result<Vec<Item>> {
+        Ok(self.get_seen(ks, coll, ids, view).await?.0)
+    }
+
+    /// [`Self::get`], plus the data subjects whose records were opened
+    /// (for the audit trail, which keeps only their HMACs).
+    pub async fn get_seen(
+        &self,
+        ks: &Keystore,
+        coll: &str,
+        ids: Vec<String>,
+        view: View,
+    ) -> Result<(Vec<Item>, Vec<String>)> {
         let c = self.collection(ks, coll).await?;
         let rows = self.store.get(coll, ids).await?;
         let present: Vec<&RecordRow> = rows.iter().flatten().collect();
@@ -650,20 +662,41 @@ impl Records {
             .iter()
             .map(|r| r.as_ref().and_then(|_| found.next().flatten()))
             .collect();
-        let open = |(row, key): (&Option<RecordRow>, &Option<Arc<SubjectKey>>)| -> Item {
-            let row = row.as_ref().ok_or(RecordsError::NotFound)?;
-            let key = key.as_ref().ok_or(RecordsError::Shredded)?;
-            let full = self.open_with(&c, row, key)?;
-            Self::render(&c, row, full, view)
+        let open = |(row, key): (&Option<RecordRow>, &Option<Arc<SubjectKey>>)| {
+            let mut subject = None;
+            let item = (|| {
+                let row = row.as_ref().ok_or(RecordsError::NotFound)?;
+                let key = key.as_ref().ok_or(RecordsError::Shredded)?;
+                let full = self.open_with(&c, row, key)?;
+                subject = Self::subject_in(&c, row, &full);
+                Self::render(&c, row, full, view)
+            })();
+            (item, subject)
         };
-        if rows.len() >= 16 {
+        let out: Vec<(Item, Option<String>)> = if rows.len() >= 16 {
             use rayon::prelude::*;
-            Ok(cpu(|| {
-                rows.par_iter().zip(keys.par_iter()).map(open).collect()
-            }))
+            cpu(|| rows.par_iter().zip(keys.par_iter()).map(open).collect())
         } else {
-            Ok(rows.iter().zip(keys.iter()).map(open).collect())
-        }
+            rows.iter().zip(keys.iter()).map(open).collect()
+        };
+        let (items, subjects): (Vec<Item>, Vec<Option<String>>) = out.into_iter().unzip();
+        Ok((items, subjects.into_iter().flatten().collect()))
+    }
+
+    /// The (normalized) subject ids of documents about to be written.
+    pub async fn subjects_of(&self, ks: &Keystore, coll: &str, docs: &[Value]) -> Vec<String> {
+        let Ok(c) = self.collection(ks, coll).await else {
+            return Vec::new();
+        };
+        docs.iter()
+            .filter_map(|d| document::subject_of(c.schema(), d).ok().flatten())
+            .collect()
+    }
+
+    /// The (normalized) subject id of an opened record.
+    fn subject_in(c: &Collection, row: &RecordRow, full: &Value) -> Option<String> {
+        let schema = c.schemas.get(&row.version)?;
+        document::subject_of(schema, full).ok().flatten()
     }
 
     /// Replaces a record's document (`patch`: merges an RFC 7386 patch
@@ -741,7 +774,7 @@ impl Records {
         after: Option<String>,
         limit: u32,
         view: View,
-    ) -> Result<(Vec<Item>, Option<String>)> {
+    ) -> Result<(Vec<Item>, Option<String>, Vec<String>)> {
         let c = self.collection(ks, coll).await?;
         let mut pf = Vec::new();
         for (path, value) in filters {
@@ -775,7 +808,8 @@ impl Records {
             .then(|| rows.last().map(|r| r.id.clone()))
             .flatten();
         let ids = rows.iter().map(|r| r.id.clone()).collect();
-        Ok((self.get(ks, coll, ids, view).await?, next))
+        let (items, subjects) = self.get_seen(ks, coll, ids, view).await?;
+        Ok((items, next, subjects))
     }
 
     /// Exact-match search by blind index. `values` by member path (one
@@ -790,7 +824,7 @@ impl Records {
         values: &BTreeMap<String, Value>,
         limit: u32,
         view: View,
-    ) -> Result<(Vec<Value>, usize)> {
+    ) -> Result<(Vec<Value>, usize, Vec<String>)> {
         let c = self.collection(ks, coll).await?;
         let schema = c.schema().clone();
         schema.index(index).ok_or_else(|| {
@@ -861,6 +895,7 @@ impl Records {
         let candidates = rows.len();
         let keys = self.keys_for_rows(ks, coll, &rows.iter().collect::<Vec<_>>())?;
         let mut out = Vec::new();
+        let mut subjects = Vec::new();
         for (row, key) in rows.iter().zip(keys) {
             let Some(key) = key else { continue };
             let (Some((want, _)), Some(sch)) =
@@ -875,13 +910,14 @@ impl Records {
                 .map_err(|e| self.integrity_failure(coll, &row.id, e))?;
             if document::peek_matches(sch, vix, &peeked, want) {
                 let full = self.open_with(&c, row, &key)?;
+                subjects.extend(Self::subject_in(&c, row, &full));
                 out.push(Self::render(&c, row, full, view)?);
                 if out.len() as u32 >= limit {
                     break;
                 }
             }
         }
-        Ok((out, candidates))
+        Ok((out, candidates, subjects))
     }
 
     // ------------------------------------------------------------ shredding

@@ -129,12 +129,10 @@ impl Reloader {
         }
     }
 
-    /// Reloads if any file changed since the last load.
-    pub fn reload_if_changed(&self, metrics: &Metrics) {
+    /// Reloads if any file changed since the last load; says how it went.
+    pub fn reload_if_changed(&self, metrics: &Metrics) -> Option<Result<(), TlsError>> {
         let changed = *self.stamps.lock().expect("lock") != self.stamps();
-        if changed {
-            let _ = self.reload(metrics);
-        }
+        changed.then(|| self.reload(metrics))
     }
 }
 
@@ -173,17 +171,34 @@ impl Running {
 pub fn state(
     settings: ServerSettings,
     keystore: Option<Keystore>,
-) -> Result<AppState, crate::AuthError> {
+) -> Result<AppState, crate::ServeError> {
+    use crate::ServeError::Auth;
     let tokens = TokenAuthority::with_algorithm(
         &settings.auth.issuer,
         &settings.auth.audience,
         settings.auth.signing_key_rotation,
-        crate::auth::token_algorithm(&settings.auth.token_algorithm)?,
-    )?;
-    tokens.set_external(&settings.auth.external)?;
+        crate::auth::token_algorithm(&settings.auth.token_algorithm).map_err(Auth)?,
+    )
+    .map_err(Auth)?;
+    tokens.set_external(&settings.auth.external).map_err(Auth)?;
     let mut principals = HashMap::new();
     for (p, s) in &settings.auth.principals {
-        principals.insert(p.clone(), Scopes::parse(s.iter().map(String::as_str))?);
+        principals.insert(
+            p.clone(),
+            Scopes::parse(s.iter().map(String::as_str)).map_err(Auth)?,
+        );
+    }
+    // No audit trail, no server: every request is recorded.
+    let audit = crate::audit::Trail::open(settings.audit.clone(), settings.audit.node.clone())
+        .map_err(crate::ServeError::Audit)?;
+    if let Some(ks) = &keystore {
+        audit.unsealed(ks);
+    }
+    for w in &settings.audit.witness_urls {
+        crate::audit::spawn_https_witness(&audit, w.clone());
+    }
+    if settings.audit.insecure_fail_open {
+        tracing::warn!(reason = ?settings.audit.insecure_fail_open_reason, "audit.insecure_fail_open: ePHI is served even when the audit trail can't be written (documented risk decision)");
     }
     let metrics = Metrics::new();
     metrics.sealed.set(i64::from(keystore.is_none()));
@@ -199,6 +214,7 @@ pub fn state(
         }
     };
     Ok(Arc::new(Shared {
+        audit: Arc::new(audit),
         records,
         settings,
         keystore: ArcSwapOption::from(keystore.map(Arc::new)),
@@ -314,6 +330,30 @@ fn rewrite_list(req: &mut Request<Incoming>) {
     }
 }
 
+/// Records a configuration reload in the audit trail.
+fn audit_reload(st: &Shared, trigger: &str, r: &Result<(), TlsError>) {
+    let mut ev = phivault_audit::Event::new(phivault_audit::Kind::Server, "server.reload")
+        .detail(serde_json::json!({ "trigger": trigger, "what": "tls" }));
+    if let Err(e) = r {
+        ev = ev
+            .outcome(phivault_audit::Outcome::Error)
+            .severity(phivault_audit::Severity::Warn)
+            .reason(e.to_string().chars().take(200).collect::<String>());
+    }
+    st.audit.emit(ev);
+}
+
+/// Counts a failed or refused handshake and records it in the audit trail.
+fn handshake_failed(st: &Shared, peer: SocketAddr, reason: &'static str) {
+    st.metrics.handshake_failed(reason);
+    let mut ev = phivault_audit::Event::new(phivault_audit::Kind::Handshake, "tls.handshake")
+        .severity(phivault_audit::Severity::Warn)
+        .outcome(phivault_audit::Outcome::Denied)
+        .reason(reason);
+    ev.peer = Some(peer.to_string());
+    st.audit.emit(ev);
+}
+
 async fn handle_conn(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -332,7 +372,7 @@ async fn handle_conn(
         Ok(Ok(n)) if n > 0 => n,
         Ok(_) => return,
         Err(_) => {
-            m.handshake_failed("timeout");
+            handshake_failed(&st, peer, "timeout");
             tracing::warn!(%peer, reason = "timeout", "TLS handshake failed");
             return;
         }
@@ -348,7 +388,7 @@ async fn handle_conn(
         } else {
             "bad_message"
         };
-        m.handshake_failed(reason);
+        handshake_failed(&st, peer, reason);
         tracing::warn!(%peer, reason, "TLS handshake failed: not a TLS ClientHello; sent an alert and closed");
         let _ = tcp.write_all(&ALERT_UNEXPECTED_MESSAGE).await;
         let _ = tcp.shutdown().await;
@@ -357,7 +397,7 @@ async fn handle_conn(
     let acceptor = tokio_rustls::TlsAcceptor::from(built.config.clone());
     let stream = match tokio::time::timeout(lim.handshake_timeout, acceptor.accept(tcp)).await {
         Err(_) => {
-            m.handshake_failed("timeout");
+            handshake_failed(&st, peer, "timeout");
             tracing::warn!(%peer, reason = "timeout", "TLS handshake failed");
             return;
         }
@@ -372,7 +412,7 @@ async fn handle_conn(
             } else {
                 reason
             };
-            m.handshake_failed(reason);
+            handshake_failed(&st, peer, reason);
             tracing::warn!(%peer, reason, detail = %e, "TLS handshake failed");
             return;
         }
@@ -392,7 +432,7 @@ async fn handle_conn(
                 .verify_client_cert(ee, rest, rustls_pki_types::UnixTime::now())
     {
         let reason = tls::failure_reason(&e);
-        m.handshake_failed(reason);
+        handshake_failed(&st, peer, reason);
         tracing::warn!(%peer, reason, detail = %e, "resumed TLS session refused: its client certificate no longer verifies");
         return;
     }
@@ -414,6 +454,7 @@ async fn handle_conn(
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
             .unwrap_or("unknown"),
+        audit: Default::default(),
     };
     m.handshakes
         .get_or_create(&TlsLabels {
@@ -491,7 +532,7 @@ pub async fn start(
     settings: ServerSettings,
     keystore: Option<Keystore>,
 ) -> Result<Running, crate::ServeError> {
-    let st = state(settings.clone(), keystore).map_err(crate::ServeError::Auth)?;
+    let st = state(settings.clone(), keystore)?;
     let reloader =
         Arc::new(Reloader::new(&settings.tls, &st.metrics).map_err(crate::ServeError::Tls)?);
     let listener = TcpListener::bind(settings.listen)
@@ -511,6 +552,17 @@ pub async fn start_on(
         .map_err(|e| crate::ServeError::Bind(st.settings.listen, e))?;
     let (tx, rx) = watch::channel(false);
     let router = api::router(st.clone());
+    st.audit.emit(
+        phivault_audit::Event::new(phivault_audit::Kind::Server, "server.start").detail(
+            serde_json::json!({
+                "listen": addr.to_string(),
+                "tls_profile": format!("{:?}", st.settings.tls.profile),
+                "fips": phivault_core::crypto::module_info().fips_build,
+                "sealed": st.keystore.load().is_none(),
+                "audit_fail_open": st.settings.audit.insecure_fail_open,
+            }),
+        ),
+    );
     let grace = st.settings.limits.shutdown_grace;
     let task = {
         let st = st.clone();
@@ -538,7 +590,7 @@ pub async fn start_on(
                                 // At a connection limit: refuse at once
                                 // rather than queue.
                                 let which = if total.is_err() { "server.max_connections" } else { "server.max_connections_per_ip" };
-                                st.metrics.handshake_failed("connection_limit");
+                                handshake_failed(&st, peer, "connection_limit");
                                 tracing::warn!(%peer, limit = which, "connection refused: limit reached");
                                 drop(tcp);
                             }
@@ -549,7 +601,11 @@ pub async fn start_on(
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     },
-                    _ = poll.tick() => reloader.reload_if_changed(&st.metrics),
+                    _ = poll.tick() => {
+                        if let Some(r) = reloader.reload_if_changed(&st.metrics) {
+                            audit_reload(&st, "file_change", &r);
+                        }
+                    }
                     _ = maint.tick() => maintain(&st),
                     _ = jobs.tick() => {
                         // Background records jobs: new ones, and ones a
@@ -577,6 +633,11 @@ pub async fn start_on(
                 tracing::warn!("shutdown grace period over; closing remaining connections");
                 conns.abort_all();
             }
+            st.audit.emit(phivault_audit::Event::new(
+                phivault_audit::Kind::Server,
+                "server.stop",
+            ));
+            st.audit.close();
             tracing::info!("server stopped");
         })
     };
@@ -604,7 +665,15 @@ pub fn maintain(st: &Shared) {
         let period = i64::try_from(r.auto_rotate_period_secs).unwrap_or(i64::MAX);
         if r.auto_rotate_period_secs > 0 && r.primary_age_secs >= period {
             match phivault_core::keys::KeyRingName::parse(&r.name).map(|n| ks.rotate(&n)) {
-                Ok(Ok(v)) => tracing::info!(key = %r.name, version = v, "auto-rotated key"),
+                Ok(Ok(v)) => {
+                    tracing::info!(key = %r.name, version = v, "auto-rotated key");
+                    st.audit.key_event(
+                        "key.rotate",
+                        r.name.clone(),
+                        None,
+                        serde_json::json!({ "version": v, "trigger": "auto_rotate_period" }),
+                    );
+                }
                 Ok(Err(e)) => tracing::error!(key = %r.name, error = %e, "auto-rotation failed"),
                 Err(_) => {}
             }
@@ -636,7 +705,8 @@ pub fn run_blocking(
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading TLS files");
-                    let _ = running.reloader.reload(&running.state.metrics);
+                    let r = running.reloader.reload(&running.state.metrics);
+                    audit_reload(&running.state, "sighup", &r);
                     if let Err(e) = running.state.tokens.set_external(&running.state.settings.auth.external) {
                         tracing::error!(error = %e, "reloading external issuers failed");
                     }

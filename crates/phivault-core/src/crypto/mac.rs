@@ -66,3 +66,16 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out.copy_from_slice(d.as_ref());
     out
 }
+
+/// SHA-256 over the concatenation of `parts`, without building the
+/// concatenation in memory (domain-separated hashes such as RFC 9162 leaf
+/// hashes and C2SP note key IDs).
+pub fn sha256_concat(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}

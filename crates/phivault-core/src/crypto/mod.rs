@@ -31,7 +31,7 @@ pub use kdf::{
     PBKDF2_MIN_ITERATIONS, PBKDF2_SALT_LEN, hkdf_sha256, hkdf_sha384, kbkdf_ctr_hmac_sha256,
     pbkdf2_hmac_sha256,
 };
-pub use mac::{HmacAlgorithm, HmacKey, sha256};
+pub use mac::{HmacAlgorithm, HmacKey, sha256, sha256_concat};
 pub use sig::{SignatureAlgorithm, SigningKey, generate_rsa, verify_signature};
 pub use wrap::{KWP_OVERHEAD_MAX, unwrap_key, unwrap_key256, wrap_key};
 

@@ -72,6 +72,19 @@ impl SigningKey {
         Ok(Self { alg, inner })
     }
 
+    /// An Ed25519 key from its 32-byte RFC 8032 seed (the private key as
+    /// C2SP signed-note and golang.org/x/mod/sumdb/note store it), for keys
+    /// derived from a ring key or loaded from a note signer key. The public
+    /// key is computed from the seed, so there is nothing to cross-check.
+    pub fn ed25519_from_seed(seed: &crate::secret::SecretKey) -> Result<Self, CryptoError> {
+        let k = Ed25519KeyPair::from_seed_unchecked(seed.expose_secret())
+            .map_err(|_| CryptoError::InvalidInput("Ed25519 seed"))?;
+        Ok(Self {
+            alg: SignatureAlgorithm::Ed25519,
+            inner: Inner::Ed25519(k),
+        })
+    }
+
     /// An ECDSA P-256 key whose private scalar is `scalar` (big-endian),
     /// for keys derived from a ring key. Fails if the scalar is 0 or not
     /// below the group order (probability about 2⁻³²); callers derive again.
@@ -196,6 +209,31 @@ mod tests {
             let k2 = SigningKey::from_pkcs8(alg, &k.to_pkcs8().unwrap()).unwrap();
             assert_eq!(k2.public_key(), k.public_key());
         }
+    }
+
+    #[test]
+    fn ed25519_from_seed_is_deterministic() {
+        // RFC 8032 §7.1 TEST 1: secret key 9d61b1…7f60, public key d75a98…511a.
+        let seed: [u8; 32] = [
+            0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec,
+            0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03,
+            0x1c, 0xae, 0x7f, 0x60,
+        ];
+        let k = SigningKey::ed25519_from_seed(&crate::secret::SecretKey::from_bytes(seed)).unwrap();
+        assert_eq!(
+            k.public_key(),
+            [
+                0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64,
+                0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68,
+                0xf7, 0x07, 0x51, 0x1a,
+            ]
+        );
+        let sig = k.sign(b"").unwrap();
+        assert_eq!(
+            hex::encode(&sig),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+        verify_signature(SignatureAlgorithm::Ed25519, &k.public_key(), b"", &sig).unwrap();
     }
 
     #[test]

@@ -137,7 +137,16 @@ fn view_for(
                 .scopes
                 .allows(&format!("records:{}:{coll}", v.scope_op()))
         });
+    let best = match best {
+        Some(b) => Some(b),
+        None => match super::break_glass(st, c, &caller) {
+            Some(Ok(())) => Some(View::Full),
+            Some(Err(e)) => return Err(e),
+            None => None,
+        },
+    };
     let Some(best) = best else {
+        super::audit_reason(&c.conn, "scope_denied");
         st.metrics.auth_failed("scope_denied");
         tracing::warn!(peer = %c.conn.peer, principal = %caller.principal, collection = coll, "records read denied");
         return Err(ApiError::new(
@@ -188,23 +197,41 @@ fn reader(
     asked: Option<&str>,
 ) -> Result<Reader, ApiError> {
     let (caller, view) = view_for(st, c, coll, asked)?;
+    let p = purpose(&c.headers, true)?;
+    c.conn.audit.lock().expect("lock").purpose = p;
     Ok(Reader {
         caller,
         view,
-        purpose: purpose(&c.headers, true)?,
+        purpose: p,
         ks: keystore(st)?,
     })
 }
 
+/// Names the request's operation in its audit record (set first, so a
+/// refused request carries it too).
+fn op(c: &Ctx, op: &'static str) {
+    c.conn.audit.lock().expect("lock").op = Some(op);
+}
+
+/// Records an access: in the audit trail (record and subject ids are
+/// hashed there under the audit key) and the access log (counts only).
+#[allow(clippy::too_many_arguments)]
 fn access(
+    c: &Ctx,
     principal: &str,
     coll: &str,
     op: &'static str,
-    purpose: Option<&str>,
-    n: usize,
+    purpose: Option<&'static str>,
     view: Option<View>,
+    records: Vec<String>,
+    subjects: Vec<String>,
 ) {
-    tracing::info!(target: "phivault::access", principal, collection = coll, op, purpose = purpose.unwrap_or("-"), records = n, view = ?view, "records access");
+    tracing::info!(target: "phivault::access", principal, collection = coll, op, purpose = purpose.unwrap_or("-"), records = records.len(), view = ?view, "records access");
+    let mut a = c.conn.audit.lock().expect("lock");
+    a.purpose = purpose;
+    a.resource = Some(format!("records/{coll}"));
+    a.records = records;
+    a.subjects = subjects;
 }
 
 /// One record document: bounded by `records.max_document_bytes` before it
@@ -342,15 +369,27 @@ async fn get_job(c: Ctx, Path(id): Path<String>) -> ApiResult {
 // ------------------------------------------------------------ records
 
 async fn create(c: Ctx, Path(coll): Path<String>, body: Body) -> ApiResult {
+    op(&c, "records.create");
     let st = c.st.clone();
     let caller = authorize(&st, &c.conn, &c.headers, &format!("records:write:{coll}"))?;
     let p = purpose(&c.headers, false)?;
     let ks = keystore(&st)?;
     let svc = service(&st)?;
     let doc = read_document(&st, &svc, body).await?;
-    let ids = svc.create(&ks, &coll, vec![doc]).await?;
+    let docs = vec![doc];
+    let subjects = svc.subjects_of(&ks, &coll, &docs).await;
+    let ids = svc.create(&ks, &coll, docs).await?;
     st.metrics.records_done(&coll, "create", 1);
-    access(&caller.principal, &coll, "create", p, 1, None);
+    access(
+        &c,
+        &caller.principal,
+        &coll,
+        "create",
+        p,
+        None,
+        ids.clone(),
+        subjects,
+    );
     Ok(json_response(
         StatusCode::CREATED,
         json!({ "id": ids[0], "rev": 1 }),
@@ -376,6 +415,7 @@ fn check_bulk(st: &super::Shared, n: usize) -> Result<(), ApiError> {
 }
 
 async fn bulk_create(c: Ctx, Path(coll): Path<String>, body: Body) -> ApiResult {
+    op(&c, "records.create");
     let st = c.st.clone();
     let caller = authorize(&st, &c.conn, &c.headers, &format!("records:write:{coll}"))?;
     let p = purpose(&c.headers, false)?;
@@ -383,9 +423,20 @@ async fn bulk_create(c: Ctx, Path(coll): Path<String>, body: Body) -> ApiResult 
     let req: BulkReq = read_json(&st, body).await?;
     check_bulk(&st, req.records.len())?;
     let n = req.records.len();
-    let ids = service(&st)?.create(&ks, &coll, req.records).await?;
+    let svc = service(&st)?;
+    let subjects = svc.subjects_of(&ks, &coll, &req.records).await;
+    let ids = svc.create(&ks, &coll, req.records).await?;
     st.metrics.records_done(&coll, "create", n as u64);
-    access(&caller.principal, &coll, "create", p, n, None);
+    access(
+        &c,
+        &caller.principal,
+        &coll,
+        "create",
+        p,
+        None,
+        ids.clone(),
+        subjects,
+    );
     Ok(json_response(StatusCode::CREATED, json!({ "ids": ids })))
 }
 
@@ -400,6 +451,7 @@ async fn bulk_get(
     Query(q): Query<ReadQuery>,
     body: Body,
 ) -> ApiResult {
+    op(&c, "records.read");
     let st = c.st.clone();
     let Reader {
         caller,
@@ -410,9 +462,18 @@ async fn bulk_get(
     let req: BulkReq = read_json(&st, body).await?;
     check_bulk(&st, req.ids.len())?;
     let ids = req.ids.clone();
-    let items = service(&st)?.get(&ks, &coll, req.ids, view).await?;
+    let (items, subjects) = service(&st)?.get_seen(&ks, &coll, req.ids, view).await?;
     st.metrics.records_done(&coll, "read", items.len() as u64);
-    access(&caller.principal, &coll, "read", p, items.len(), Some(view));
+    access(
+        &c,
+        &caller.principal,
+        &coll,
+        "read",
+        p,
+        Some(view),
+        ids.clone(),
+        subjects,
+    );
     let out: Vec<Value> = items
         .into_iter()
         .zip(&ids)
@@ -426,6 +487,7 @@ async fn get_one(
     Path((coll, id)): Path<(String, String)>,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
+    op(&c, "records.read");
     let st = c.st.clone();
     let Reader {
         caller,
@@ -433,13 +495,21 @@ async fn get_one(
         purpose: p,
         ks,
     } = reader(&st, &c, &coll, q.view.as_deref())?;
-    let item = service(&st)?
-        .get(&ks, &coll, vec![id], view)
-        .await?
-        .pop()
-        .expect("one");
+    let (mut items, subjects) = service(&st)?
+        .get_seen(&ks, &coll, vec![id.clone()], view)
+        .await?;
+    let item = items.pop().expect("one");
     st.metrics.records_done(&coll, "read", 1);
-    access(&caller.principal, &coll, "read", p, 1, Some(view));
+    access(
+        &c,
+        &caller.principal,
+        &coll,
+        "read",
+        p,
+        Some(view),
+        vec![id],
+        subjects,
+    );
     Ok(json_response(StatusCode::OK, item?))
 }
 
@@ -457,6 +527,14 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 async fn update(c: Ctx, coll: String, id: String, body: Body, is_patch: bool) -> ApiResult {
+    op(
+        &c,
+        if is_patch {
+            "records.patch"
+        } else {
+            "records.replace"
+        },
+    );
     let st = c.st.clone();
     let caller = authorize(&st, &c.conn, &c.headers, &format!("records:write:{coll}"))?;
     let p = purpose(&c.headers, false)?;
@@ -464,11 +542,23 @@ async fn update(c: Ctx, coll: String, id: String, body: Body, is_patch: bool) ->
     let ks = keystore(&st)?;
     let svc = service(&st)?;
     let doc = read_document(&st, &svc, body).await?;
+    let subjects = svc
+        .subjects_of(&ks, &coll, std::slice::from_ref(&doc))
+        .await;
     let new_rev = service(&st)?
         .update(&ks, &coll, &id, doc, is_patch, rev)
         .await?;
     st.metrics.records_done(&coll, "update", 1);
-    access(&caller.principal, &coll, "update", p, 1, None);
+    access(
+        &c,
+        &caller.principal,
+        &coll,
+        "update",
+        p,
+        None,
+        vec![id.clone()],
+        subjects,
+    );
     Ok(json_response(
         StatusCode::OK,
         json!({ "id": id, "rev": new_rev }),
@@ -484,13 +574,23 @@ async fn patch_one(c: Ctx, Path((coll, id)): Path<(String, String)>, body: Body)
 }
 
 async fn delete_one(c: Ctx, Path((coll, id)): Path<(String, String)>) -> ApiResult {
+    op(&c, "records.delete");
     let st = c.st.clone();
     let caller = authorize(&st, &c.conn, &c.headers, &format!("records:write:{coll}"))?;
     let p = purpose(&c.headers, false)?;
     let ks = keystore(&st)?;
     service(&st)?.delete(&ks, &coll, &id).await?;
     st.metrics.records_done(&coll, "delete", 1);
-    access(&caller.principal, &coll, "delete", p, 1, None);
+    access(
+        &c,
+        &caller.principal,
+        &coll,
+        "delete",
+        p,
+        None,
+        vec![id],
+        Vec::new(),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -499,6 +599,7 @@ async fn list(
     Path(coll): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
+    op(&c, "records.list");
     let st = c.st.clone();
     let Reader {
         caller,
@@ -528,11 +629,24 @@ async fn list(
         }
     }
     filters.sort_by(|a, b| a.0.cmp(&b.0));
-    let (items, next) = service(&st)?
+    let (items, next, subjects) = service(&st)?
         .list(&ks, &coll, filters, q.get("after").cloned(), limit, view)
         .await?;
     st.metrics.records_done(&coll, "read", items.len() as u64);
-    access(&caller.principal, &coll, "list", p, items.len(), Some(view));
+    let ids = items
+        .iter()
+        .filter_map(|i| i.as_ref().ok()?.get("id")?.as_str().map(str::to_owned))
+        .collect();
+    access(
+        &c,
+        &caller.principal,
+        &coll,
+        "list",
+        p,
+        Some(view),
+        ids,
+        subjects,
+    );
     let out: Vec<Value> = items.into_iter().map(|r| item_json(None, r)).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -555,6 +669,7 @@ async fn search(
     Query(q): Query<ReadQuery>,
     body: Body,
 ) -> ApiResult {
+    op(&c, "records.search");
     let st = c.st.clone();
     let Reader {
         caller,
@@ -570,17 +685,23 @@ async fn search(
         req.values.insert("value".into(), v);
     }
     let limit = req.limit.unwrap_or(100).clamp(1, 1000);
-    let (hits, _candidates) = service(&st)?
+    let (hits, _candidates, subjects) = service(&st)?
         .search(&ks, &coll, &index, &req.values, limit, view)
         .await?;
     st.metrics.records_done(&coll, "search", 1);
+    let ids = hits
+        .iter()
+        .filter_map(|h| h.get("id")?.as_str().map(str::to_owned))
+        .collect();
     access(
+        &c,
         &caller.principal,
         &coll,
         "search",
         p,
-        hits.len(),
         Some(view),
+        ids,
+        subjects,
     );
     Ok(json_response(StatusCode::OK, json!({ "records": hits })))
 }
@@ -591,6 +712,7 @@ struct ShredQuery {
 }
 
 async fn shred(c: Ctx, Path(subject): Path<String>, Query(q): Query<ShredQuery>) -> ApiResult {
+    op(&c, "subjects.shred");
     let st = c.st.clone();
     let caller = authorize(&st, &c.conn, &c.headers, "records:shred")?;
     let ks = keystore(&st)?;
@@ -601,6 +723,21 @@ async fn shred(c: Ctx, Path(subject): Path<String>, Query(q): Query<ShredQuery>)
         st.metrics
             .records_done(&e.collection, "shred", e.records_deleted);
         tracing::info!(target: "phivault::access", principal = %caller.principal, collection = %e.collection, op = "shred", subject_handle = %e.subject_handle, key_destroyed = e.key_destroyed, records = e.records_deleted, receipt = %receipt.receipt_id, "subject shredded");
+        let mut ev = phivault_audit::Event::new(phivault_audit::Kind::Key, "key.shred")
+            .severity(phivault_audit::Severity::High)
+            .detail(json!({
+                "key_destroyed": e.key_destroyed,
+                "records_deleted": e.records_deleted,
+                "receipt": receipt.receipt_id,
+            }));
+        ev.resource = Some(format!("records/{}", e.collection));
+        ev.principal = Some(caller.principal.clone());
+        ev.subjects = st.audit.hash("subject", &subject).into_iter().collect();
+        st.audit.emit(ev);
+    }
+    {
+        let mut a = c.conn.audit.lock().expect("lock");
+        a.subjects = vec![subject.clone()];
     }
     Ok(json_response(
         StatusCode::OK,

@@ -1,0 +1,830 @@
+//! The writer: one thread owns the files; callers hand it serialized
+//! events and wait for their entry to be durable (group commit).
+//!
+//! ```text
+//! audit/
+//!   segments/<first seq>.seg   entries (segment.rs); the newest is appended to
+//!   leaves                     32-byte leaf hashes, entry i at offset 32·i;
+//!                              kept when retention removes old segments, so
+//!                              the tree stays verifiable across them
+//!   checkpoints.log            every signed checkpoint, framed like entries
+//!   checkpoint                 the newest signed checkpoint (atomic replace)
+//!   log.pub                    the checkpoint verifier key(s), one a line
+//!   torn/                      bytes cut from a torn tail at start, kept
+//!   LOCK                       flock: one writer at a time
+//! ```
+//!
+//! Durability: a batch is written to the segment and `fdatasync`ed before
+//! any of its callers is told its seq. The leaves file is derived data: it
+//! is synced when a segment is sealed and at checkpoints, and rebuilt for
+//! the newest segment at every start. A checkpoint is signed only over
+//! entries already durable.
+
+use crate::event::{Event, Kind, Severity};
+use crate::segment::{self, Frames, Torn};
+use crate::{LogError, Result};
+use phivault_core::audit::merkle::{self, Frontier, Hash};
+use phivault_core::audit::note::{Checkpoint, NoteSigner};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)(i)).
+pub const SIX_YEARS: Duration = Duration::from_secs(6 * 366 * 24 * 3600);
+
+/// How a log is written.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The audit directory.
+    pub dir: PathBuf,
+    /// The checkpoint origin line: names this log (C2SP tlog-checkpoint).
+    pub origin: String,
+    /// A segment is sealed and a new one started past this size.
+    pub segment_bytes: u64,
+    /// A checkpoint is signed after this many new entries…
+    pub checkpoint_every: u64,
+    /// …or this long after the last one, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// Sealed segments older than this are removed (their leaf hashes stay).
+    pub retention: Duration,
+    /// Folders that receive a copy of every checkpoint (witnesses).
+    pub witness_dirs: Vec<PathBuf>,
+    /// Most events in one group commit.
+    pub max_batch: usize,
+}
+
+impl LogConfig {
+    /// Defaults for a log in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            origin: "phivault.local/audit".into(),
+            segment_bytes: 64 << 20,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(1),
+            retention: SIX_YEARS,
+            witness_dirs: Vec::new(),
+            max_batch: 8192,
+        }
+    }
+}
+
+/// What opening found and repaired.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Entries in the log.
+    pub entries: u64,
+    /// A torn tail cut from the newest segment (kept under `torn/`).
+    pub torn: Option<(String, Torn)>,
+    /// A torn tail cut from checkpoints.log.
+    pub torn_checkpoints: Option<Torn>,
+    /// Leaf hashes (re)written from entries.
+    pub leaves_rebuilt: u64,
+    /// Segments removed by retention.
+    pub pruned_segments: Vec<String>,
+}
+
+/// A checkpoint that was just signed.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// Tree size.
+    pub size: u64,
+    /// The signed note text.
+    pub note: String,
+}
+
+type Hook = Box<dyn Fn(&Signed) + Send + Sync>;
+
+/// Counters, for metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Entries appended.
+    pub appended: AtomicU64,
+    /// Group commits.
+    pub batches: AtomicU64,
+    /// Failed group commits.
+    pub write_failures: AtomicU64,
+    /// Checkpoints signed.
+    pub checkpoints: AtomicU64,
+    /// Entries in the log.
+    pub size: AtomicU64,
+    /// Checkpoints a witness did not take.
+    pub witness_failures: AtomicU64,
+}
+
+struct SharedState {
+    failed: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    stats: Stats,
+    hooks: Mutex<Vec<Hook>>,
+    last_witness_error: Mutex<Option<String>>,
+}
+
+enum Msg {
+    Append(Vec<u8>, tokio::sync::oneshot::Sender<Result<u64>>),
+    Signer(Option<NoteSigner>, mpsc::Sender<Result<()>>),
+    Checkpoint(mpsc::Sender<Result<Option<Signed>>>),
+    Close(mpsc::Sender<Result<()>>),
+}
+
+/// An open audit log. Appends from any thread; one writer thread.
+pub struct AuditLog {
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    shared: Arc<SharedState>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("dir", &self.dir).finish()
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
+    let what = what.into();
+    move |e| LogError::Io(what, e)
+}
+
+/// The segments of a log, oldest first: (first seq, path).
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let sd = dir.join("segments");
+    let mut v = Vec::new();
+    let rd = match fs::read_dir(&sd) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(v),
+        Err(e) => return Err(LogError::Io(format!("reading {}", sd.display()), e)),
+    };
+    for e in rd {
+        let e = e.map_err(io(format!("reading {}", sd.display())))?;
+        if let Some(s) = segment::parse_file_name(&e.file_name().to_string_lossy()) {
+            v.push((s, e.path()));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+struct Writer {
+    cfg: LogConfig,
+    shared: Arc<SharedState>,
+    seg: File,
+    seg_path: PathBuf,
+    seg_len: u64,
+    leaves: File,
+    ckpts: File,
+    frontier: Frontier,
+    signer: Option<NoteSigner>,
+    last_ckpt_size: u64,
+    last_ckpt_at: Instant,
+    buf: Vec<u8>,
+    leafbuf: Vec<u8>,
+    _lock: File,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log in `cfg.dir`, repairing a torn tail.
+    /// Fails if another process has it open.
+    pub fn open(cfg: LogConfig) -> Result<(Self, Recovery)> {
+        let dir = cfg.dir.clone();
+        fs::create_dir_all(dir.join("segments"))
+            .map_err(io(format!("creating {}", dir.display())))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(io("opening the audit LOCK file"))?;
+        if lock.try_lock().is_err() {
+            return Err(LogError::Busy(dir.display().to_string()));
+        }
+        let mut rec = Recovery::default();
+        let mut segs = list_segments(&dir)?;
+        if segs.is_empty() {
+            let p = dir.join("segments").join(segment::file_name(0));
+            create_segment(&p, 0, &[])?;
+            segs.push((0, p));
+        }
+        let (first, seg_path) = segs.last().cloned().expect("one segment");
+        // The newest segment: read, find a torn tail, cut it (kept aside).
+        let bytes = fs::read(&seg_path).map_err(io(format!("reading {}", seg_path.display())))?;
+        let header = segment::parse_header(&bytes)?;
+        if header.first_seq != first {
+            return Err(LogError::Format(format!(
+                "{}: header says first entry {}, its name says {first}",
+                seg_path.display(),
+                header.first_seq
+            )));
+        }
+        let mut frontier = Frontier::from_parts(first, header.frontier.clone())
+            .map_err(|e| LogError::Format(format!("{}: {e}", seg_path.display())))?;
+        let mut frames = Frames::new(&bytes, header.len);
+        let mut leaves_new = Vec::new();
+        let mut good = header.len;
+        for f in frames.by_ref() {
+            if f.seq != first + leaves_new.len() as u64 {
+                break;
+            }
+            let h = merkle::leaf_hash(f.body);
+            leaves_new.push(h);
+            frontier.push(h);
+            good = f.offset + segment::FRAME_OVERHEAD + f.body.len();
+        }
+        let torn = if good < bytes.len() {
+            Some(
+                frames
+                    .torn
+                    .clone()
+                    .filter(|t| t.offset == good)
+                    .unwrap_or(Torn {
+                        offset: good,
+                        bytes: bytes.len() - good,
+                        reason: "entry out of sequence",
+                    }),
+            )
+        } else {
+            None
+        };
+        if let Some(t) = torn {
+            let td = dir.join("torn");
+            fs::create_dir_all(&td).map_err(io("creating audit/torn"))?;
+            let name = format!(
+                "{}-{}-{}.bin",
+                seg_path.file_name().unwrap_or_default().to_string_lossy(),
+                t.offset,
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs()
+            );
+            phivault_keystore::atomic::write_atomic(&td.join(name), &bytes[good..])
+                .map_err(io("saving a torn tail"))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&seg_path)
+                .map_err(io(format!("opening {}", seg_path.display())))?;
+            f.set_len(good as u64)
+                .map_err(io("truncating a torn tail"))?;
+            f.sync_all().map_err(io("syncing a segment"))?;
+            rec.torn = Some((
+                seg_path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into(),
+                t,
+            ));
+        }
+        drop(bytes);
+        // Leaf hashes: everything before the newest segment must be there
+        // (synced when that segment was sealed); the newest segment's are
+        // rewritten from its entries.
+        let leaves_path = dir.join("leaves");
+        let mut leaves = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&leaves_path)
+            .map_err(io("opening audit/leaves"))?;
+        let have = leaves.metadata().map_err(io("audit/leaves"))?.len() / 32;
+        if have < first {
+            rec.leaves_rebuilt += rebuild_leaves(&segs, have, first, &mut leaves)?;
+        }
+        leaves
+            .set_len(first * 32)
+            .map_err(io("truncating audit/leaves"))?;
+        leaves
+            .seek(SeekFrom::End(0))
+            .map_err(io("seeking audit/leaves"))?;
+        let mut lb = Vec::with_capacity(leaves_new.len() * 32);
+        for h in &leaves_new {
+            lb.extend_from_slice(h);
+        }
+        leaves.write_all(&lb).map_err(io("writing audit/leaves"))?;
+        leaves.sync_data().map_err(io("syncing audit/leaves"))?;
+        rec.leaves_rebuilt += leaves_new.len() as u64;
+        rec.entries = frontier.size();
+        // Checkpoints: cut a torn tail; the newest gives the last size.
+        let cp_path = dir.join("checkpoints.log");
+        let mut ckpts = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&cp_path)
+            .map_err(io("opening audit/checkpoints.log"))?;
+        let mut cb = Vec::new();
+        ckpts
+            .read_to_end(&mut cb)
+            .map_err(io("reading audit/checkpoints.log"))?;
+        let mut cf = Frames::new(&cb, 0);
+        let mut last_ckpt_size = 0;
+        for f in cf.by_ref() {
+            if let Some(cp) = std::str::from_utf8(f.json())
+                .ok()
+                .and_then(|n| n.split_once("\n\n"))
+                .and_then(|(b, _)| Checkpoint::parse_body(&format!("{b}\n")).ok())
+            {
+                last_ckpt_size = cp.size;
+            }
+        }
+        if let Some(t) = cf.torn.clone() {
+            ckpts
+                .set_len(t.offset as u64)
+                .map_err(io("truncating audit/checkpoints.log"))?;
+            ckpts.sync_all().map_err(io("syncing checkpoints.log"))?;
+            rec.torn_checkpoints = Some(t);
+        }
+        let seg = OpenOptions::new()
+            .append(true)
+            .open(&seg_path)
+            .map_err(io(format!("opening {}", seg_path.display())))?;
+        let seg_len = seg.metadata().map_err(io("segment"))?.len();
+        let shared = Arc::new(SharedState {
+            failed: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            stats: Stats::default(),
+            hooks: Mutex::new(Vec::new()),
+            last_witness_error: Mutex::new(None),
+        });
+        shared.stats.size.store(frontier.size(), Ordering::Relaxed);
+        let mut w = Writer {
+            cfg,
+            shared: shared.clone(),
+            seg,
+            seg_path,
+            seg_len,
+            leaves,
+            ckpts,
+            frontier,
+            signer: None,
+            last_ckpt_size,
+            last_ckpt_at: Instant::now(),
+            buf: Vec::new(),
+            leafbuf: Vec::new(),
+            _lock: lock,
+        };
+        rec.pruned_segments = w.prune();
+        if let Some((seg, t)) = &rec.torn {
+            let ev = Event::new(Kind::Audit, "audit.tail_recovered")
+                .severity(Severity::High)
+                .reason(t.reason)
+                .detail(serde_json::json!({
+                    "segment": seg, "offset": t.offset, "bytes_cut": t.bytes,
+                    "kept_in": "audit/torn/", "entries": rec.entries,
+                }));
+            w.write_batch(&[ev.to_json()])?;
+            rec.entries += 1;
+        }
+        for name in &rec.pruned_segments {
+            let ev = Event::new(Kind::Audit, "audit.segment_removed")
+                .detail(serde_json::json!({ "segment": name, "reason": "retention" }));
+            w.write_batch(&[ev.to_json()])?;
+            rec.entries += 1;
+        }
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(io("starting the audit writer thread"))?;
+        Ok((
+            Self {
+                tx: Mutex::new(Some(tx)),
+                shared,
+                thread: Mutex::new(Some(thread)),
+                dir,
+            },
+            rec,
+        ))
+    }
+
+    fn send(&self, m: Msg) -> Result<()> {
+        self.tx
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .ok_or(LogError::Closed)?
+            .send(m)
+            .map_err(|_| LogError::Closed)
+    }
+
+    /// Appends an event; resolves to its seq once it is durable.
+    pub fn append(&self, ev: &Event) -> impl Future<Output = Result<u64>> + Send + use<> {
+        self.append_json(ev.to_json())
+    }
+
+    /// Appends serialized event JSON (see [`Event::to_json`]).
+    pub fn append_json(&self, json: Vec<u8>) -> impl Future<Output = Result<u64>> + Send + use<> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = if json.len() + 8 > segment::MAX_BODY {
+            Err(LogError::TooLarge)
+        } else {
+            self.send(Msg::Append(json, tx))
+        };
+        async move {
+            sent?;
+            rx.await.map_err(|_| LogError::Closed)?
+        }
+    }
+
+    /// Appends and waits (for threads outside an async runtime).
+    pub fn append_blocking(&self, ev: &Event) -> Result<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Msg::Append(ev.to_json(), tx))?;
+        rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Sets (or, with `None`, removes) the checkpoint signer. A signer
+    /// being replaced signs a last checkpoint first. A new verifier key is
+    /// added to `log.pub`.
+    pub fn set_signer(&self, signer: Option<NoteSigner>) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Msg::Signer(signer, tx))?;
+        rx.recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Signs a checkpoint now (if there is a signer and new entries).
+    pub fn checkpoint(&self) -> Result<Option<Signed>> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Msg::Checkpoint(tx))?;
+        rx.recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Signs a last checkpoint, syncs everything and stops the writer.
+    pub fn close(&self) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let r = match self.send(Msg::Close(tx)) {
+            Ok(()) => rx.recv().map_err(|_| LogError::Closed)?,
+            Err(_) => Ok(()),
+        };
+        self.tx.lock().expect("lock").take();
+        if let Some(t) = self.thread.lock().expect("lock").take() {
+            let _ = t.join();
+        }
+        r
+    }
+
+    /// Runs `f` after every signed checkpoint (on the writer thread: keep
+    /// it short, hand slow work to another thread).
+    pub fn on_checkpoint(&self, f: impl Fn(&Signed) + Send + Sync + 'static) {
+        self.shared.hooks.lock().expect("lock").push(Box::new(f));
+    }
+
+    /// `Some(why)` while the last write failed (fail closed).
+    pub fn failure(&self) -> Option<String> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            self.shared.last_error.lock().expect("lock").clone()
+        } else {
+            None
+        }
+    }
+
+    /// Why the last witness push failed, if one did.
+    pub fn witness_error(&self) -> Option<String> {
+        self.shared.last_witness_error.lock().expect("lock").clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// The audit directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn create_segment(path: &Path, first: u64, frontier: &[Hash]) -> Result<File> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .map_err(io(format!("creating {}", path.display())))?;
+    f.write_all(&segment::encode_header(first, frontier))
+        .map_err(io(format!("writing {}", path.display())))?;
+    f.sync_all().map_err(io("syncing a new segment"))?;
+    if let Some(d) = path.parent() {
+        phivault_keystore::atomic::sync_dir(d).map_err(io("syncing audit/segments"))?;
+    }
+    Ok(f)
+}
+
+/// Appends the leaf hashes of entries `from..to` read from the segments.
+fn rebuild_leaves(segs: &[(u64, PathBuf)], from: u64, to: u64, leaves: &mut File) -> Result<u64> {
+    leaves
+        .set_len(from * 32)
+        .map_err(io("truncating audit/leaves"))?;
+    leaves.seek(SeekFrom::End(0)).map_err(io("audit/leaves"))?;
+    let mut next = from;
+    for (first, path) in segs {
+        if *first >= to {
+            break;
+        }
+        let b = fs::read(path).map_err(io(format!("reading {}", path.display())))?;
+        let h = segment::parse_header(&b)?;
+        for f in Frames::new(&b, h.len) {
+            if f.seq < next {
+                continue;
+            }
+            if f.seq != next || f.seq >= to {
+                break;
+            }
+            leaves
+                .write_all(&merkle::leaf_hash(f.body))
+                .map_err(io("writing audit/leaves"))?;
+            next += 1;
+        }
+    }
+    if next != to {
+        return Err(LogError::Format(format!(
+            "audit/leaves is short (entries {from}..{to} missing) and the segments holding them are gone; restore audit/leaves from a backup"
+        )));
+    }
+    Ok(to - from)
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut acks: Vec<tokio::sync::oneshot::Sender<Result<u64>>> = Vec::new();
+        loop {
+            let wait = self
+                .cfg
+                .checkpoint_interval
+                .saturating_sub(self.last_ckpt_at.elapsed())
+                .max(Duration::from_millis(1));
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.finish();
+                    return;
+                }
+            };
+            let mut control = None;
+            let mut next = first;
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Append(j, a) => {
+                        batch.push(j);
+                        acks.push(a);
+                    }
+                    other => {
+                        control = Some(other);
+                        break;
+                    }
+                }
+                if batch.len() >= self.cfg.max_batch {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            if !batch.is_empty() {
+                match self.write_batch(&batch) {
+                    Ok(first_seq) => {
+                        for (i, a) in acks.drain(..).enumerate() {
+                            let _ = a.send(Ok(first_seq + i as u64));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for a in acks.drain(..) {
+                            let _ = a.send(Err(LogError::Unavailable(msg.clone())));
+                        }
+                    }
+                }
+                batch.clear();
+            }
+            let due = self.frontier.size() - self.last_ckpt_size >= self.cfg.checkpoint_every
+                || self.last_ckpt_at.elapsed() >= self.cfg.checkpoint_interval;
+            if due {
+                if let Err(e) = self.checkpoint() {
+                    self.fail(&e);
+                }
+                self.last_ckpt_at = Instant::now();
+            }
+            match control {
+                None => {}
+                Some(Msg::Signer(s, done)) => {
+                    let r = self.set_signer(s);
+                    let _ = done.send(r);
+                }
+                Some(Msg::Checkpoint(done)) => {
+                    let _ = done.send(self.checkpoint());
+                }
+                Some(Msg::Close(done)) => {
+                    let _ = done.send(self.finish());
+                    return;
+                }
+                Some(Msg::Append(..)) => unreachable!("appends are batched"),
+            }
+        }
+    }
+
+    fn fail(&self, e: &LogError) {
+        self.shared.failed.store(true, Ordering::Release);
+        *self.shared.last_error.lock().expect("lock") = Some(e.to_string());
+        self.shared
+            .stats
+            .write_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes and syncs a batch; returns the first entry's seq. On any
+    /// failure the segment is cut back to where it was and nothing of the
+    /// batch counts.
+    fn write_batch(&mut self, batch: &[Vec<u8>]) -> Result<u64> {
+        let first = self.frontier.size();
+        let saved = self.frontier.clone();
+        self.buf.clear();
+        self.leafbuf.clear();
+        for (i, j) in batch.iter().enumerate() {
+            let r = segment::encode_frame(first + i as u64, j, &mut self.buf);
+            let h = merkle::leaf_hash(&self.buf[r]);
+            self.frontier.push(h);
+            self.leafbuf.extend_from_slice(&h);
+        }
+        let written = self
+            .seg
+            .write_all(&self.buf)
+            .and_then(|()| self.seg.sync_data())
+            .map_err(io("writing the audit segment"))
+            .and_then(|()| {
+                self.leaves
+                    .write_all(&self.leafbuf)
+                    .map_err(io("writing audit/leaves"))
+            });
+        if let Err(e) = written {
+            self.frontier = saved;
+            self.fail(&e);
+            self.repair(first);
+            return Err(e);
+        }
+        self.seg_len += self.buf.len() as u64;
+        if self.shared.failed.swap(false, Ordering::AcqRel) {
+            *self.shared.last_error.lock().expect("lock") = None;
+        }
+        let n = batch.len() as u64;
+        let s = &self.shared.stats;
+        s.appended.fetch_add(n, Ordering::Relaxed);
+        s.batches.fetch_add(1, Ordering::Relaxed);
+        s.size.store(first + n, Ordering::Relaxed);
+        // The entries are durable; a failed rotation is retried after the
+        // next batch.
+        if self.seg_len >= self.cfg.segment_bytes
+            && let Err(e) = self.rotate()
+        {
+            self.fail(&e);
+        }
+        Ok(first)
+    }
+
+    /// After a failed write: cut the files back to the last good state,
+    /// through fresh descriptors (a failed fsync may have dropped pages).
+    fn repair(&mut self, entries: u64) {
+        let _ = self.seg.set_len(self.seg_len);
+        if let Ok(f) = OpenOptions::new().append(true).open(&self.seg_path) {
+            self.seg = f;
+        }
+        let _ = self.leaves.set_len(entries * 32);
+        let _ = self.leaves.seek(SeekFrom::End(0));
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.leaves
+            .sync_data()
+            .map_err(io("syncing audit/leaves"))?;
+        let next = self.frontier.size();
+        let p = self.cfg.dir.join("segments").join(segment::file_name(next));
+        let f = create_segment(&p, next, self.frontier.hashes())?;
+        self.seg = f;
+        self.seg_len = fs::metadata(&p).map_err(io("segment"))?.len();
+        self.seg_path = p;
+        let pruned = self.prune();
+        for name in pruned {
+            let ev = Event::new(Kind::Audit, "audit.segment_removed")
+                .detail(serde_json::json!({ "segment": name, "reason": "retention" }));
+            self.write_batch(&[ev.to_json()])?;
+        }
+        Ok(())
+    }
+
+    /// Removes sealed segments older than the retention period.
+    fn prune(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(segs) = list_segments(&self.cfg.dir) else {
+            return out;
+        };
+        for (_, p) in segs.iter().rev().skip(1) {
+            let old = fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > self.cfg.retention);
+            if old && fs::remove_file(p).is_ok() {
+                out.push(p.file_name().unwrap_or_default().to_string_lossy().into());
+            }
+        }
+        if !out.is_empty() {
+            let _ = phivault_keystore::atomic::sync_dir(&self.cfg.dir.join("segments"));
+        }
+        out
+    }
+
+    fn set_signer(&mut self, s: Option<NoteSigner>) -> Result<()> {
+        if self.signer.is_some() {
+            self.checkpoint()?;
+        }
+        if let Some(s) = &s {
+            let vkey = s.verifier_key();
+            let p = self.cfg.dir.join("log.pub");
+            let cur = fs::read_to_string(&p).unwrap_or_default();
+            if !cur.lines().any(|l| l.trim() == vkey) {
+                phivault_keystore::atomic::write_atomic(&p, format!("{cur}{vkey}\n").as_bytes())
+                    .map_err(io("writing audit/log.pub"))?;
+            }
+        }
+        self.signer = s;
+        // The first signer signs at once (covering what came before it).
+        if self.signer.is_some() {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<Option<Signed>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let size = self.frontier.size();
+        if size == 0 || size == self.last_ckpt_size {
+            return Ok(None);
+        }
+        let cp = Checkpoint {
+            origin: self.cfg.origin.clone(),
+            size,
+            root: self.frontier.root(),
+            extensions: Vec::new(),
+        };
+        let note = signer
+            .sign(&cp.body())
+            .map_err(|e| LogError::Sign(e.to_string()))?;
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let mut b = Vec::new();
+        segment::encode_frame(ms, note.as_bytes(), &mut b);
+        self.leaves
+            .sync_data()
+            .map_err(io("syncing audit/leaves"))?;
+        self.ckpts
+            .write_all(&b)
+            .and_then(|()| self.ckpts.sync_data())
+            .map_err(io("writing audit/checkpoints.log"))?;
+        phivault_keystore::atomic::write_atomic(&self.cfg.dir.join("checkpoint"), note.as_bytes())
+            .map_err(io("writing audit/checkpoint"))?;
+        for w in &self.cfg.witness_dirs {
+            // A witness that can't be written is reported, not fatal: the
+            // entries are durable and the checkpoint is in checkpoints.log.
+            if let Err(e) = crate::witness::store(w, &self.cfg.origin, &note, size) {
+                self.shared
+                    .stats
+                    .witness_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                *self.shared.last_witness_error.lock().expect("lock") = Some(e.to_string());
+            }
+        }
+        self.last_ckpt_size = size;
+        self.shared
+            .stats
+            .checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        let signed = Signed { size, note };
+        for h in self.shared.hooks.lock().expect("lock").iter() {
+            h(&signed);
+        }
+        Ok(Some(signed))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.checkpoint()?;
+        self.leaves.sync_all().map_err(io("syncing audit/leaves"))?;
+        self.seg
+            .sync_all()
+            .map_err(io("syncing the audit segment"))?;
+        Ok(())
+    }
+}

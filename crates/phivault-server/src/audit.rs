@@ -1,0 +1,429 @@
+//! The server's side of the audit trail: keys from the keystore, one
+//! event per request (filled in by the handlers through the request's
+//! [`RequestAudit`]), fail-closed decisions, break-glass windows, and the
+//! HTTPS witness push. No HTTP routing here; `api.rs` calls it.
+//!
+//! Keys (keystore ring `phivault/audit`, version 1, pinned so the log's
+//! public key and the id hashes stay stable across ring rotations):
+//! * the checkpoint signing key: Ed25519 from KBKDF(ring key, "phivault
+//!   audit checkpoint signing key");
+//! * the id HMAC key: HMAC-SHA-256 under KBKDF(ring key, "phivault audit
+//!   id hmac"); record and subject ids enter the trail only as
+//!   `HMAC(key, kind ‖ 0x00 ‖ id)`, hex.
+
+use crate::config::AuditSettings;
+use phivault_audit::{AuditLog, Event, Kind, LogConfig, Outcome, Severity};
+use phivault_core::audit::note::NoteSigner;
+use phivault_core::crypto::{self, HmacAlgorithm, HmacKey};
+use phivault_core::keys::{self, KeyDeriver, KeyRingName, KeyUse, KeyVersion};
+use phivault_keystore::Keystore;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The keystore ring that holds the audit keys.
+pub const AUDIT_RING: &str = "phivault/audit";
+const SIGNING_LABEL: &[u8] = b"phivault audit checkpoint signing key";
+const HMAC_LABEL: &[u8] = b"phivault audit id hmac";
+
+/// The longest break-glass reason, characters.
+pub const MAX_BREAK_GLASS_REASON: usize = 256;
+
+/// What the handlers learn about a request, for its audit event. Raw
+/// ids are hashed when the event is built and never leave this struct.
+#[derive(Default)]
+pub struct RequestAudit {
+    /// Operation name, when the handler sets one (else from the route).
+    pub op: Option<&'static str>,
+    /// The authenticated principal.
+    pub principal: Option<String>,
+    /// Token id.
+    pub token_id: Option<String>,
+    /// Scopes checked.
+    pub scopes: Vec<String>,
+    /// Purpose of use.
+    pub purpose: Option<&'static str>,
+    /// Key ring or collection.
+    pub resource: Option<String>,
+    /// Record ids (hashed on the way out).
+    pub records: Vec<String>,
+    /// Subject ids (hashed on the way out).
+    pub subjects: Vec<String>,
+    /// Break-glass reason, when the request used break-glass.
+    pub break_glass: Option<String>,
+    /// Reason code for a refusal.
+    pub reason: Option<&'static str>,
+}
+
+impl std::fmt::Debug for RequestAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Raw ids may be PHI (a patient id): never printed.
+        f.debug_struct("RequestAudit")
+            .field("op", &self.op)
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request's audit slot, shared by the middleware and the handlers.
+pub type AuditSlot = Arc<Mutex<RequestAudit>>;
+
+/// The audit trail as the server uses it.
+pub struct Trail {
+    log: Arc<AuditLog>,
+    node: String,
+    hmac: arc_swap::ArcSwapOption<HmacKey>,
+    /// Settings.
+    pub settings: AuditSettings,
+    break_glass: Mutex<HashMap<String, Instant>>,
+}
+
+impl std::fmt::Debug for Trail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trail").field("node", &self.node).finish()
+    }
+}
+
+fn ring() -> KeyRingName {
+    KeyRingName::parse(AUDIT_RING).expect("valid ring name")
+}
+
+/// Derives the audit keys from the keystore, creating the ring if needed.
+fn derive_keys(ks: &Keystore) -> Result<(NoteSigner, HmacKey), String> {
+    match ks.create_ring(&ring(), 36_500) {
+        Ok(()) | Err(phivault_keystore::KeystoreError::RingExists(_)) => {}
+        Err(e) => return Err(format!("creating keystore ring {AUDIT_RING}: {e}")),
+    }
+    Ok((signer(ks)?, id_key(ks)?))
+}
+
+fn derive(kd: &dyn KeyDeriver, label: &[u8]) -> Result<phivault_core::secret::SecretKey, String> {
+    kd.derive(
+        &ring(),
+        KeyVersion::MIN,
+        KeyUse::Decrypt,
+        &keys::fixed_info(label, b""),
+    )
+    .map(|d| d.key)
+    .map_err(|e| format!("deriving from keystore ring {AUDIT_RING}: {e}"))
+}
+
+/// The checkpoint signer (name `phivault-audit`).
+pub fn signer(kd: &dyn KeyDeriver) -> Result<NoteSigner, String> {
+    let seed = derive(kd, SIGNING_LABEL)?;
+    let sk = crypto::SigningKey::ed25519_from_seed(&seed)
+        .map_err(|e| format!("audit signing key: {e}"))?;
+    NoteSigner::new("phivault-audit", sk).map_err(|e| e.to_string())
+}
+
+/// The key that hashes record and subject ids in the trail (what
+/// `phivault audit hash` uses).
+pub fn id_key(kd: &dyn KeyDeriver) -> Result<HmacKey, String> {
+    let k = derive(kd, HMAC_LABEL)?;
+    Ok(HmacKey::new(HmacAlgorithm::Sha256, k.expose_secret()))
+}
+
+/// `HMAC(key, kind ‖ 0 ‖ id)`, hex: how an id appears in the trail.
+pub fn id_hash(key: &HmacKey, kind: &str, id: &str) -> String {
+    hex::encode(key.sign(&[kind.as_bytes(), &[0], id.as_bytes()]))
+}
+
+impl Trail {
+    /// Opens the trail in the settings' folder. Reports a recovered torn
+    /// tail in the server log too.
+    pub fn open(settings: AuditSettings, node: String) -> Result<Self, String> {
+        let mut cfg = LogConfig::new(settings.dir.clone());
+        cfg.origin = settings.origin.clone();
+        cfg.checkpoint_every = settings.checkpoint_every;
+        cfg.checkpoint_interval = settings.checkpoint_interval;
+        cfg.segment_bytes = settings.segment_bytes;
+        cfg.retention = settings.retention;
+        cfg.witness_dirs = settings.witness_dirs.clone();
+        let (log, rec) = AuditLog::open(cfg).map_err(|e| e.to_string())?;
+        if let Some((seg, t)) = &rec.torn {
+            tracing::warn!(segment = %seg, offset = t.offset, bytes = t.bytes, reason = t.reason, "audit trail: a torn tail (a crash mid-write) was cut and kept under audit/torn/; the log continues verifiably");
+        }
+        if !rec.pruned_segments.is_empty() {
+            tracing::info!(
+                segments = rec.pruned_segments.len(),
+                "audit trail: segments past retention removed (their leaf hashes stay)"
+            );
+        }
+        Ok(Self {
+            log: Arc::new(log),
+            node,
+            hmac: arc_swap::ArcSwapOption::empty(),
+            settings,
+            break_glass: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<AuditLog> {
+        &self.log
+    }
+
+    /// The keystore is open: sign checkpoints, hash ids.
+    pub fn unsealed(&self, ks: &Keystore) {
+        match derive_keys(ks) {
+            Ok((signer, hmac)) => {
+                self.hmac.store(Some(Arc::new(hmac)));
+                if let Err(e) = self.log.set_signer(Some(signer)) {
+                    tracing::error!(error = %e, "audit trail: setting the checkpoint signer failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit trail: keys unavailable; checkpoints are not signed")
+            }
+        }
+    }
+
+    /// The keystore closed: a last checkpoint, then no more signing.
+    pub fn sealed(&self) {
+        if let Err(e) = self.log.set_signer(None) {
+            tracing::error!(error = %e, "audit trail: final checkpoint before sealing failed");
+        }
+        self.hmac.store(None);
+    }
+
+    /// An id as the trail holds it (`None` while sealed: no key).
+    pub fn hash(&self, kind: &str, id: &str) -> Option<String> {
+        self.hmac.load().as_ref().map(|k| id_hash(k, kind, id))
+    }
+
+    /// Fills in the node and appends; resolves when durable.
+    pub fn record(
+        &self,
+        mut ev: Event,
+    ) -> impl Future<Output = Result<u64, phivault_audit::LogError>> + Send + use<> {
+        ev.node = Some(self.node.clone());
+        self.log.append(&ev)
+    }
+
+    /// Appends without waiting (handshake failures, lifecycle events that
+    /// happen outside a request).
+    pub fn emit(&self, ev: Event) {
+        drop(self.record(ev));
+    }
+
+    /// A key lifecycle event (create, rotate, destroy, shred, backup).
+    pub fn key_event(
+        &self,
+        op: &str,
+        resource: String,
+        principal: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let high = op.contains("destroy") || op.contains("shred") || op.contains("delete");
+        let mut ev = Event::new(Kind::Key, op)
+            .severity(if high { Severity::High } else { Severity::Info })
+            .detail(detail);
+        ev.resource = Some(resource);
+        ev.principal = principal.map(str::to_owned);
+        self.emit(ev);
+    }
+
+    /// Whether ePHI operations must be refused now: the trail can't be
+    /// written and the deployment did not choose to fail open.
+    pub fn refuses(&self) -> Option<String> {
+        if self.settings.insecure_fail_open {
+            return None;
+        }
+        self.log.failure()
+    }
+
+    /// Opens or checks `principal`'s break-glass window. Err: the window
+    /// is over (a new one opens a day after the last one started).
+    pub fn break_glass_window(&self, principal: &str) -> Result<Duration, String> {
+        let mut m = self.break_glass.lock().expect("lock");
+        let now = Instant::now();
+        let win = self.settings.break_glass_window;
+        let start = m.entry(principal.to_owned()).or_insert(now);
+        if now.duration_since(*start) >= Duration::from_secs(86_400) {
+            *start = now;
+        }
+        let used = now.duration_since(*start);
+        if used < win {
+            Ok(win - used)
+        } else {
+            Err(format!(
+                "break-glass window of {} min is over for this principal (it opened at first use); a new one opens 24 h after that",
+                win.as_secs() / 60
+            ))
+        }
+    }
+
+    /// Signs a last checkpoint and closes.
+    pub fn close(&self) {
+        if let Err(e) = self.log.close() {
+            tracing::error!(error = %e, "audit trail: closing failed");
+        }
+    }
+}
+
+/// Builds a request's event from what the handlers filled in.
+#[allow(clippy::too_many_arguments)]
+pub fn request_event(
+    trail: &Trail,
+    slot: &RequestAudit,
+    op: String,
+    request_id: String,
+    conn: Option<&crate::api::ConnInfo>,
+    status: u16,
+    latency: Duration,
+) -> Event {
+    let mut ev = Event::new(Kind::Request, op);
+    ev.request_id = Some(request_id);
+    ev.status = Some(status);
+    ev.latency_us = Some(latency.as_micros() as u64);
+    ev.outcome = match status {
+        401 | 403 => Outcome::Denied,
+        s if s >= 400 => Outcome::Error,
+        _ => Outcome::Ok,
+    };
+    ev.severity = if slot.break_glass.is_some() {
+        Severity::High
+    } else if ev.outcome != Outcome::Ok {
+        Severity::Warn
+    } else {
+        Severity::Info
+    };
+    if let Some(c) = conn {
+        ev.peer = Some(c.peer.to_string());
+        ev.tls = Some(phivault_audit::TlsInfo {
+            version: c.tls_version.into(),
+            suite: c.suite.into(),
+        });
+        if let Some(id) = &c.identity {
+            ev.cert_sha256 = Some(id.x5t_s256.clone());
+            ev.principal = Some(id.principal.clone());
+        }
+    }
+    if slot.principal.is_some() {
+        ev.principal = slot.principal.clone();
+    }
+    ev.token_id = slot.token_id.clone();
+    ev.scopes = slot.scopes.clone();
+    ev.purpose = slot.purpose.map(str::to_owned);
+    ev.resource = slot.resource.clone();
+    ev.records = slot
+        .records
+        .iter()
+        .filter_map(|r| trail.hash("record", r))
+        .collect();
+    ev.subjects = slot
+        .subjects
+        .iter()
+        .filter_map(|s| trail.hash("subject", s))
+        .collect();
+    ev.break_glass = slot.break_glass.clone();
+    ev.reason = slot.reason.map(str::to_owned);
+    ev
+}
+
+/// The operation name of a route: its literal path segments after `/v1`,
+/// joined by dots, and the method unless it is POST
+/// (`POST /v1/transit/encrypt/{name}` → `transit.encrypt`,
+/// `GET /v1/transit/keys/{name}` → `transit.keys.get`).
+pub fn route_op(method: &str, route: &str) -> String {
+    let mut s: Vec<&str> = route
+        .trim_start_matches("/v1/")
+        .split('/')
+        .filter(|p| !p.starts_with('{') && !p.is_empty())
+        .collect();
+    if route == "unmatched" {
+        s = vec!["unmatched"];
+    }
+    let mut op = s.join(".");
+    if method != "POST" {
+        op.push('.');
+        op.push_str(&method.to_ascii_lowercase());
+    }
+    op
+}
+
+/// Pushes every checkpoint to an HTTPS witness (PUT over mTLS), from its
+/// own thread so the writer never waits on the network. Only the newest
+/// checkpoint is pending at any time.
+pub fn spawn_https_witness(trail: &Trail, w: crate::config::HttpsWitness) {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    trail.log.on_checkpoint(move |s| {
+        let _ = tx.send(s.note.clone());
+    });
+    std::thread::Builder::new()
+        .name("audit-witness".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit witness: no runtime");
+                    return;
+                }
+            };
+            let mut client =
+                match crate::client::ApiClient::new(&w.addr, &w.ca, &w.cert, &w.key) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, url = %w.url, "audit witness: client setup failed; checkpoints are not pushed");
+                        return;
+                    }
+                };
+            while let Ok(mut note) = rx.recv() {
+                while let Ok(newer) = rx.try_recv() {
+                    note = newer;
+                }
+                let r = rt.block_on(client.send(
+                    "PUT",
+                    &w.path,
+                    &[("content-type", "text/plain; charset=utf-8")],
+                    note.into_bytes().into(),
+                ));
+                match r {
+                    Ok((s, _)) if (200..300).contains(&s) => {}
+                    Ok((s, _)) => tracing::error!(status = s, url = %w.url, "audit witness refused a checkpoint"),
+                    Err(e) => tracing::error!(error = %e, url = %w.url, "audit witness unreachable"),
+                }
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!(error = %e, "audit witness thread"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_from_routes() {
+        assert_eq!(
+            route_op("POST", "/v1/transit/encrypt/{name}"),
+            "transit.encrypt"
+        );
+        assert_eq!(
+            route_op("GET", "/v1/transit/keys/{name}"),
+            "transit.keys.get"
+        );
+        assert_eq!(route_op("DELETE", "/v1/subjects/{id}"), "subjects.delete");
+        assert_eq!(route_op("GET", "unmatched"), "unmatched.get");
+    }
+
+    #[test]
+    fn id_hashes_are_keyed_and_typed() {
+        let k = HmacKey::new(HmacAlgorithm::Sha256, &[7; 32]);
+        let a = id_hash(&k, "subject", "P-1");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, id_hash(&k, "record", "P-1"));
+        assert_ne!(
+            a,
+            id_hash(
+                &HmacKey::new(HmacAlgorithm::Sha256, &[8; 32]),
+                "subject",
+                "P-1"
+            )
+        );
+        assert!(!a.contains("P-1"));
+    }
+}

@@ -1,0 +1,416 @@
+//! The audit trail of a real server over real mTLS: every request,
+//! failed handshake and failed authentication is recorded; no PHI is ever
+//! in the trail; break-glass reads are marked and time-limited; the trail
+//! fails closed when it can't be written (a full filesystem); and the
+//! trail verifies with only the public key.
+
+mod common;
+
+use common::*;
+use phivault_audit::query::{self, Entry, Filter};
+use phivault_audit::verify::{VerifyOptions, parse_keys, verify};
+use phivault_audit::{Kind, Outcome, Severity};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+const SCHEMA: &str = r#"{
+  "expected_rows": 1000, "subject": "patient_id",
+  "fields": {
+    "patient_id": {"class": "phi_search"},
+    "name": {"class": "phi"},
+    "ssn": {"class": "token", "mask": "last4"},
+    "dx": {"class": "phi"},
+    "org": {"class": "plain"}
+  }
+}"#;
+
+fn entries(dir: &Path) -> Vec<Entry> {
+    let mut v = Vec::new();
+    query::for_each(dir, 0, |e| {
+        v.push(e);
+        true
+    })
+    .unwrap();
+    v
+}
+
+fn audit_dir(h: &Harness) -> std::path::PathBuf {
+    h.settings.audit.dir.clone()
+}
+
+fn id_key(h: &Harness) -> phivault_core::crypto::HmacKey {
+    phivault_server::audit::id_key(h.ks.as_ref()).unwrap()
+}
+
+fn purpose() -> [&'static str; 2] {
+    ["-H", "X-Purpose-Of-Use: TREAT"]
+}
+
+async fn stop(h: &mut Harness) {
+    h.running.take().unwrap().shutdown().await;
+}
+
+fn patient(i: usize) -> Value {
+    json!({
+        "patient_id": format!("PT-Zq{i:05}-xk"),
+        "name": format!("Quentessa Vahlrudd-{i:04}"),
+        "ssn": format!("{:09}", 417_223_000 + i),
+        "dx": format!("Chronic xylophagia stage {i} (confidential)"),
+        "org": "north"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
+    let mut h = Harness::new(|_, _| {});
+    let admin = h.client(
+        "admin",
+        &["records:*:*", "transit:*:*", "keys:admin", "sys:metrics"],
+    );
+    let nobody = h.client("nobody", &["transit:encrypt:other"]);
+    h.start_unsealed().await;
+    let (c, v) = h.post(
+        &admin,
+        "/v1/collections/patients",
+        serde_json::from_str(SCHEMA).unwrap(),
+    );
+    assert_eq!(c, 201, "{v}");
+    let docs: Vec<Value> = (0..40).map(patient).collect();
+    let (c, v) = h.post(
+        &admin,
+        "/v1/records/patients/bulk",
+        json!({ "records": docs }),
+    );
+    assert_eq!(c, 201, "{v}");
+    let ids: Vec<String> = serde_json::from_value(v["ids"].clone()).unwrap();
+    // Reads, a search, transit with a PHI plaintext.
+    for id in &ids[..5] {
+        let (c, _) = h.json(
+            Some(&admin),
+            "GET",
+            &format!("/v1/records/patients/{id}"),
+            None,
+            &purpose(),
+        );
+        assert_eq!(c, 200);
+    }
+    let (c, v) = h.json(
+        Some(&admin),
+        "POST",
+        "/v1/records/patients/search",
+        Some(&json!({"index": "patient_id", "value": "PT-Zq00007-xk"}).to_string()),
+        &purpose(),
+    );
+    assert_eq!(c, 200, "{v}");
+    let (c, _) = h.post(&admin, "/v1/transit/keys/billing", json!({}));
+    assert!(c == 200 || c == 204, "{c}");
+    let secret_pt = "Quentessa Vahlrudd diagnosis xylophagia";
+    let (c, _) = h.post(
+        &admin,
+        "/v1/transit/encrypt/billing",
+        json!({ "plaintext": b64(secret_pt.as_bytes()) }),
+    );
+    assert_eq!(c, 200);
+    // Refusals: a wrong scope (403), no certificate (401), plaintext HTTP
+    // on the TLS port (a failed handshake).
+    let (c, _) = h.post(
+        &nobody,
+        "/v1/transit/encrypt/billing",
+        json!({ "plaintext": "aGk=" }),
+    );
+    assert_eq!(c, 403);
+    let (c, _) = h.json(None, "GET", "/v1/transit/keys", None, &[]);
+    assert_eq!(c, 401);
+    {
+        use std::io::{Read, Write};
+        let mut t = std::net::TcpStream::connect(h.addr()).unwrap();
+        t.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut b = Vec::new();
+        let _ = t.read_to_end(&mut b);
+    }
+    // Let the handshake event land, then stop (server.stop, last checkpoint).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop(&mut h).await;
+
+    let dir = audit_dir(&h);
+    let all = entries(&dir);
+    let ops: Vec<&str> = all.iter().map(|e| e.event.op.as_str()).collect();
+    for want in [
+        "server.start",
+        "records.create",
+        "records.read",
+        "records.search",
+        "transit.encrypt",
+        "key.create",
+        "tls.handshake",
+        "server.stop",
+    ] {
+        assert!(ops.contains(&want), "no {want} in {ops:?}");
+    }
+    let enc = all
+        .iter()
+        .find(|e| e.event.op == "transit.encrypt" && e.event.status == Some(200))
+        .unwrap();
+    let ev = &enc.event;
+    assert_eq!(ev.principal.as_deref(), Some("spiffe://test.local/admin"));
+    assert_eq!(ev.resource.as_deref(), Some("transit/billing"));
+    assert!(ev.cert_sha256.is_some() && ev.latency_us.is_some() && ev.request_id.is_some());
+    assert_eq!(ev.scopes, ["transit:encrypt:billing"]);
+    assert!(ev.tls.as_ref().unwrap().version.starts_with("TLSv1."));
+    let denied = all
+        .iter()
+        .find(|e| e.event.status == Some(403))
+        .expect("403 recorded");
+    assert_eq!(denied.event.outcome, Outcome::Denied);
+    assert_eq!(denied.event.reason.as_deref(), Some("scope_denied"));
+    assert!(
+        all.iter().any(|e| e.event.status == Some(401)
+            && e.event.reason.as_deref() == Some("client_cert_missing"))
+    );
+    assert!(
+        all.iter().any(|e| e.event.kind == Kind::Handshake
+            && e.event.reason.as_deref() == Some("plaintext_http"))
+    );
+    // Reads name the record and the subject, as HMACs, with the purpose.
+    let k = id_key(&h);
+    let subj = phivault_server::audit::id_hash(&k, "subject", "PT-Zq00007-xk");
+    let f = Filter {
+        subject: Some(subj),
+        ..Default::default()
+    };
+    let hits: Vec<&Entry> = all.iter().filter(|e| f.matches(&e.event)).collect();
+    let hit_ops: Vec<&str> = hits.iter().map(|e| e.event.op.as_str()).collect();
+    assert!(
+        hit_ops.contains(&"records.create") && hit_ops.contains(&"records.search"),
+        "{hit_ops:?}"
+    );
+    let read = all
+        .iter()
+        .find(|e| e.event.op == "records.read" && e.event.status == Some(200))
+        .unwrap();
+    assert_eq!(read.event.purpose.as_deref(), Some("TREAT"));
+    let rid = phivault_server::audit::id_hash(&k, "record", &ids[0]);
+    assert!(read.event.records.contains(&rid));
+    // No PHI value, and no record id in the clear, anywhere in the trail.
+    let mut needles: Vec<String> = Vec::new();
+    for i in 0..40 {
+        let p = patient(i);
+        for f in ["patient_id", "name", "ssn", "dx"] {
+            needles.push(p[f].as_str().unwrap().to_owned());
+        }
+    }
+    needles.push(secret_pt.into());
+    needles.push(b64(secret_pt.as_bytes()));
+    needles.extend(ids.iter().cloned());
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    let ac = aho_corasick::AhoCorasick::new(&needles).unwrap();
+    let mut bytes = 0;
+    for f in &files {
+        let b = std::fs::read(f).unwrap();
+        bytes += b.len();
+        if let Some(m) = ac.find(&b) {
+            panic!(
+                "PHI value #{} found in {}",
+                m.pattern().as_usize(),
+                f.display()
+            );
+        }
+    }
+    assert!(bytes > 10_000, "the trail was read ({bytes} bytes)");
+    // And it verifies with only the public key.
+    let keys = parse_keys(&std::fs::read_to_string(dir.join("log.pub")).unwrap()).unwrap();
+    let r = verify(&VerifyOptions {
+        dir,
+        keys,
+        witnesses: vec![],
+    })
+    .unwrap();
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.unsigned_tail, 0, "a checkpoint at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_is_marked_counted_and_time_limited() {
+    let mut h = Harness::new(|_, _| {});
+    h.settings.audit.break_glass_window = Duration::from_secs(2);
+    let admin = h.client("admin", &["records:*:*", "sys:metrics"]);
+    let er = h.client("er-doctor", &["break-glass"]);
+    let plain = h.client("clerk", &[]);
+    h.start_unsealed().await;
+    let (c, _) = h.post(
+        &admin,
+        "/v1/collections/patients",
+        serde_json::from_str(SCHEMA).unwrap(),
+    );
+    assert_eq!(c, 201);
+    let (c, v) = h.post(&admin, "/v1/records/patients", patient(1));
+    assert_eq!(c, 201);
+    let id = v["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/records/patients/{id}");
+    let bg = [
+        "-H",
+        "X-Purpose-Of-Use: ETREAT",
+        "-H",
+        "X-Break-Glass-Reason: unconscious patient in ED",
+    ];
+    // Without the header: refused. Without the scope: refused.
+    let (c, _) = h.json(
+        Some(&er),
+        "GET",
+        &path,
+        None,
+        &["-H", "X-Purpose-Of-Use: ETREAT"],
+    );
+    assert_eq!(c, 403);
+    let (c, _) = h.json(Some(&plain), "GET", &path, None, &bg);
+    assert_eq!(c, 403);
+    // With both: the full record.
+    let (c, v) = h.json(Some(&er), "GET", &path, None, &bg);
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(v["data"]["name"], patient(1)["name"]);
+    // A PHI-free reason is required.
+    let (c, _) = h.json(
+        Some(&er),
+        "GET",
+        &path,
+        None,
+        &[
+            "-H",
+            "X-Purpose-Of-Use: ETREAT",
+            "-H",
+            "X-Break-Glass-Reason: x",
+        ],
+    );
+    assert_eq!(c, 400);
+    assert_eq!(
+        metric(&h.metrics(), "phivault_break_glass_accesses_total"),
+        1.0
+    );
+    // The window closes.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (c, v) = h.json(Some(&er), "GET", &path, None, &bg);
+    assert_eq!(c, 403, "{v}");
+    assert!(v.to_string().contains("break-glass window"), "{v}");
+    stop(&mut h).await;
+    let all = entries(&audit_dir(&h));
+    let f = Filter {
+        break_glass: true,
+        ..Default::default()
+    };
+    let bgs: Vec<&Entry> = all.iter().filter(|e| f.matches(&e.event)).collect();
+    assert_eq!(bgs.len(), 1, "{bgs:?}");
+    let e = &bgs[0].event;
+    assert_eq!(e.severity, Severity::High);
+    assert_eq!(e.break_glass.as_deref(), Some("unconscious patient in ED"));
+    assert_eq!(
+        e.principal.as_deref(),
+        Some("spiffe://test.local/er-doctor")
+    );
+    assert_eq!(e.purpose.as_deref(), Some("ETREAT"));
+    assert!(
+        all.iter()
+            .any(|e| e.event.reason.as_deref() == Some("break_glass_expired"))
+    );
+}
+
+/// A tmpfs of `size` at `at` (needs root, as in CI); false if it can't.
+fn small_fs(at: &Path, size: &str) -> bool {
+    std::fs::create_dir_all(at).unwrap();
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn umount(at: &Path) {
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(at)
+        .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_closed_then_recovers() {
+    let mut h = Harness::new(|_, _| {});
+    let mnt = h.dir.path().join("audit-fs");
+    if !small_fs(&mnt, "2m") {
+        assert!(
+            std::env::var_os("PHIVAULT_REQUIRE_ALL_TESTS").is_none(),
+            "mounting a tmpfs failed (CI runs as root)"
+        );
+        eprintln!("SKIPPED a_full_disk_fails_closed_then_recovers: mounting a tmpfs needs root");
+        return;
+    }
+    h.settings.audit.dir = mnt.join("audit");
+    let admin = h.client("admin", &["transit:*:*", "keys:admin", "sys:metrics"]);
+    h.start_unsealed().await;
+    let (c, _) = h.post(&admin, "/v1/transit/keys/billing", json!({}));
+    assert!(c == 200 || c == 204);
+    let enc = |h: &Harness| {
+        h.post(
+            &admin,
+            "/v1/transit/encrypt/billing",
+            json!({ "plaintext": "aGk=" }),
+        )
+    };
+    assert_eq!(enc(&h).0, 200);
+    // Fill the filesystem.
+    let filler = mnt.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        let (c, v) = enc(&h);
+        if c != 200 {
+            assert_eq!(c, 503, "{v}");
+            assert!(v.to_string().contains("audit"), "{v}");
+        }
+        codes.push(c);
+    }
+    assert!(
+        codes.iter().filter(|c| **c == 503).count() >= 19,
+        "{codes:?}"
+    );
+    // Health and metrics still answer; the refusals are counted.
+    let (c, _) = h.json(None, "GET", "/v1/sys/health", None, &[]);
+    assert_eq!(c, 200);
+    let m = h.metrics();
+    assert!(metric(&m, "phivault_audit_refusals_total") >= 19.0, "{m}");
+    assert!(metric(&m, "phivault_audit_write_failures_total") >= 1.0);
+    // Space again: service resumes, and nothing written is lost or torn.
+    std::fs::remove_file(&filler).unwrap();
+    let mut ok = false;
+    for _ in 0..5 {
+        if enc(&h).0 == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "service did not resume after space was freed");
+    stop(&mut h).await;
+    let dir = audit_dir(&h);
+    let keys = parse_keys(&std::fs::read_to_string(dir.join("log.pub")).unwrap()).unwrap();
+    let r = verify(&VerifyOptions {
+        dir: dir.clone(),
+        keys,
+        witnesses: vec![],
+    })
+    .unwrap();
+    umount(&mnt);
+    assert!(r.ok, "{r:?}");
+}
