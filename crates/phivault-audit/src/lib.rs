@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod event;
+pub mod inbox;
 pub mod log;
 pub mod query;
 pub mod segment;

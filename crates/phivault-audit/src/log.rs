@@ -387,6 +387,16 @@ impl AuditLog {
             w.write_batch(&[ev.to_json()])?;
             rec.entries += 1;
         }
+        let mut open_batch = Vec::new();
+        let waiting = crate::inbox::pending(&dir);
+        for (_, ev) in &waiting {
+            open_batch.push(ev.to_json());
+        }
+        if !open_batch.is_empty() {
+            w.write_batch(&open_batch)?;
+            rec.entries += open_batch.len() as u64;
+            remove_ingested(&dir, waiting.into_iter().map(|(p, _)| p));
+        }
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -437,6 +447,18 @@ impl AuditLog {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Msg::Append(ev.to_json(), tx))?;
         rx.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Appends the events other processes left in `audit/inbox/` (see
+    /// [`crate::inbox`]); returns how many.
+    pub fn ingest_inbox(&self) -> Result<usize> {
+        let waiting = crate::inbox::pending(&self.dir);
+        let n = waiting.len();
+        for (p, ev) in waiting {
+            self.append_blocking(&ev)?;
+            remove_ingested(&self.dir, std::iter::once(p));
+        }
+        Ok(n)
     }
 
     /// Sets (or, with `None`, removes) the checkpoint signer. A signer
@@ -504,6 +526,13 @@ impl Drop for AuditLog {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+fn remove_ingested(dir: &Path, files: impl Iterator<Item = PathBuf>) {
+    for p in files {
+        let _ = fs::remove_file(p);
+    }
+    let _ = phivault_keystore::atomic::sync_dir(&crate::inbox::path(dir));
 }
 
 fn create_segment(path: &Path, first: u64, frontier: &[Hash]) -> Result<File> {

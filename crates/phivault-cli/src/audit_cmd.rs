@@ -13,6 +13,42 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Records a CLI key or CA lifecycle event (and whether it worked) in the
+/// data dir's audit trail, through its inbox: a running server appends it
+/// within seconds, otherwise the next start does. Never fails the command.
+pub fn cli_event<T>(
+    g: &Global,
+    kind: phivault_audit::Kind,
+    op: &str,
+    resource: Option<String>,
+    detail: Value,
+    result: &Result<T>,
+) {
+    let mut ev = Event::new(kind, op).detail(detail);
+    ev.principal = Some(format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    ));
+    ev.resource = resource;
+    ev.node = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned());
+    let high = op.contains("destroy") || op.contains("revoke") || op.contains("restore");
+    ev.severity = if high {
+        phivault_audit::Severity::High
+    } else {
+        phivault_audit::Severity::Info
+    };
+    if result.is_err() {
+        ev.outcome = Outcome::Error;
+        ev.severity = ev.severity.max(phivault_audit::Severity::Warn);
+    }
+    let dir = g.data_dir.join("audit");
+    if let Err(e) = phivault_audit::inbox::submit(&dir, &ev) {
+        eprintln!("phivault: warning: this {op} is not in the audit trail: {e}");
+    }
+}
+
 fn dir(g: &Global, a: &AuditArgs) -> PathBuf {
     a.audit_dir
         .clone()

@@ -9,6 +9,37 @@ use phivault_server::pki::{self, Ca, CertKind, IssueRequest};
 use std::process::ExitCode;
 
 pub fn run(g: &Global, cmd: &CaCommand) -> Result<ExitCode> {
+    let r = run_inner(g, cmd);
+    let (op, resource, detail) = match cmd {
+        CaCommand::List => return r,
+        CaCommand::Init { trust_domain } => (
+            "ca.init",
+            "ca".to_owned(),
+            serde_json::json!({ "trust_domain": trust_domain }),
+        ),
+        CaCommand::Issue {
+            kind,
+            name,
+            scopes,
+            days,
+            ..
+        } => (
+            "ca.issue",
+            format!("ca/{name}"),
+            serde_json::json!({ "kind": format!("{kind:?}").to_lowercase(), "scopes": scopes, "days": days }),
+        ),
+        CaCommand::Revoke { selector, reason } => (
+            "ca.revoke",
+            format!("ca/{selector}"),
+            serde_json::json!({ "reason": reason }),
+        ),
+        CaCommand::Crl { .. } => ("ca.crl", "ca".to_owned(), serde_json::json!({})),
+    };
+    crate::audit_cmd::cli_event(g, phivault_audit::Kind::Key, op, Some(resource), detail, &r);
+    r
+}
+
+fn run_inner(g: &Global, cmd: &CaCommand) -> Result<ExitCode> {
     if let CaCommand::List = cmd {
         let idx = Ca::read_index(&g.data_dir)?;
         if g.json {

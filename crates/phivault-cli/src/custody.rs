@@ -47,6 +47,19 @@ pub fn service(g: &Global) -> Result<Box<dyn KeyService>> {
 }
 
 pub fn init(g: &Global, a: &InitArgs) -> Result<ExitCode> {
+    let r = init_inner(g, a);
+    crate::audit_cmd::cli_event(
+        g,
+        phivault_audit::Kind::Key,
+        "keystore.init",
+        None,
+        serde_json::json!({ "passphrase": a.passphrase, "dev": g.dev }),
+        &r,
+    );
+    r
+}
+
+fn init_inner(g: &Global, a: &InitArgs) -> Result<ExitCode> {
     let method = if g.dev {
         InitMethod::Dev
     } else if a.passphrase {
@@ -153,6 +166,19 @@ fn agent_client(g: &Global) -> Result<AgentClient> {
 }
 
 pub fn unseal(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
+    let r = unseal_inner(g, a);
+    crate::audit_cmd::cli_event(
+        g,
+        phivault_audit::Kind::Seal,
+        "agent.unseal",
+        None,
+        serde_json::json!({}),
+        &r,
+    );
+    r
+}
+
+fn unseal_inner(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
     let (_, seal) = seal::describe(&g.data_dir)?;
     if let Seal::Dev { .. } = seal {
         bail!("a dev keystore needs no unseal; use --insecure-dev");
@@ -222,6 +248,19 @@ pub fn unseal(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
 }
 
 pub fn seal(g: &Global) -> Result<ExitCode> {
+    let r = seal_inner(g);
+    crate::audit_cmd::cli_event(
+        g,
+        phivault_audit::Kind::Seal,
+        "agent.seal",
+        None,
+        serde_json::json!({}),
+        &r,
+    );
+    r
+}
+
+fn seal_inner(g: &Global) -> Result<ExitCode> {
     seal::describe(&g.data_dir)?;
     match AgentClient::connect(&g.data_dir) {
         Some(c) => {

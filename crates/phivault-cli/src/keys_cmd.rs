@@ -24,6 +24,45 @@ fn print_done(g: &Global, json: serde_json::Value, text: String) {
 }
 
 pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
+    let r = run_inner(g, cmd);
+    let ring = |n: &str| ring_name(g, n).map(|r| r.to_string()).unwrap_or_default();
+    let (op, resource, detail) = match cmd {
+        KeysCommand::List { .. } => return r,
+        KeysCommand::Create { name, max_age_days } => (
+            "key.create",
+            ring(name),
+            serde_json::json!({ "max_age_days": max_age_days }),
+        ),
+        KeysCommand::Rotate { name } => ("key.rotate", ring(name), serde_json::json!({})),
+        KeysCommand::Destroy { name, version, .. } => (
+            "key.destroy",
+            ring(name),
+            serde_json::json!({ "version": version }),
+        ),
+        KeysCommand::MinVersion { name, version } => (
+            "key.config",
+            ring(name),
+            serde_json::json!({ "min_decryption_version": version }),
+        ),
+        KeysCommand::Disable { name } => ("key.disable", ring(name), serde_json::json!({})),
+        KeysCommand::Enable { name } => ("key.enable", ring(name), serde_json::json!({})),
+        KeysCommand::Policy { name, max_age_days } => (
+            "key.config",
+            ring(name),
+            serde_json::json!({ "max_age_days": max_age_days }),
+        ),
+        KeysCommand::Backup { all, .. } => (
+            "key.backup",
+            if *all { "*".into() } else { format!("{}/*", g.namespace) },
+            serde_json::json!({}),
+        ),
+        KeysCommand::Restore { .. } => ("key.restore", "*".into(), serde_json::json!({})),
+    };
+    crate::audit_cmd::cli_event(g, phivault_audit::Kind::Key, op, Some(resource), detail, &r);
+    r
+}
+
+fn run_inner(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
     let svc = service(g)?;
     let call = |r: Request| -> Result<Response> { Ok(check(svc.call(r)?)?) };
     match cmd {

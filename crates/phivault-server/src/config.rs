@@ -150,6 +150,10 @@ pub struct AuditFile {
     /// Why the deployment accepts unaudited ePHI access (shown at start
     /// and in the evidence report).
     pub insecure_fail_open_reason: Option<String>,
+    /// Record nothing at all. Only for measuring the trail's cost
+    /// (BENCHMARKS.md); never with real PHI. Warned about at every start.
+    #[serde(default)]
+    pub insecure_disable: bool,
 }
 
 /// An HTTPS witness, resolved.
@@ -196,6 +200,8 @@ pub struct AuditSettings {
     pub insecure_fail_open: bool,
     /// The documented reason for failing open.
     pub insecure_fail_open_reason: Option<String>,
+    /// Record nothing (benchmarks only).
+    pub insecure_disable: bool,
 }
 
 fn host_name() -> String {
@@ -319,6 +325,7 @@ impl AuditSettings {
             break_glass_window,
             insecure_fail_open: a.insecure_fail_open,
             insecure_fail_open_reason: a.insecure_fail_open_reason.clone(),
+            insecure_disable: a.insecure_disable,
         })
     }
 }

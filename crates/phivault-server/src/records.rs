@@ -209,6 +209,9 @@ pub struct Records {
     keys: Mutex<KeyCache>,
     jobs_running: Mutex<std::collections::HashSet<String>>,
     integrity: Family<CollectionLabel, Counter>,
+    /// Where key lifecycle events that happen outside a request (the key
+    /// epoch, destruction after a rewrap) are recorded.
+    pub audit: std::sync::OnceLock<Arc<crate::audit::Trail>>,
 }
 
 const COLLECTION_TTL: Duration = Duration::from_secs(2);
@@ -297,6 +300,13 @@ impl Records {
             collections: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             jobs_running: Mutex::new(Default::default()),
+            audit: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn key_event(&self, op: &str, coll: &str, detail: Value) {
+        if let Some(t) = self.audit.get() {
+            t.key_event(op, format!("records/{coll}"), None, detail);
         }
     }
 
@@ -1227,6 +1237,11 @@ impl Records {
         for v in &info.versions {
             if v.version < primary && v.state != phivault_keystore::model::VersionState::Destroyed {
                 ks.destroy(&ring, v.version).map_err(keys_err)?;
+                self.key_event(
+                    "key.destroy",
+                    coll,
+                    json!({ "ring": ring.to_string(), "version": v.version, "trigger": "rewrap complete" }),
+                );
             }
         }
         tracing::info!(
@@ -1261,6 +1276,11 @@ impl Records {
             )));
         }
         let v = ks.rotate(&data_ring(coll)).map_err(keys_err)?;
+        self.key_event(
+            "key.rotate",
+            coll,
+            json!({ "ring": data_ring(coll).to_string(), "version": v, "destroy_old": destroy_old }),
+        );
         let job = self
             .start_job(
                 coll,

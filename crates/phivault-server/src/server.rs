@@ -197,6 +197,9 @@ pub fn state(
     for w in &settings.audit.witness_urls {
         crate::audit::spawn_https_witness(&audit, w.clone());
     }
+    if settings.audit.insecure_disable {
+        tracing::warn!("audit.insecure_disable: NOTHING IS AUDITED; for benchmarks only, never with real PHI");
+    }
     if settings.audit.insecure_fail_open {
         tracing::warn!(reason = ?settings.audit.insecure_fail_open_reason, "audit.insecure_fail_open: ePHI is served even when the audit trail can't be written (documented risk decision)");
     }
@@ -213,8 +216,12 @@ pub fn state(
             None
         }
     };
+    let audit = Arc::new(audit);
+    if let Some(r) = &records {
+        let _ = r.audit.set(audit.clone());
+    }
     Ok(Arc::new(Shared {
-        audit: Arc::new(audit),
+        audit,
         records,
         settings,
         keystore: ArcSwapOption::from(keystore.map(Arc::new)),
@@ -613,6 +620,13 @@ pub async fn start_on(
                         if let (Some(r), Some(ks)) = (st.records.clone(), st.keystore.load_full()) {
                             tokio::spawn(async move { r.run_pending_jobs(&ks).await });
                         }
+                        // Key and CA events the CLI left for the trail.
+                        let log = st.audit.log().clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = log.ingest_inbox() {
+                                tracing::error!(error = %e, "audit inbox not ingested");
+                            }
+                        });
                     }
                     _ = epoch.tick() => {
                         if let (Some(r), Some(ks)) = (st.records.clone(), st.keystore.load_full()) {
