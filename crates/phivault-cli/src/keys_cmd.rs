@@ -53,7 +53,11 @@ pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
         ),
         KeysCommand::Backup { all, .. } => (
             "key.backup",
-            if *all { "*".into() } else { format!("{}/*", g.namespace) },
+            if *all {
+                "*".into()
+            } else {
+                format!("{}/*", g.namespace)
+            },
             serde_json::json!({}),
         ),
         KeysCommand::Restore { .. } => ("key.restore", "*".into(), serde_json::json!({})),

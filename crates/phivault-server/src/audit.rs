@@ -139,6 +139,8 @@ impl Trail {
         cfg.segment_bytes = settings.segment_bytes;
         cfg.retention = settings.retention;
         cfg.witness_dirs = settings.witness_dirs.clone();
+        cfg.group_commit_delay = settings.group_commit_delay;
+        cfg.ack_runtime = tokio::runtime::Handle::try_current().ok();
         let (log, rec) = AuditLog::open(cfg).map_err(|e| e.to_string())?;
         if let Some((seg, t)) = &rec.torn {
             tracing::warn!(segment = %seg, offset = t.offset, bytes = t.bytes, reason = t.reason, "audit trail: a torn tail (a crash mid-write) was cut and kept under audit/torn/; the log continues verifiably");

@@ -150,6 +150,10 @@ pub struct AuditFile {
     /// Why the deployment accepts unaudited ePHI access (shown at start
     /// and in the evidence report).
     pub insecure_fail_open_reason: Option<String>,
+    /// Under load, how long the writer gathers events before one fsync,
+    /// microseconds (default 1000; 0 writes at once). Trades a little
+    /// latency for much less CPU per request.
+    pub group_commit_delay_us: Option<u64>,
     /// Record nothing at all. Only for measuring the trail's cost
     /// (BENCHMARKS.md); never with real PHI. Warned about at every start.
     #[serde(default)]
@@ -202,6 +206,8 @@ pub struct AuditSettings {
     pub insecure_fail_open_reason: Option<String>,
     /// Record nothing (benchmarks only).
     pub insecure_disable: bool,
+    /// Group commit delay under load.
+    pub group_commit_delay: Duration,
 }
 
 fn host_name() -> String {
@@ -277,6 +283,9 @@ impl AuditSettings {
                     .into(),
             );
         }
+        if a.group_commit_delay_us.is_some_and(|d| d > 100_000) {
+            return Err("audit.group_commit_delay_us must be at most 100000 (100 ms)".into());
+        }
         let ca_default = data_dir.join("ca").join("ca.pem");
         let mut witness_urls = Vec::new();
         for u in &a.witness_urls {
@@ -326,6 +335,7 @@ impl AuditSettings {
             insecure_fail_open: a.insecure_fail_open,
             insecure_fail_open_reason: a.insecure_fail_open_reason.clone(),
             insecure_disable: a.insecure_disable,
+            group_commit_delay: Duration::from_micros(a.group_commit_delay_us.unwrap_or(1000)),
         })
     }
 }

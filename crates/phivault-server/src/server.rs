@@ -198,7 +198,9 @@ pub fn state(
         crate::audit::spawn_https_witness(&audit, w.clone());
     }
     if settings.audit.insecure_disable {
-        tracing::warn!("audit.insecure_disable: NOTHING IS AUDITED; for benchmarks only, never with real PHI");
+        tracing::warn!(
+            "audit.insecure_disable: NOTHING IS AUDITED; for benchmarks only, never with real PHI"
+        );
     }
     if settings.audit.insecure_fail_open {
         tracing::warn!(reason = ?settings.audit.insecure_fail_open_reason, "audit.insecure_fail_open: ePHI is served even when the audit trail can't be written (documented risk decision)");

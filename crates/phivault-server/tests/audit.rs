@@ -424,3 +424,110 @@ async fn a_full_disk_fails_closed_then_recovers() {
     umount(&mnt);
     assert!(r.ok, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_reach_witnesses_a_folder_and_nginx_over_mtls() {
+    let have_nginx = std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_ok();
+    if !have_nginx {
+        assert!(
+            std::env::var_os("PHIVAULT_REQUIRE_ALL_TESTS").is_none(),
+            "nginx is missing (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED checkpoints_reach_witnesses…: no nginx (apt-get install nginx)");
+        return;
+    }
+    let mut h = Harness::new(|_, _| {});
+    let work = h.dir.path().join("nginx");
+    std::fs::create_dir_all(work.join("www/logs")).unwrap();
+    std::fs::create_dir_all(work.join("tmp")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = h.dir.path().to_path_buf();
+    // As root (CI), nginx's workers would drop to www-data, which can't
+    // write into this test's private temp folder.
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    let root = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        "user root;"
+    } else {
+        ""
+    };
+    std::fs::write(
+        work.join("nginx.conf"),
+        format!(
+            "{root}\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log warn;\nevents {{}}\n\
+             http {{ access_log {w}/access.log; client_body_temp_path {w}/tmp;\n\
+             server {{ listen 127.0.0.1:{port} ssl;\n ssl_certificate {d}/tls/server.pem; ssl_certificate_key {d}/tls/server.key;\n\
+             ssl_protocols TLSv1.2 TLSv1.3; ssl_client_certificate {d}/ca/ca.pem; ssl_verify_client on;\n\
+             location /logs/ {{ root {w}/www; dav_methods PUT; create_full_put_path on; }} }} }}\n",
+            w = work.display(),
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let st = std::process::Command::new("nginx")
+        .arg("-c")
+        .arg(work.join("nginx.conf"))
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "nginx did not start: {}",
+        std::fs::read_to_string(work.join("error.log")).unwrap_or_default()
+    );
+    let wc = h.client("audit-witness", &[]);
+    let wdir = h.dir.path().join("witness-folder");
+    let af = phivault_server::config::AuditFile {
+        witness_urls: vec![format!(
+            "https://127.0.0.1:{port}/logs/phivault-node.checkpoint"
+        )],
+        witness_cert: Some(wc.cert.clone()),
+        witness_key: Some(wc.key.clone()),
+        witness_dirs: vec![wdir.clone()],
+        ..Default::default()
+    };
+    h.settings.audit = phivault_server::config::AuditSettings::resolve(&d, &af).unwrap();
+    let admin = h.client("admin", &["sys:metrics"]);
+    h.start_unsealed().await;
+    for _ in 0..5 {
+        let (c, _) = h.json(Some(&admin), "GET", "/v1/sys/metrics", None, &[]);
+        assert_eq!(c, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop(&mut h).await;
+    let pid = std::fs::read_to_string(work.join("nginx.pid")).unwrap_or_default();
+    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    let got = std::fs::read_to_string(work.join("www/logs/phivault-node.checkpoint"))
+        .unwrap_or_else(|_| {
+            panic!(
+                "nothing PUT to nginx: {}",
+                std::fs::read_to_string(work.join("error.log")).unwrap_or_default()
+            )
+        });
+    let dir = audit_dir(&h);
+    let keys = parse_keys(&std::fs::read_to_string(dir.join("log.pub")).unwrap()).unwrap();
+    let cp = keys[0]
+        .open_checkpoint(&got)
+        .expect("the witness holds a signed checkpoint");
+    assert!(cp.size > 5, "{cp:?}");
+    // The folder witness lets verify hold a rewritten log to it.
+    let opts = |witnesses| VerifyOptions {
+        dir: dir.clone(),
+        keys: keys.clone(),
+        witnesses,
+    };
+    assert!(verify(&opts(vec![wdir.clone()])).unwrap().ok);
+    let nginx_copy = h.dir.path().join("nginx-copy");
+    std::fs::create_dir_all(&nginx_copy).unwrap();
+    std::fs::write(nginx_copy.join("n.checkpoint"), &got).unwrap();
+    assert!(verify(&opts(vec![nginx_copy.clone()])).unwrap().ok);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = verify(&opts(vec![nginx_copy])).unwrap();
+    assert!(!r.ok, "a deleted log must fail against the witness: {r:?}");
+}
