@@ -113,7 +113,10 @@ pub fn parse_when(s: &str, now_ms: i64) -> Option<i64> {
     if let Some(t) = parse_time_ms(s) {
         return Some(t);
     }
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    // The unit is one ASCII letter; anything else (a multi-byte last
+    // character included: the fuzzer found one) is not a span.
+    let last = s.len().checked_sub(1).filter(|&i| s.is_char_boundary(i))?;
+    let (n, unit) = s.split_at(last);
     let n: i64 = n.parse().ok()?;
     let mult = match unit {
         "s" => 1_000,
@@ -187,6 +190,9 @@ mod tests {
         assert_eq!(parse_when("2h", 10_000_000), Some(10_000_000 - 7_200_000));
         assert_eq!(parse_when("1970-01-01", 0), Some(0));
         assert_eq!(parse_when("soon", 0), None);
+        // Regression (cargo-fuzz): a multi-byte last character panicked.
+        assert_eq!(parse_when("\u{3dc}", 0), None);
+        assert_eq!(parse_when("5\u{e9}", 0), None);
     }
 
     #[test]
