@@ -22,7 +22,15 @@ PV=target/release/phivault
 LG=target/release/examples/loadgen
 
 echo "== appends and verification"
-target/release/examples/audit_load "$SECS" 2048 "$(mktemp -d /tmp/pv-audit-load.XXXXXX)"
+AL=$(mktemp -d /var/tmp/pv-audit-load.XXXXXX)
+target/release/examples/audit_load "$SECS" 2048 "$AL"
+target/release/examples/audit_load "$SECS" 64 "$(mktemp -d /var/tmp/pv-audit-load64.XXXXXX)"
+# Verification from disk, not the page cache (needs root to drop caches).
+if sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
+  echo "verify, cold cache (phivault audit verify):"
+  $PV --json audit verify --audit-dir "$AL" | python3 -c "import json,sys;r=json.load(sys.stdin);print(f\"{r['entries']} entries, {r['bytes']/1e6:.0f} MB in {r['seconds']:.2f}s = {r['bytes']/1e6/r['seconds']:.0f} MB/s, ok={r['ok']}\")"
+fi
+rm -rf "$AL"
 
 WORK=$(mktemp -d /tmp/pv-bench-audit.XXXXXX)
 cleanup() { kill "${PID:-}" 2>/dev/null || true; }

@@ -78,7 +78,7 @@ impl LogConfig {
             retention: SIX_YEARS,
             witness_dirs: Vec::new(),
             max_batch: 8192,
-            group_commit_delay: Duration::from_micros(1000),
+            group_commit_delay: Duration::from_micros(500),
             ack_runtime: None,
         }
     }
@@ -601,6 +601,7 @@ impl Writer {
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut acks: Vec<Ack> = Vec::new();
         let mut last_batch = 0usize;
+        let mut last_write = Instant::now();
         loop {
             let wait = self
                 .cfg
@@ -615,15 +616,20 @@ impl Writer {
                     return;
                 }
             };
-            // Under load, gather: sleeping (not blocking in recv) also spares
-            // each sender a wake-up of this thread. Each fsync costs about
-            // 80 µs of CPU here (scripts/bench-audit.sh), so batches of one
-            // at tens of thousands of requests per second would cost a core.
-            if matches!(first, Some(Msg::Append(..)))
-                && last_batch >= 4
-                && !self.cfg.group_commit_delay.is_zero()
-            {
-                std::thread::sleep(self.cfg.group_commit_delay);
+            // Under load, pace the group commits: the next write starts no
+            // sooner than `group_commit_delay` after the previous one started
+            // (an idle log writes at once). Each fsync costs about 80 µs of
+            // CPU here (scripts/bench-audit.sh), so thousands of tiny batches
+            // a second would cost a third of a core; sleeping, not blocking
+            // in recv, also spares each sender a wake-up of this thread.
+            if matches!(first, Some(Msg::Append(..))) && last_batch >= 2 {
+                let wait = self
+                    .cfg
+                    .group_commit_delay
+                    .saturating_sub(last_write.elapsed());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
             }
             let mut control = None;
             let mut next = first;
@@ -645,6 +651,7 @@ impl Writer {
             }
             last_batch = batch.len();
             if !batch.is_empty() {
+                last_write = Instant::now();
                 match self.write_batch(&batch) {
                     Ok(first_seq) => {
                         let ack = move |acks: Vec<Ack>| {

@@ -151,7 +151,7 @@ pub struct AuditFile {
     /// and in the evidence report).
     pub insecure_fail_open_reason: Option<String>,
     /// Under load, how long the writer gathers events before one fsync,
-    /// microseconds (default 1000; 0 writes at once). Trades a little
+    /// microseconds (default 500; 0 writes at once). Trades a little
     /// latency for much less CPU per request.
     pub group_commit_delay_us: Option<u64>,
     /// Record nothing at all. Only for measuring the trail's cost
@@ -335,7 +335,7 @@ impl AuditSettings {
             insecure_fail_open: a.insecure_fail_open,
             insecure_fail_open_reason: a.insecure_fail_open_reason.clone(),
             insecure_disable: a.insecure_disable,
-            group_commit_delay: Duration::from_micros(a.group_commit_delay_us.unwrap_or(1000)),
+            group_commit_delay: Duration::from_micros(a.group_commit_delay_us.unwrap_or(500)),
         })
     }
 }
