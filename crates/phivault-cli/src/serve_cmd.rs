@@ -23,6 +23,8 @@ const DEV_ADMIN_SCOPES: &[&str] = &[
     "sys:unseal",
     "records:*:*",
     "records:shred",
+    "audit:read",
+    "audit:hash",
 ];
 
 /// File < environment/flags: the flags (clap already folded in the

@@ -79,8 +79,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/v1/records/{collection}/{id}"),
     ("DELETE", "/v1/records/{collection}/{id}"),
     ("DELETE", "/v1/subjects/{id}"),
+    ("GET", "/v1/audit/checkpoint"),
+    ("GET", "/v1/audit/proof/inclusion/{index}"),
+    ("GET", "/v1/audit/proof/consistency/{from}"),
+    ("POST", "/v1/audit/hash"),
 ];
 
+mod audit;
 mod records;
 
 /// Routes served while sealed.
@@ -1418,6 +1423,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         }
         ("POST", "/v1/transit/random") | ("POST", "/v1/transit/random/{bytes}") => post(random),
         _ => records::handler(method, path)
+            .or_else(|| audit::handler(method, path))
             .unwrap_or_else(|| panic!("route {method} {path} in ROUTES has no handler")),
     }
 }

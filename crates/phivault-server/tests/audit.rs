@@ -66,7 +66,14 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
     let mut h = Harness::new(|_, _| {});
     let admin = h.client(
         "admin",
-        &["records:*:*", "transit:*:*", "keys:admin", "sys:metrics"],
+        &[
+            "records:*:*",
+            "transit:*:*",
+            "keys:admin",
+            "sys:metrics",
+            "audit:read",
+            "audit:hash",
+        ],
     );
     let nobody = h.client("nobody", &["transit:encrypt:other"]);
     h.start_unsealed().await;
@@ -129,6 +136,57 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
         let mut b = Vec::new();
         let _ = t.read_to_end(&mut b);
     }
+    // Proofs and id hashes over the API, against a checkpoint.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (c, note) = h.curl(Some(&admin), "GET", "/v1/audit/checkpoint", None, &[]);
+    assert_eq!(c, 200, "{note}");
+    let vkeys =
+        parse_keys(&std::fs::read_to_string(audit_dir(&h).join("log.pub")).unwrap()).unwrap();
+    let cp = vkeys[0].open_checkpoint(&note).unwrap();
+    let unb64 = |v: &Value| -> [u8; 32] {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let (c, p) = h.get(&admin, "/v1/audit/proof/inclusion/3");
+    assert_eq!(c, 200, "{p}");
+    let proof: Vec<[u8; 32]> = p["proof"].as_array().unwrap().iter().map(unb64).collect();
+    phivault_core::audit::merkle::verify_inclusion(
+        &unb64(&p["leaf_hash"]),
+        3,
+        cp.size,
+        &proof,
+        &cp.root,
+    )
+    .expect("inclusion proof verifies against the signed root");
+    let (c, p) = h.get(&admin, "/v1/audit/proof/consistency/2");
+    assert_eq!(c, 200, "{p}");
+    let proof: Vec<[u8; 32]> = p["proof"].as_array().unwrap().iter().map(unb64).collect();
+    phivault_core::audit::merkle::verify_consistency(
+        2,
+        cp.size,
+        &unb64(&p["old_root"]),
+        &cp.root,
+        &proof,
+    )
+    .expect("consistency proof verifies");
+    let (c, _) = h.get(&admin, &format!("/v1/audit/proof/inclusion/{}", cp.size));
+    assert_eq!(c, 400);
+    let (c, v) = h.post(
+        &admin,
+        "/v1/audit/hash",
+        json!({ "input": "PT-Zq00007-xk" }),
+    );
+    assert_eq!(c, 200, "{v}");
+    let (c, _) = h.post(
+        &nobody,
+        "/v1/audit/hash",
+        json!({ "input": "PT-Zq00007-xk" }),
+    );
+    assert_eq!(c, 403);
     // Let the handshake event land, then stop (server.stop, last checkpoint).
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop(&mut h).await;
@@ -175,6 +233,11 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
     // Reads name the record and the subject, as HMACs, with the purpose.
     let k = id_key(&h);
     let subj = phivault_server::audit::id_hash(&k, "subject", "PT-Zq00007-xk");
+    assert_eq!(
+        v["hash"].as_str(),
+        Some(subj.as_str()),
+        "the API's hash is the trail's"
+    );
     let f = Filter {
         subject: Some(subj),
         ..Default::default()
