@@ -318,4 +318,32 @@ fn records_cli_acknowledged_writes_survive_kill9_and_jobs_resume() {
         Some(r#"{"index":"mrn","value":"MRN-0000007"}"#),
     );
     assert_eq!(v["records"], serde_json::json!([]));
+
+    // The audit trail went through two kill -9s: it verifies, and every
+    // acknowledged create has its entry (the record id's HMAC).
+    drop(s);
+    let ks = phivault_keystore::Keystore::open_dev(d).unwrap();
+    let key = phivault_server::audit::id_key(&ks).unwrap();
+    let mut created = std::collections::HashSet::new();
+    phivault_audit::query::for_each(&d.join("audit"), 0, |e| {
+        if e.event.op == "records.create" && e.event.status == Some(201) {
+            created.extend(e.event.records);
+        }
+        true
+    })
+    .unwrap();
+    for id in &ids {
+        let h = phivault_server::audit::id_hash(&key, "record", id);
+        assert!(
+            created.contains(&h),
+            "acknowledged create of {id} has no audit entry"
+        );
+    }
+    let o = pv(d)
+        .args(["audit", "verify"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
 }
