@@ -11,6 +11,7 @@
 #
 #   scripts/bench-records.sh                 # ROWS=1000000 (about 10 min, ~4 GB of disk)
 #   ROWS=100000 SECS=5 scripts/bench-records.sh
+#   AUDIT=off PG=0 scripts/bench-records.sh  # without the audit trail
 #
 # Prints JSON lines and a Markdown table (paste into BENCHMARKS.md).
 set -euo pipefail
@@ -31,7 +32,14 @@ WORK=$(mktemp -d /var/tmp/pv-records-bench.XXXXXX)
 cleanup() { kill "${PV_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 D=$WORK/data
-$PV --data-dir "$D" -q serve --dev --listen 127.0.0.1:$PORT --log warn >"$WORK/pv.out" 2>"$WORK/pv.err" &
+# AUDIT=off measures without the audit trail (audit.insecure_disable), to
+# see what it costs; the default is the product: every request audited.
+CFG=()
+if [ "${AUDIT:-on}" = off ]; then
+  printf '[audit]\ninsecure_disable = true\n' >"$WORK/audit-off.toml"
+  CFG=(--config "$WORK/audit-off.toml")
+fi
+$PV "${CFG[@]}" --data-dir "$D" -q serve --dev --listen 127.0.0.1:$PORT --log warn >"$WORK/pv.out" 2>"$WORK/pv.err" &
 PV_PID=$!
 for _ in $(seq 100); do curl -sf --cacert "$D/ca/ca.pem" "https://127.0.0.1:$PORT/v1/sys/health" >/dev/null 2>&1 && break; sleep 0.2; done
 $PV --data-dir "$D" -q records --addr 127.0.0.1:$PORT apply bench benches/records-bench.schema.json >/dev/null

@@ -49,6 +49,12 @@ pub fn cli_event<T>(
     }
 }
 
+/// [`cli_event`] for the agent's seal and unseal; passes the result on.
+pub fn seal_event<T>(g: &Global, op: &str, r: Result<T>) -> Result<T> {
+    cli_event(g, phivault_audit::Kind::Seal, op, None, json!({}), &r);
+    r
+}
+
 fn dir(g: &Global, a: &AuditArgs) -> PathBuf {
     a.audit_dir
         .clone()

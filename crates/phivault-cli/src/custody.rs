@@ -166,16 +166,7 @@ fn agent_client(g: &Global) -> Result<AgentClient> {
 }
 
 pub fn unseal(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
-    let r = unseal_inner(g, a);
-    crate::audit_cmd::cli_event(
-        g,
-        phivault_audit::Kind::Seal,
-        "agent.unseal",
-        None,
-        serde_json::json!({}),
-        &r,
-    );
-    r
+    crate::audit_cmd::seal_event(g, "agent.unseal", unseal_inner(g, a))
 }
 
 fn unseal_inner(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
@@ -248,16 +239,7 @@ fn unseal_inner(g: &Global, a: &UnsealArgs) -> Result<ExitCode> {
 }
 
 pub fn seal(g: &Global) -> Result<ExitCode> {
-    let r = seal_inner(g);
-    crate::audit_cmd::cli_event(
-        g,
-        phivault_audit::Kind::Seal,
-        "agent.seal",
-        None,
-        serde_json::json!({}),
-        &r,
-    );
-    r
+    crate::audit_cmd::seal_event(g, "agent.seal", seal_inner(g))
 }
 
 fn seal_inner(g: &Global) -> Result<ExitCode> {

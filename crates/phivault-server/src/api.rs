@@ -517,7 +517,12 @@ fn break_glass(st: &Shared, c: &Ctx, caller: &Caller) -> Option<Result<(), ApiEr
         audit_reason(&c.conn, "break_glass_expired");
         return Some(Err(ApiError::new(StatusCode::FORBIDDEN, e)));
     }
-    c.conn.audit.lock().expect("lock").break_glass = Some(reason.to_owned());
+    {
+        let mut a = c.conn.audit.lock().expect("lock");
+        a.break_glass = Some(reason.to_owned());
+        // The scope refusal that led here is overridden, not the outcome.
+        a.reason = None;
+    }
     st.metrics.break_glass.inc();
     tracing::warn!(principal = %caller.principal, "BREAK-GLASS access");
     Some(Ok(()))

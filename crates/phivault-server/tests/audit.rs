@@ -307,7 +307,10 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
 async fn break_glass_is_marked_counted_and_time_limited() {
     let mut h = Harness::new(|_, _| {});
     h.settings.audit.break_glass_window = Duration::from_secs(2);
-    let admin = h.client("admin", &["records:*:*", "sys:metrics"]);
+    let admin = h.client(
+        "admin",
+        &["records:*:*", "sys:metrics", "transit:*:*", "keys:admin"],
+    );
     let er = h.client("er-doctor", &["break-glass"]);
     let plain = h.client("clerk", &[]);
     h.start_unsealed().await;
@@ -360,6 +363,32 @@ async fn break_glass_is_marked_counted_and_time_limited() {
         metric(&h.metrics(), "phivault_break_glass_accesses_total"),
         1.0
     );
+    // Transit decrypt too.
+    let (c, _) = h.post(&admin, "/v1/transit/keys/er", json!({}));
+    assert!(c == 200 || c == 204);
+    let (_, v) = h.post(
+        &admin,
+        "/v1/transit/encrypt/er",
+        json!({ "plaintext": b64(b"allergy: penicillin") }),
+    );
+    let ct = v["data"]["ciphertext"].as_str().unwrap().to_owned();
+    let dec = |extra: &[&str]| {
+        h.json(
+            Some(&er),
+            "POST",
+            "/v1/transit/decrypt/er",
+            Some(&json!({ "ciphertext": ct }).to_string()),
+            extra,
+        )
+    };
+    assert_eq!(dec(&[]).0, 403);
+    let (c, v) = dec(&["-H", "X-Break-Glass-Reason: unconscious patient in ED"]);
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(v["data"]["plaintext"], b64(b"allergy: penicillin"));
+    assert_eq!(
+        metric(&h.metrics(), "phivault_break_glass_accesses_total"),
+        2.0
+    );
     // The window closes.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (c, v) = h.json(Some(&er), "GET", &path, None, &bg);
@@ -372,7 +401,9 @@ async fn break_glass_is_marked_counted_and_time_limited() {
         ..Default::default()
     };
     let bgs: Vec<&Entry> = all.iter().filter(|e| f.matches(&e.event)).collect();
-    assert_eq!(bgs.len(), 1, "{bgs:?}");
+    assert_eq!(bgs.len(), 2, "{bgs:?}");
+    assert_eq!(bgs[1].event.op, "transit.decrypt");
+    assert_eq!(bgs[1].event.reason, None, "the override is not a refusal");
     let e = &bgs[0].event;
     assert_eq!(e.severity, Severity::High);
     assert_eq!(e.break_glass.as_deref(), Some("unconscious patient in ED"));

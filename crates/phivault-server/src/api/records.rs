@@ -376,24 +376,39 @@ async fn create(c: Ctx, Path(coll): Path<String>, body: Body) -> ApiResult {
     let ks = keystore(&st)?;
     let svc = service(&st)?;
     let doc = read_document(&st, &svc, body).await?;
-    let docs = vec![doc];
-    let subjects = svc.subjects_of(&ks, &coll, &docs).await;
-    let ids = svc.create(&ks, &coll, docs).await?;
-    st.metrics.records_done(&coll, "create", 1);
+    let ids = store_new(&c, &caller, p, &ks, &coll, vec![doc]).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        json!({ "id": ids[0], "rev": 1 }),
+    ))
+}
+
+/// Seals and stores new documents, counts them and records the access
+/// (with their subjects); their new ids.
+async fn store_new(
+    c: &Ctx,
+    caller: &crate::api::Caller,
+    p: Option<&'static str>,
+    ks: &phivault_keystore::Keystore,
+    coll: &str,
+    docs: Vec<Value>,
+) -> Result<Vec<String>, ApiError> {
+    let svc = service(&c.st)?;
+    let n = docs.len() as u64;
+    let subjects = svc.subjects_of(ks, coll, &docs).await;
+    let ids = svc.create(ks, coll, docs).await?;
+    c.st.metrics.records_done(coll, "create", n);
     access(
-        &c,
+        c,
         &caller.principal,
-        &coll,
+        coll,
         "create",
         p,
         None,
         ids.clone(),
         subjects,
     );
-    Ok(json_response(
-        StatusCode::CREATED,
-        json!({ "id": ids[0], "rev": 1 }),
-    ))
+    Ok(ids)
 }
 
 #[derive(Deserialize, Default)]
@@ -422,21 +437,7 @@ async fn bulk_create(c: Ctx, Path(coll): Path<String>, body: Body) -> ApiResult 
     let ks = keystore(&st)?;
     let req: BulkReq = read_json(&st, body).await?;
     check_bulk(&st, req.records.len())?;
-    let n = req.records.len();
-    let svc = service(&st)?;
-    let subjects = svc.subjects_of(&ks, &coll, &req.records).await;
-    let ids = svc.create(&ks, &coll, req.records).await?;
-    st.metrics.records_done(&coll, "create", n as u64);
-    access(
-        &c,
-        &caller.principal,
-        &coll,
-        "create",
-        p,
-        None,
-        ids.clone(),
-        subjects,
-    );
+    let ids = store_new(&c, &caller, p, &ks, &coll, req.records).await?;
     Ok(json_response(StatusCode::CREATED, json!({ "ids": ids })))
 }
 
