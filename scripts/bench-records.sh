@@ -92,11 +92,14 @@ echo "{\"op\":\"bulk100\",\"result\":$BULK}"
 # every run, so each run gets its own tag prefix (G<gen>x).
 T0=$(date +%s)
 GEN=0
-while [ "$(rows)" -lt "$ROWS" ]; do
+# At least one run: search needs the last run's MRNs (also when ROWS is
+# already reached by the create measurements).
+while :; do
   GEN=$((GEN + 1))
   sed "s/__N__/G${GEN}x__N__/g" "$WORK/bulk500.tmpl" >"$WORK/bulk500.json"
   run --method POST --path /v1/records/bench/bulk --body-file "$WORK/bulk500.json" --rand-max 900000 -c 4 -d 20 >"$WORK/fill.json"
   echo "# filled to $(rows) rows" >&2
+  [ "$(rows)" -lt "$ROWS" ] || break
 done
 echo "{\"op\":\"fill\",\"rows\":$(rows),\"seconds\":$(( $(date +%s) - T0 ))}"
 LAST_REQS=$(python3 -c "import json;print(json.load(open('$WORK/fill.json'))['requests'])")
