@@ -463,24 +463,41 @@ async fn bulk_get(
     let req: BulkReq = read_json(&st, body).await?;
     check_bulk(&st, req.ids.len())?;
     let ids = req.ids.clone();
-    let (items, subjects) = service(&st)?.get_seen(&ks, &coll, req.ids, view).await?;
-    st.metrics.records_done(&coll, "read", items.len() as u64);
-    access(
-        &c,
-        &caller.principal,
-        &coll,
-        "read",
-        p,
-        Some(view),
-        ids.clone(),
-        subjects,
-    );
+    let items = read_ids(&c, &caller, p, &ks, &coll, req.ids, view).await?;
     let out: Vec<Value> = items
         .into_iter()
         .zip(&ids)
         .map(|(r, id)| item_json(Some(id), r))
         .collect();
     Ok(json_response(StatusCode::OK, json!({ "records": out })))
+}
+
+/// Reads records by id, counts them and records the access (with the
+/// subjects whose records were opened).
+async fn read_ids(
+    c: &Ctx,
+    caller: &crate::api::Caller,
+    p: Option<&'static str>,
+    ks: &phivault_keystore::Keystore,
+    coll: &str,
+    ids: Vec<String>,
+    view: View,
+) -> Result<Vec<crate::records::Item>, ApiError> {
+    let (items, subjects) = service(&c.st)?
+        .get_seen(ks, coll, ids.clone(), view)
+        .await?;
+    c.st.metrics.records_done(coll, "read", items.len() as u64);
+    access(
+        c,
+        &caller.principal,
+        coll,
+        "read",
+        p,
+        Some(view),
+        ids,
+        subjects,
+    );
+    Ok(items)
 }
 
 async fn get_one(
@@ -496,21 +513,10 @@ async fn get_one(
         purpose: p,
         ks,
     } = reader(&st, &c, &coll, q.view.as_deref())?;
-    let (mut items, subjects) = service(&st)?
-        .get_seen(&ks, &coll, vec![id.clone()], view)
-        .await?;
-    let item = items.pop().expect("one");
-    st.metrics.records_done(&coll, "read", 1);
-    access(
-        &c,
-        &caller.principal,
-        &coll,
-        "read",
-        p,
-        Some(view),
-        vec![id],
-        subjects,
-    );
+    let item = read_ids(&c, &caller, p, &ks, &coll, vec![id], view)
+        .await?
+        .pop()
+        .expect("one");
     Ok(json_response(StatusCode::OK, item?))
 }
 
