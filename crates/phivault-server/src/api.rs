@@ -1558,8 +1558,60 @@ async fn around(State(st): State<AppState>, mut req: Request, next: Next) -> Res
     resp
 }
 
-async fn fallback() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "unsupported path")
+/// Requests that match no route (404) or no method on one (405): they
+/// bypass [`around`], and are counted and recorded here, because probing
+/// unknown paths is activity an auditor wants to see.
+async fn unrouted(st: &AppState, req: Request, status: StatusCode, msg: &'static str) -> Response {
+    let start = Instant::now();
+    let method = static_method(req.method());
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let slot = crate::audit::RequestAudit {
+        reason: Some(if status == StatusCode::NOT_FOUND {
+            "no_route"
+        } else {
+            "no_method"
+        }),
+        ..Default::default()
+    };
+    let request_id = new_request_id();
+    let ev = crate::audit::request_event(
+        &st.audit,
+        &slot,
+        crate::audit::route_op(method, "unmatched"),
+        request_id.clone(),
+        conn.as_ref(),
+        status.as_u16(),
+        start.elapsed(),
+    );
+    if let Err(e) = st.audit.record(ev).await {
+        st.metrics.audit_write_failures.inc();
+        tracing::error!(error = %e, "audit entry not written");
+    }
+    let mut resp = ApiError::new(status, msg).into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    st.metrics.request(
+        "unmatched",
+        method,
+        status.as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn fallback(State(st): State<AppState>, req: Request) -> Response {
+    unrouted(&st, req, StatusCode::NOT_FOUND, "unsupported path").await
+}
+
+async fn no_method(State(st): State<AppState>, req: Request) -> Response {
+    unrouted(
+        &st,
+        req,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this path",
+    )
+    .await
 }
 
 /// The router over [`ROUTES`].
@@ -1569,12 +1621,7 @@ pub fn router(state: AppState) -> Router {
         r = r.route(p, handler(m, p));
     }
     r.fallback(fallback)
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this path",
-            )
-        })
+        .method_not_allowed_fallback(no_method)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), around))
         .with_state(state)
 }

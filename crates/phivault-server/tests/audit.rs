@@ -129,6 +129,17 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
     assert_eq!(c, 403);
     let (c, _) = h.json(None, "GET", "/v1/transit/keys", None, &[]);
     assert_eq!(c, 401);
+    // Probing: an unknown path and a wrong method.
+    let (c, _) = h.get(&nobody, "/v1/no/such/path");
+    assert_eq!(c, 404);
+    let (c, _) = h.json(
+        Some(&nobody),
+        "DELETE",
+        "/v1/transit/encrypt/billing",
+        None,
+        &[],
+    );
+    assert_eq!(c, 405);
     {
         use std::io::{Read, Write};
         let mut t = std::net::TcpStream::connect(h.addr()).unwrap();
@@ -230,6 +241,14 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
         all.iter().any(|e| e.event.kind == Kind::Handshake
             && e.event.reason.as_deref() == Some("plaintext_http"))
     );
+    for (status, reason) in [(404, "no_route"), (405, "no_method")] {
+        assert!(
+            all.iter().any(|e| e.event.status == Some(status)
+                && e.event.reason.as_deref() == Some(reason)
+                && e.event.principal.as_deref() == Some("spiffe://test.local/nobody")),
+            "no {status} entry"
+        );
+    }
     // Reads name the record and the subject, as HMACs, with the purpose.
     let k = id_key(&h);
     let subj = phivault_server::audit::id_hash(&k, "subject", "PT-Zq00007-xk");
