@@ -95,7 +95,20 @@ fn audit_commands_over_a_real_trail() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "401");
     // A CLI key event while the server runs: through the inbox.
     ok(pv(&d).args(["--insecure-dev", "-q", "keys", "create", "audited-ring"]));
-    std::thread::sleep(Duration::from_millis(2500));
+    // The server takes it in at its next poll (every 2 s).
+    let mut seen = false;
+    for _ in 0..100 {
+        phivault_audit::query::for_each(&d.join("audit"), 0, |e| {
+            seen |= e.event.op == "key.create";
+            !seen
+        })
+        .unwrap();
+        if seen {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(seen, "the CLI's key event never reached the trail");
     stop(child);
 
     let key = ok(pv(&d).args(["audit", "pubkey"]));
