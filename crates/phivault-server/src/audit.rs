@@ -281,7 +281,14 @@ pub fn request_event(
     status: u16,
     latency: Duration,
 ) -> Event {
-    let mut ev = Event::new(Kind::Request, op);
+    // A failed authentication is its own kind, so that it can be found
+    // without knowing HTTP status codes.
+    let kind = if status == 401 {
+        Kind::Auth
+    } else {
+        Kind::Request
+    };
+    let mut ev = Event::new(kind, op);
     ev.request_id = Some(request_id);
     ev.status = Some(status);
     ev.latency_us = Some(latency.as_micros() as u64);

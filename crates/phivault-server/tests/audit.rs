@@ -242,10 +242,9 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
         .expect("403 recorded");
     assert_eq!(denied.event.outcome, Outcome::Denied);
     assert_eq!(denied.event.reason.as_deref(), Some("scope_denied"));
-    assert!(
-        all.iter().any(|e| e.event.status == Some(401)
-            && e.event.reason.as_deref() == Some("client_cert_missing"))
-    );
+    assert!(all.iter().any(|e| e.event.status == Some(401)
+        && e.event.kind == Kind::Auth
+        && e.event.reason.as_deref() == Some("client_cert_missing")));
     assert!(
         all.iter().any(|e| e.event.kind == Kind::Handshake
             && e.event.reason.as_deref() == Some("plaintext_http"))
