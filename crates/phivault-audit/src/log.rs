@@ -619,7 +619,7 @@ impl Writer {
             // Under load, pace the group commits: the next write starts no
             // sooner than `group_commit_delay` after the previous one started
             // (an idle log writes at once). Each fsync costs about 80 µs of
-            // CPU here (scripts/bench-audit.sh), so thousands of tiny batches
+            // CPU here (scripts/fsync-cost.py), so thousands of tiny batches
             // a second would cost a third of a core; sleeping, not blocking
             // in recv, also spares each sender a wake-up of this thread.
             if matches!(first, Some(Msg::Append(..))) && last_batch >= 2 {
