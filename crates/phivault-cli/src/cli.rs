@@ -153,6 +153,16 @@ pub enum Command {
     /// hash` compute them with the audit key (an unsealed keystore).
     /// Reading works while the server runs.
     Audit(AuditArgs),
+    /// Scan: TLS endpoints against NIST SP 800-52r2, a data dir at rest,
+    /// or any folder for unencrypted PHI.
+    ///
+    /// Any failed requirement exits 10, so the scans can gate CI pipelines.
+    #[command(subcommand)]
+    Scan(ScanCommand),
+    /// The compliance evidence report of this deployment: a control matrix
+    /// (HIPAA §164.312, §164.308, §164.316; SOC 2; ISO/IEC 27001:2022)
+    /// with machine-checked evidence gathered now.
+    Evidence(crate::evidence_cmd::EvidenceArgs),
     /// Check the configuration without starting anything.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -164,6 +174,16 @@ pub enum Command {
     /// Run the key agent in the foreground (`unseal` starts it for you).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScanCommand {
+    /// Probe TLS endpoints with hand-built ClientHellos and grade them.
+    Tls(crate::scan_cmd::ScanTlsArgs),
+    /// Check a phivault data dir at rest.
+    AtRest(crate::at_rest_cmd::AtRestArgs),
+    /// Find PHI in files, CSV, JSON and SQLite under a path.
+    Phi(crate::phi_cmd::PhiArgs),
 }
 
 #[derive(Args, Debug)]

@@ -3,15 +3,19 @@
 //! calls the library crates.
 #![forbid(unsafe_code)]
 
+mod at_rest_cmd;
 mod audit_cmd;
 mod audit_report;
 mod ca_cmd;
 mod cli;
 mod config;
 mod custody;
+mod evidence_cmd;
 mod files;
 mod keys_cmd;
+mod phi_cmd;
 mod records_cmd;
+mod scan_cmd;
 mod serve_cmd;
 mod ui;
 
@@ -62,6 +66,10 @@ fn main() -> ExitCode {
         Command::Ca(c) => ca_cmd::run(&cli.global, c),
         Command::Records(a) => records_cmd::run(&cli.global, a),
         Command::Audit(a) => audit_cmd::run(&cli.global, a),
+        Command::Scan(cli::ScanCommand::Tls(a)) => scan_cmd::tls(&cli.global, a),
+        Command::Scan(cli::ScanCommand::AtRest(a)) => at_rest_cmd::run(&cli.global, a),
+        Command::Scan(cli::ScanCommand::Phi(a)) => phi_cmd::run(&cli.global, a),
+        Command::Evidence(a) => evidence_cmd::run(&cli.global, a, &file),
         Command::Config(cli::ConfigCommand::Check(a)) => serve_cmd::check(&cli.global, a, &file),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -1,0 +1,46 @@
+//! phivault's scanners and the evidence they produce.
+//!
+//! - [`tls`]: probes a TLS endpoint with hand-built ClientHellos (so it
+//!   sees what rustls itself refuses to speak: SSL 2.0 to TLS 1.1, CBC,
+//!   RC4, 3DES, EXPORT, NULL) and grades it against a profile
+//!   (`nist-800-52r2` by default).
+//! - [`phi`]: finds PHI (SSNs, MRNs, phone numbers, e-mail addresses,
+//!   dates of birth, names near clinical terms) in plain files, CSV, JSON
+//!   and SQLite, reporting masked values only.
+//! - [`finding`]: the shared result type (requirement id, pass/warn/fail,
+//!   evidence, remediation) and its JUnit rendering.
+#![forbid(unsafe_code)]
+
+pub mod finding;
+pub mod phi;
+pub mod tls;
+
+/// Errors of the scanners. A target that misbehaves (refuses, times out,
+/// sends garbage) is not an error but a finding; these are for what stops a
+/// scan from running at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    /// A target string that is not `host:port[,sni=NAME][,starttls=postgres|smtp]`.
+    #[error("bad target {0:?}: {1}")]
+    BadTarget(String, &'static str),
+    /// Reading a file to scan (or a CA bundle) failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A CA bundle without any usable certificate.
+    #[error("no usable certificate in CA bundle {0}")]
+    BadCaBundle(String),
+    /// A file the PHI scanner cannot parse as the type its name says.
+    #[error("cannot parse {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why (never contains file content).
+        reason: String,
+    },
+}

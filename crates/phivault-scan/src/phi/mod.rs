@@ -1,0 +1,1 @@
+//! PHI discovery in files (being written).
