@@ -22,6 +22,12 @@ pub mod suites;
 pub mod wire;
 
 pub use scan::version_name;
+
+/// Summarises one DER certificate as of `now` (Unix seconds); an error
+/// for anything x509-parser can't read. Public for the fuzzer.
+pub fn summarize_certificate(der: &[u8], now: i64) -> Result<CertSummary, String> {
+    cert::summarize(der, now)
+}
 use crate::finding::Finding;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

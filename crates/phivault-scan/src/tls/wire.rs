@@ -795,3 +795,53 @@ mod tests {
         assert!(p.feed(&record(22, &hs(2, &[3, 3, 1]))).is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_in_any_fragments_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048), cut in 0usize..2048) {
+            let cut = cut.min(data.len());
+            let mut p = FlightParser::default();
+            if let Ok(false) = p.feed(&data[..cut]) {
+                let _ = p.feed(&data[cut..]);
+            }
+        }
+
+        #[test]
+        fn fragmentation_does_not_change_the_result(cuts in proptest::collection::vec(1usize..64, 1..40)) {
+            let flight = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/tls_server/ecdhe_rsa")).unwrap();
+            let mut whole = FlightParser::default();
+            prop_assert!(whole.feed(&flight).unwrap());
+            let mut p = FlightParser::default();
+            let mut at = 0;
+            for c in cuts.iter().cycle() {
+                if at >= flight.len() { break; }
+                let end = (at + c).min(flight.len());
+                p.feed(&flight[at..end]).unwrap();
+                at = end;
+            }
+            prop_assert_eq!(p.flight, whole.flight);
+        }
+
+        #[test]
+        fn hellos_always_frame_correctly(n in 1usize..400, sni in "[a-z]{1,60}", v in prop::sample::select(vec![SSL3, TLS10, TLS11, TLS12, TLS13])) {
+            let mut h = Hello::new(v, Some(&sni));
+            h.suites.truncate(n);
+            let b = h.to_bytes([3; 32]);
+            let mut at = 0;
+            let mut hs = Vec::new();
+            while at < b.len() {
+                prop_assert_eq!(b[at], 22);
+                let len = u16::from_be_bytes([b[at + 3], b[at + 4]]) as usize;
+                hs.extend_from_slice(&b[at + 5..at + 5 + len]);
+                at += 5 + len;
+            }
+            prop_assert_eq!(at, b.len());
+            prop_assert_eq!(hs.len(), 4 + u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize);
+        }
+    }
+}
