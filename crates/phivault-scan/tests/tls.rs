@@ -382,3 +382,150 @@ fn bad_targets_are_clear_errors() {
     let t: Target = "[::1]:5432,starttls=postgres,sni=db".parse().unwrap();
     assert_eq!(t.to_string(), "[::1]:5432,sni=db,starttls=postgres");
 }
+
+/// The PostgreSQL 15 binaries, if installed.
+fn pg_bin() -> Option<std::path::PathBuf> {
+    let found = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .find(|b| b.join("initdb").exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("PHIVAULT_REQUIRE_ALL_TESTS").is_none(),
+            "PostgreSQL binaries are missing"
+        );
+        eprintln!("SKIPPED: no PostgreSQL binaries under /usr/lib/postgresql");
+    }
+    found
+}
+
+/// Runs a command as `nobody` when we are root (PostgreSQL refuses root).
+fn as_pg_user(bin: &Path, args: &[&str]) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(bin).args(args);
+        c
+    } else {
+        let mut c = Command::new(bin);
+        c.args(args);
+        c
+    }
+}
+
+#[test]
+fn postgres_behind_starttls() {
+    let (Some(bin), true) = (pg_bin(), require("openssl")) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path();
+    pki(w);
+    sh(w, "chmod 755 . && mkdir pg && cp srv.pem pg/server.crt && cp srv.key pg/server.key && chmod 600 pg/server.key");
+    let data = w.join("pg/data");
+    let root = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() == "0" {
+        sh(w, "chown -R nobody pg");
+    }
+    let st = as_pg_user(
+        &bin.join("initdb"),
+        &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .status()
+    .unwrap();
+    assert!(st.success(), "initdb failed");
+    let port = free_port();
+    let pg = w.join("pg");
+    let child = as_pg_user(
+        &bin.join("postgres"),
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-p",
+            &port.to_string(),
+            "-k",
+            pg.to_str().unwrap(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "ssl=on",
+            "-c",
+            &format!("ssl_cert_file={}/server.crt", pg.display()),
+            "-c",
+            &format!("ssl_key_file={}/server.key", pg.display()),
+            "-c",
+            "fsync=off",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _g = Server(child);
+    wait_port(port);
+    let t: Target = format!("127.0.0.1:{port},sni=localhost,starttls=postgres").parse().unwrap();
+    let r = tls::scan(&t, &opts(w));
+    let o = r.observed.as_ref().unwrap_or_else(|| panic!("{:?}", r.error));
+    let on: Vec<&str> = o.versions.iter().filter(|v| v.supported).map(|v| v.version.as_str()).collect();
+    // PostgreSQL 15's default ssl_min_protocol_version is TLSv1.2.
+    assert_eq!(on, ["TLSv1.2", "TLSv1.3"]);
+    assert_eq!(status(&r, "TLS-CERT-TRUST"), Status::Pass);
+    assert_eq!(o.http_status, None, "no HTTP after STARTTLS");
+    // `postgres` runs as nobody: stop it through its pid file's owner.
+    drop(_g);
+    let _ = Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+}
+
+/// SMTP STARTTLS. No SMTP server ships in Debian's base, so the SMTP
+/// dialogue here is a few lines of test code; after `220` the bytes go to
+/// a real openssl s_server, which does all the TLS.
+#[test]
+fn smtp_starttls_reaches_the_tls_server_behind_it() {
+    if !require("openssl") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    pki(d.path());
+    let (_s, tls_port) = s_server(d.path(), &["-no_tls1_3"]);
+    let port = fake(move |mut s| {
+        use std::io::BufRead;
+        let _ = s.write_all(b"220-smtp.test ESMTP\r\n220 ready\r\n");
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        if !line.starts_with("EHLO") {
+            return;
+        }
+        let _ = s.write_all(b"250-smtp.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+        line.clear();
+        let _ = r.read_line(&mut line);
+        if line.trim() != "STARTTLS" {
+            return;
+        }
+        let _ = s.write_all(b"220 go ahead\r\n");
+        let up = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+        let (mut a, mut b) = (s.try_clone().unwrap(), up.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut a, &mut b);
+            let _ = b.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut up2, mut s2) = (up, s);
+        let _ = std::io::copy(&mut up2, &mut s2);
+        let _ = s2.shutdown(std::net::Shutdown::Both);
+    });
+    let t: Target = format!("127.0.0.1:{port},sni=localhost,starttls=smtp").parse().unwrap();
+    let r = tls::scan(&t, &opts(d.path()));
+    let o = r.observed.as_ref().unwrap_or_else(|| panic!("{:?}", r.error));
+    let on: Vec<&str> = o.versions.iter().filter(|v| v.supported).map(|v| v.version.as_str()).collect();
+    assert_eq!(on, ["TLSv1.2"]);
+    assert_eq!(status(&r, "TLS-CERT-TRUST"), Status::Pass);
+    // Without STARTTLS the same port is not TLS.
+    let plain = tls::scan(&target(port), &quick());
+    assert!(plain.error.as_deref().unwrap_or("").contains("not TLS"), "{:?}", plain.error);
+}
