@@ -156,7 +156,8 @@ fn provider() -> CryptoProvider {
 }
 
 /// Runs one handshake (plus an HTTP request when `http`), then a second
-/// one to test resumption.
+/// one to test resumption. (`once` takes `None` for the second: it needs
+/// neither HTTP nor the wait for session tickets.)
 pub fn run(
     t: &Target,
     addr: SocketAddr,
@@ -198,7 +199,7 @@ pub fn run(
         }
     };
     let mut out = Session::default();
-    let first = once(t, addr, timeout, &config, &server_name, http, &name);
+    let first = once(t, addr, timeout, &config, &server_name, Some(http), &name);
     {
         let s = seen.lock().unwrap_or_else(|e| e.into_inner());
         out.chain = s.chain.clone();
@@ -211,7 +212,7 @@ pub fn run(
             out.version = o.version;
             out.http_status = o.http_status;
             out.hsts = o.hsts;
-            let second = once(t, addr, timeout, &config, &server_name, false, &name);
+            let second = once(t, addr, timeout, &config, &server_name, None, &name);
             out.resumed = second.ok().map(|o| o.resumed);
         }
         Err(e) => out.error = Some(e),
@@ -232,7 +233,7 @@ fn once(
     timeout: Duration,
     config: &Arc<ClientConfig>,
     server_name: &ServerName<'static>,
-    http: bool,
+    http: Option<bool>,
     host: &str,
 ) -> Result<Once, String> {
     let tcp = probe::connect(t, addr, timeout).map_err(|e| e.to_string())?;
@@ -250,7 +251,7 @@ fn once(
         hsts: None,
         resumed: tls.conn.handshake_kind() == Some(HandshakeKind::Resumed),
     };
-    if http {
+    if http == Some(true) {
         let req = format!(
             "GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: phivault-scan\r\nConnection: close\r\n\r\n"
         );
@@ -276,7 +277,7 @@ fn once(
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("strict-transport-security"))
             .map(|(_, v)| v.trim().to_owned());
-    } else {
+    } else if http == Some(false) {
         // Give TLS 1.3 session tickets (sent after the handshake) a moment
         // to arrive, so the resumption test has something to resume.
         let _ = tls.sock.set_read_timeout(Some(Duration::from_millis(150)));
