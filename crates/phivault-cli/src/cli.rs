@@ -178,7 +178,34 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum ScanCommand {
-    /// Probe TLS endpoints with hand-built ClientHellos and grade them.
+    /// Probe TLS endpoints with hand-built ClientHellos and grade them against
+    /// NIST SP 800-52r2 (or another profile).
+    ///
+    /// For each target the scan finds every protocol version the server
+    /// accepts (SSL 2.0 to TLS 1.3) and every cipher suite under each, from
+    /// the full IANA list (NULL, EXPORT, RC4, DES, 3DES, CBC, ChaCha20, CCM
+    /// included), with the server's preference; the key exchange groups and
+    /// finite-field DH size; the certificate chain (validity, key, signature,
+    /// SAN and host name, EKU, trust against --ca-file or the system store);
+    /// downgrade protection (TLS_FALLBACK_SCSV or the TLS 1.3 sentinel),
+    /// secure renegotiation, extended master secret, compression, OCSP
+    /// stapling, session resumption, HSTS, and whether a client certificate is
+    /// requested and from which CAs. Each requirement of the profile becomes a
+    /// finding: pass, warn, fail or info, with evidence and remediation.
+    ///
+    /// Examples:
+    ///
+    ///   phivault scan tls example.org:443
+    ///
+    ///   phivault scan tls 127.0.0.1:8200,sni=localhost --ca-file phivault-data/ca/ca.pem
+    ///
+    ///   phivault scan tls db.internal:5432,starttls=postgres --profile hipaa
+    ///
+    ///   phivault scan tls --targets-file hosts.txt --junit scan.xml --json > scan.json
+    ///
+    /// Exit codes: 0 no requirement failed (warnings allowed), 10 at least one
+    /// failed (or a target could not be scanned), 2 bad usage.
+    #[command(verbatim_doc_comment)]
     Tls(crate::scan_cmd::ScanTlsArgs),
     /// Check a phivault data dir at rest.
     AtRest(crate::at_rest_cmd::AtRestArgs),

@@ -38,6 +38,10 @@ pub struct FileConfig {
     /// `serve`: the audit trail.
     #[serde(default)]
     pub audit: phivault_server::config::AuditFile,
+    /// `evidence`: extra listeners, backup locations, the pinned audit key,
+    /// and the documented risk decisions.
+    #[serde(default)]
+    pub evidence: phivault_scan::evidence::EvidenceConfig,
 }
 
 fn default_path() -> Option<PathBuf> {
@@ -66,7 +70,7 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<FileConfig> {
         .with_context(|| format!("config file {} is not valid", path.display()))?;
     for key in unknown {
         eprintln!(
-            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth], [records], [audit]; see README)",
+            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth], [records], [audit], [evidence]; see README)",
             path.display()
         );
     }

@@ -11,35 +11,8 @@ use std::time::Duration;
 /// Exit code when any requirement fails.
 pub const EXIT_FINDINGS: u8 = 10;
 
-/// Probe TLS endpoints with hand-built ClientHellos and grade them against
-/// NIST SP 800-52r2 (or another profile).
-///
-/// For each target the scan finds every protocol version the server
-/// accepts (SSL 2.0 to TLS 1.3) and every cipher suite under each, from
-/// the full IANA list (NULL, EXPORT, RC4, DES, 3DES, CBC, ChaCha20, CCM
-/// included), with the server's preference; the key exchange groups and
-/// finite-field DH size; the certificate chain (validity, key, signature,
-/// SAN and host name, EKU, trust against --ca-file or the system store);
-/// downgrade protection (TLS_FALLBACK_SCSV or the TLS 1.3 sentinel),
-/// secure renegotiation, extended master secret, compression, OCSP
-/// stapling, session resumption, HSTS, and whether a client certificate is
-/// requested and from which CAs. Each requirement of the profile becomes a
-/// finding: pass, warn, fail or info, with evidence and remediation.
-///
-/// Examples:
-///
-///   phivault scan tls example.org:443
-///
-///   phivault scan tls 127.0.0.1:8200,sni=localhost --ca-file phivault-data/ca/ca.pem
-///
-///   phivault scan tls db.internal:5432,starttls=postgres --profile hipaa
-///
-///   phivault scan tls --targets-file hosts.txt --junit scan.xml --json > scan.json
-///
-/// Exit codes: 0 no requirement failed (warnings allowed), 10 at least one
-/// failed (or a target could not be scanned), 2 bad usage.
+/// `phivault scan tls` arguments (the help text is on `ScanCommand::Tls`).
 #[derive(clap::Args, Debug)]
-#[command(verbatim_doc_comment)]
 pub struct ScanTlsArgs {
     /// Targets: HOST:PORT or [IPv6]:PORT, optionally followed by
     /// `,sni=NAME` (server name to send and to match the certificate
@@ -148,8 +121,10 @@ pub fn tls(g: &Global, a: &ScanTlsArgs) -> Result<ExitCode> {
     if let Some(b) = &bar {
         b.set_length(targets.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} scanning [{bar:30}] {pos}/{len} {elapsed}")
-                .expect("template"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} scanning [{bar:30}] {pos}/{len} {elapsed}",
+            )
+            .expect("template"),
         );
     }
     let reports = tls::scan_all_with(&targets, &opts, a.concurrency, &|| {
@@ -210,7 +185,12 @@ pub fn render(r: &TlsReport) -> String {
                 Some(false) => ", client order",
                 None => "",
             };
-            let _ = writeln!(s, "  {:<8} yes ({} suites{order})", v.version, v.suites.len());
+            let _ = writeln!(
+                s,
+                "  {:<8} yes ({} suites{order})",
+                v.version,
+                v.suites.len()
+            );
             for su in &v.suites {
                 let _ = writeln!(s, "             {} {}", su.code, su.name);
             }

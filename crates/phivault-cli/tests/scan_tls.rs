@@ -76,12 +76,23 @@ fn phivault_serve_passes_its_own_scan() {
     assert_eq!(status(r, "TLS-HSTS"), "pass");
     assert_eq!(r["observed"]["http_status"], 404);
     let x = std::fs::read_to_string(&junit).unwrap();
-    assert!(x.contains("<testsuite name=\"127.0.0.1:") && x.contains("failures=\"0\""), "{x}");
+    assert!(
+        x.contains("<testsuite name=\"127.0.0.1:") && x.contains("failures=\"0\""),
+        "{x}"
+    );
 
     // With the admin's certificate: HSTS and resumption, and the hipaa
     // profile (398-day certificates, mTLS, HSTS) passes too.
     let out = pv(&d)
-        .args(["--json", "scan", "tls", &target, "--profile", "hipaa", "--ca-file"])
+        .args([
+            "--json",
+            "scan",
+            "tls",
+            &target,
+            "--profile",
+            "hipaa",
+            "--ca-file",
+        ])
         .arg(&ca)
         .arg("--cert")
         .arg(d.join("clients/admin.pem"))
@@ -102,14 +113,21 @@ fn phivault_serve_passes_its_own_scan() {
         .local_addr()
         .unwrap()
         .port();
+    let list = dir.path().join("targets.txt");
+    std::fs::write(&list, format!("# two targets\n127.0.0.1:{closed}\n\n")).unwrap();
     let out = pv(&d)
-        .args(["scan", "tls", &target, &format!("127.0.0.1:{closed}"), "--ca-file"])
+        .args(["scan", "tls", &target, "--targets-file"])
+        .arg(&list)
+        .arg("--ca-file")
         .arg(&ca)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(10), "{text}");
-    assert!(text.contains("TLSv1.3  yes") && text.contains("FAIL TLS-REACHABLE"), "{text}");
+    assert!(
+        text.contains("TLSv1.3  yes") && text.contains("FAIL TLS-REACHABLE"),
+        "{text}"
+    );
     let bad = pv(&d).args(["scan", "tls", "nonsense"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected host:port"));

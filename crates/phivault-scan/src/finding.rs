@@ -80,7 +80,9 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Status {
 /// (e.g. per scanned target), one `<testcase>` per finding; fail is a
 /// `<failure>`, warn and info are `<system-out>` notes.
 pub fn junit(suites: &[(String, Vec<Finding>)]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"phivault scan\">\n");
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"phivault scan\">\n",
+    );
     for (name, findings) in suites {
         let failures = findings.iter().filter(|f| f.status == Status::Fail).count();
         out.push_str(&format!(

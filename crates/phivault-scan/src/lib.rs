@@ -7,10 +7,18 @@
 //! - [`phi`]: finds PHI (SSNs, MRNs, phone numbers, e-mail addresses,
 //!   dates of birth, names near clinical terms) in plain files, CSV, JSON
 //!   and SQLite, reporting masked values only.
+//! - [`at_rest`]: checks a phivault data dir at rest: only wrapped keys,
+//!   only ciphertext in the records database's protected columns, key
+//!   ages, backups, permissions, and the block device underneath.
+//! - [`evidence`]: the compliance evidence report's control matrix
+//!   (HIPAA, SOC 2, ISO/IEC 27001), its Markdown and OSCAL renderings,
+//!   and the drift between two reports. No I/O.
 //! - [`finding`]: the shared result type (requirement id, pass/warn/fail,
 //!   evidence, remediation) and its JUnit rendering.
 #![forbid(unsafe_code)]
 
+pub mod at_rest;
+pub mod evidence;
 pub mod finding;
 pub mod phi;
 pub mod tls;

@@ -28,8 +28,16 @@ fn require(tool: &str) -> bool {
 }
 
 fn sh(dir: &Path, cmd: &str) {
-    let out = Command::new("sh").current_dir(dir).args(["-c", cmd]).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .current_dir(dir)
+        .args(["-c", cmd])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA and an RSA server certificate for localhost, made with openssl.
@@ -44,7 +52,11 @@ fn pki(dir: &Path) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server(Child);
@@ -58,7 +70,10 @@ impl Drop for Server {
 fn wait_port(port: u16) {
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "server on {port} never came up");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "server on {port} never came up"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -67,7 +82,17 @@ fn s_server(dir: &Path, args: &[&str]) -> (Server, u16) {
     let port = free_port();
     let child = Command::new("openssl")
         .current_dir(dir)
-        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert", "srv.pem", "-key", "srv.key", "-www", "-quiet"])
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "srv.pem",
+            "-key",
+            "srv.key",
+            "-www",
+            "-quiet",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -90,7 +115,10 @@ fn target(port: u16) -> Target {
 }
 
 fn suites(r: &TlsReport, v: &str) -> Vec<String> {
-    let o = r.observed.as_ref().unwrap_or_else(|| panic!("scan failed: {:?}", r.error));
+    let o = r
+        .observed
+        .as_ref()
+        .unwrap_or_else(|| panic!("scan failed: {:?}", r.error));
     o.versions
         .iter()
         .find(|x| x.version == v)
@@ -137,7 +165,10 @@ fn finds_exactly_what_s_server_offers_in_its_order() {
     // TLS 1.0/1.1 can't use GCM; the order is the server's.
     assert_eq!(suites(&r, "TLSv1.0"), ["0xC013", "0x0035"]);
     assert_eq!(suites(&r, "TLSv1.1"), ["0xC013", "0x0035"]);
-    assert_eq!(suites(&r, "TLSv1.2"), ["0xC013", "0x0035", "0xC030", "0xC02F"]);
+    assert_eq!(
+        suites(&r, "TLSv1.2"),
+        ["0xC013", "0x0035", "0xC030", "0xC02F"]
+    );
     assert_eq!(suites(&r, "TLSv1.3"), ["0x1302", "0x1301"]);
     assert!(suites(&r, "SSLv3").is_empty() && suites(&r, "SSLv2").is_empty());
     assert_eq!(o.versions[4].server_order, Some(true));
@@ -169,9 +200,19 @@ fn finds_exactly_what_s_server_offers_in_its_order() {
     o2.profile = Profile::Hipaa;
     let r2 = tls::scan(&target(port), &o2);
     assert_eq!(status(&r2, "TLS-CERT-TRUST"), Status::Fail);
-    let r3 = tls::scan(&format!("127.0.0.1:{port},sni=other.test").parse().unwrap(), &opts(d.path()));
+    let r3 = tls::scan(
+        &format!("127.0.0.1:{port},sni=other.test").parse().unwrap(),
+        &opts(d.path()),
+    );
     assert_eq!(status(&r3, "TLS-CERT-TRUST"), Status::Fail);
-    assert!(r3.findings.iter().any(|f| f.evidence.contains("not valid for name") || f.evidence.contains("NotValidForName")), "{:#?}", r3.findings);
+    assert!(
+        r3.findings
+            .iter()
+            .any(|f| f.evidence.contains("not valid for name")
+                || f.evidence.contains("NotValidForName")),
+        "{:#?}",
+        r3.findings
+    );
 }
 
 #[test]
@@ -185,7 +226,12 @@ fn every_suite_of_a_seclevel_0_server_matches_openssl_ciphers() {
     let mut o = opts(d.path());
     o.http = Some(false);
     let r = tls::scan(&target(port), &o);
-    for (v, flag) in [("TLSv1.0", "-tls1"), ("TLSv1.1", "-tls1_1"), ("TLSv1.2", "-tls1_2"), ("TLSv1.3", "-tls1_3")] {
+    for (v, flag) in [
+        ("TLSv1.0", "-tls1"),
+        ("TLSv1.1", "-tls1_1"),
+        ("TLSv1.2", "-tls1_2"),
+        ("TLSv1.3", "-tls1_3"),
+    ] {
         let out = Command::new("openssl")
             .args(["ciphers", "-s", "-V", flag, "ALL:@SECLEVEL=0"])
             .output()
@@ -193,9 +239,28 @@ fn every_suite_of_a_seclevel_0_server_matches_openssl_ciphers() {
         // What an RSA-certificate server without PSK or SRP callbacks can use.
         let mut want: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| !["Au=ECDSA", "Au=DSS", "Au=PSK", "Au=SRP", "Kx=PSK", "Kx=SRP", "Kx=ECDHEPSK", "Kx=DHEPSK", "Kx=RSAPSK"].iter().any(|x| l.contains(&format!(" {x} "))))
+            .filter(|l| {
+                ![
+                    "Au=ECDSA",
+                    "Au=DSS",
+                    "Au=PSK",
+                    "Au=SRP",
+                    "Kx=PSK",
+                    "Kx=SRP",
+                    "Kx=ECDHEPSK",
+                    "Kx=DHEPSK",
+                    "Kx=RSAPSK",
+                ]
+                .iter()
+                .any(|x| l.contains(&format!(" {x} ")))
+            })
             .map(|l| {
-                let c = l.split_whitespace().next().unwrap().replace("0x", "").replace(',', "");
+                let c = l
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .replace("0x", "")
+                    .replace(',', "");
                 format!("0x{c}")
             })
             .collect();
@@ -217,7 +282,12 @@ fn tls13_only_server_shows_its_chain_through_the_encrypted_handshake() {
     let (_s, port) = s_server(d.path(), &["-tls1_3"]);
     let r = tls::scan(&target(port), &opts(d.path()));
     let o = r.observed.as_ref().unwrap();
-    let on: Vec<&str> = o.versions.iter().filter(|v| v.supported).map(|v| v.version.as_str()).collect();
+    let on: Vec<&str> = o
+        .versions
+        .iter()
+        .filter(|v| v.supported)
+        .map(|v| v.version.as_str())
+        .collect();
     assert_eq!(on, ["TLSv1.3"]);
     assert_eq!(o.chain.len(), 1, "chain from the rustls handshake");
     assert_eq!(status(&r, "TLS-CERT-TRUST"), Status::Pass);
@@ -240,7 +310,11 @@ fn nginx_with_legacy_protocols_and_hsts() {
     std::fs::create_dir_all(w.join("tmp")).unwrap();
     let port = free_port();
     let uid = Command::new("id").arg("-u").output().unwrap();
-    let root = if String::from_utf8_lossy(&uid.stdout).trim() == "0" { "user root;" } else { "" };
+    let root = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        "user root;"
+    } else {
+        ""
+    };
     std::fs::write(
         w.join("nginx.conf"),
         format!(
@@ -280,7 +354,10 @@ fn nginx_with_legacy_protocols_and_hsts() {
     assert_eq!(status(&r, "TLS-MTLS"), Status::Info);
     let mut h = opts(w);
     h.profile = Profile::Hipaa;
-    assert_eq!(status(&tls::scan(&target(port), &h), "TLS-MTLS"), Status::Fail);
+    assert_eq!(
+        status(&tls::scan(&target(port), &h), "TLS-MTLS"),
+        Status::Fail
+    );
 }
 
 /// Runs a fake server that answers each connection with `f`.
@@ -315,7 +392,11 @@ fn hostile_servers_give_findings_not_hangs() {
     // Nothing listening.
     let closed = free_port();
     let r = tls::scan(&target(closed), &quick());
-    assert!(r.error.as_deref().unwrap().contains("cannot connect"), "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap().contains("cannot connect"),
+        "{:?}",
+        r.error
+    );
     assert_eq!(status(&r, "TLS-REACHABLE"), Status::Fail);
 
     // Accepts, reads, says nothing.
@@ -332,12 +413,20 @@ fn hostile_servers_give_findings_not_hangs() {
         let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
     });
     let r = tls::scan(&target(http), &quick());
-    assert!(r.error.as_deref().unwrap().contains("not TLS"), "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap().contains("not TLS"),
+        "{:?}",
+        r.error
+    );
 
     // Half-open: accepts and closes at once.
     let closer = fake(drop);
     let r = tls::scan(&target(closer), &quick());
-    assert!(r.error.as_deref().unwrap().contains("accepted no"), "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap().contains("accepted no"),
+        "{:?}",
+        r.error
+    );
 
     // A valid-looking ServerHello, then an endless Certificate message.
     let flood = fake(|mut s| {
@@ -370,12 +459,24 @@ fn hostile_servers_give_findings_not_hangs() {
     });
     let r = tls::scan(&target(garbage), &quick());
     assert!(r.error.is_some());
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn bad_targets_are_clear_errors() {
-    for bad in ["", "host", "host:0", "host:99999", "host:443,foo=bar", ":443", "[::1]443"] {
+    for bad in [
+        "",
+        "host",
+        "host:0",
+        "host:99999",
+        "host:443,foo=bar",
+        ":443",
+        "[::1]443",
+    ] {
         let e = bad.parse::<Target>().unwrap_err().to_string();
         assert!(e.contains("bad target"), "{bad}: {e}");
     }
@@ -425,7 +526,10 @@ fn postgres_behind_starttls() {
     let d = tempfile::tempdir().unwrap();
     let w = d.path();
     pki(w);
-    sh(w, "chmod 755 . && mkdir pg && cp srv.pem pg/server.crt && cp srv.key pg/server.key && chmod 600 pg/server.key");
+    sh(
+        w,
+        "chmod 755 . && mkdir pg && cp srv.pem pg/server.crt && cp srv.key pg/server.key && chmod 600 pg/server.key",
+    );
     let data = w.join("pg/data");
     let root = Command::new("id").arg("-u").output().unwrap();
     if String::from_utf8_lossy(&root.stdout).trim() == "0" {
@@ -433,7 +537,15 @@ fn postgres_behind_starttls() {
     }
     let st = as_pg_user(
         &bin.join("initdb"),
-        &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"],
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::null())
@@ -469,17 +581,29 @@ fn postgres_behind_starttls() {
     .unwrap();
     let _g = Server(child);
     wait_port(port);
-    let t: Target = format!("127.0.0.1:{port},sni=localhost,starttls=postgres").parse().unwrap();
+    let t: Target = format!("127.0.0.1:{port},sni=localhost,starttls=postgres")
+        .parse()
+        .unwrap();
     let r = tls::scan(&t, &opts(w));
-    let o = r.observed.as_ref().unwrap_or_else(|| panic!("{:?}", r.error));
-    let on: Vec<&str> = o.versions.iter().filter(|v| v.supported).map(|v| v.version.as_str()).collect();
+    let o = r
+        .observed
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", r.error));
+    let on: Vec<&str> = o
+        .versions
+        .iter()
+        .filter(|v| v.supported)
+        .map(|v| v.version.as_str())
+        .collect();
     // PostgreSQL 15's default ssl_min_protocol_version is TLSv1.2.
     assert_eq!(on, ["TLSv1.2", "TLSv1.3"]);
     assert_eq!(status(&r, "TLS-CERT-TRUST"), Status::Pass);
     assert_eq!(o.http_status, None, "no HTTP after STARTTLS");
     // `postgres` runs as nobody: stop it through its pid file's owner.
     drop(_g);
-    let _ = Command::new("pkill").args(["-f", data.to_str().unwrap()]).status();
+    let _ = Command::new("pkill")
+        .args(["-f", data.to_str().unwrap()])
+        .status();
 }
 
 /// SMTP STARTTLS. No SMTP server ships in Debian's base, so the SMTP
@@ -519,13 +643,27 @@ fn smtp_starttls_reaches_the_tls_server_behind_it() {
         let _ = std::io::copy(&mut up2, &mut s2);
         let _ = s2.shutdown(std::net::Shutdown::Both);
     });
-    let t: Target = format!("127.0.0.1:{port},sni=localhost,starttls=smtp").parse().unwrap();
+    let t: Target = format!("127.0.0.1:{port},sni=localhost,starttls=smtp")
+        .parse()
+        .unwrap();
     let r = tls::scan(&t, &opts(d.path()));
-    let o = r.observed.as_ref().unwrap_or_else(|| panic!("{:?}", r.error));
-    let on: Vec<&str> = o.versions.iter().filter(|v| v.supported).map(|v| v.version.as_str()).collect();
+    let o = r
+        .observed
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", r.error));
+    let on: Vec<&str> = o
+        .versions
+        .iter()
+        .filter(|v| v.supported)
+        .map(|v| v.version.as_str())
+        .collect();
     assert_eq!(on, ["TLSv1.2"]);
     assert_eq!(status(&r, "TLS-CERT-TRUST"), Status::Pass);
     // Without STARTTLS the same port is not TLS.
     let plain = tls::scan(&target(port), &quick());
-    assert!(plain.error.as_deref().unwrap_or("").contains("not TLS"), "{:?}", plain.error);
+    assert!(
+        plain.error.as_deref().unwrap_or("").contains("not TLS"),
+        "{:?}",
+        plain.error
+    );
 }

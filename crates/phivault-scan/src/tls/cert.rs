@@ -31,7 +31,8 @@ pub fn roots(bundle: Option<&Path>) -> Result<Arc<rustls::RootCertStore>, crate:
 
 /// Summarises one DER certificate. `now` is Unix seconds.
 pub fn summarize(der: &[u8], now: i64) -> Result<CertSummary, String> {
-    let (_, c) = X509Certificate::from_der(der).map_err(|e| format!("unparsable certificate: {e}"))?;
+    let (_, c) =
+        X509Certificate::from_der(der).map_err(|e| format!("unparsable certificate: {e}"))?;
     let not_before = c.validity().not_before.timestamp();
     let not_after = c.validity().not_after.timestamp();
     let mut san = Vec::new();

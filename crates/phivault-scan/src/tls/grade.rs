@@ -101,7 +101,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
         Finding::new(
             "TLS-VERSION-SSL",
             "SSL 2.0 and SSL 3.0 are not accepted",
-            if ssl.is_empty() { Status::Pass } else { Status::Fail },
+            if ssl.is_empty() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
             if ssl.is_empty() {
                 "neither SSLv2 nor SSLv3 accepted".to_owned()
             } else {
@@ -119,7 +123,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
         Finding::new(
             "TLS-VERSION-LEGACY",
             "TLS 1.0 and TLS 1.1 are not accepted (SP 800-52r2 §3.1)",
-            if old.is_empty() { Status::Pass } else { Status::Fail },
+            if old.is_empty() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
             if old.is_empty() {
                 "neither TLS 1.0 nor TLS 1.1 accepted".to_owned()
             } else {
@@ -129,10 +137,16 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
         .fix("Offer only TLS 1.2 and TLS 1.3 (nginx: ssl_protocols TLSv1.2 TLSv1.3;)."),
     );
     let (st12, why12) = match (profile, on(wire::TLS12)) {
-        (Profile::Modern, true) => (Status::Fail, "TLS 1.2 accepted; the modern profile is TLS 1.3 only"),
+        (Profile::Modern, true) => (
+            Status::Fail,
+            "TLS 1.2 accepted; the modern profile is TLS 1.3 only",
+        ),
         (Profile::Modern, false) => (Status::Pass, "TLS 1.2 not accepted"),
         (_, true) => (Status::Pass, "TLS 1.2 accepted"),
-        (Profile::MozillaIntermediate, false) => (Status::Warn, "TLS 1.2 not accepted: older clients cannot connect"),
+        (Profile::MozillaIntermediate, false) => (
+            Status::Warn,
+            "TLS 1.2 not accepted: older clients cannot connect",
+        ),
         (_, false) => (Status::Fail, "TLS 1.2 not accepted"),
     };
     f.push(
@@ -161,7 +175,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
                 (false, Profile::MozillaIntermediate) => Status::Warn,
                 (false, _) => Status::Fail,
             },
-            if on(wire::TLS13) { "TLS 1.3 accepted" } else { "TLS 1.3 not accepted" },
+            if on(wire::TLS13) {
+                "TLS 1.3 accepted"
+            } else {
+                "TLS 1.3 not accepted"
+            },
         )
         .fix("Enable TLS 1.3 (OpenSSL 1.1.1 or later, nginx: ssl_protocols TLSv1.2 TLSv1.3;)."),
     );
@@ -229,7 +247,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
         Finding::new(
             "TLS-SUITE-ORDER",
             "The server chooses the suite by its own preference (TLS 1.2 and below)",
-            if client_order.is_empty() { Status::Pass } else { Status::Warn },
+            if client_order.is_empty() {
+                Status::Pass
+            } else {
+                Status::Warn
+            },
             if client_order.is_empty() {
                 "server preference enforced (or a single suite)".to_owned()
             } else {
@@ -273,7 +295,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
             Finding::new(
                 "TLS-DH-SIZE",
                 "Finite-field DH groups are at least 2048 bits",
-                if b >= 2048 { Status::Pass } else { Status::Fail },
+                if b >= 2048 {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
                 format!("DHE prime: {b} bits"),
             )
             .fix("Use ffdhe2048 or larger (RFC 7919), or drop DHE suites."),
@@ -284,7 +310,9 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
     grade_chain(o, profile, &mut f);
 
     // Extensions and features.
-    let legacy = [wire::SSL3, wire::TLS10, wire::TLS11, wire::TLS12].iter().any(|v| on(*v));
+    let legacy = [wire::SSL3, wire::TLS10, wire::TLS11, wire::TLS12]
+        .iter()
+        .any(|v| on(*v));
     if let Some((ok, how)) = &o.fallback_protection {
         f.push(
             Finding::new(
@@ -303,7 +331,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
                 "TLS-RENEGOTIATION",
                 "Secure renegotiation (RFC 5746) is supported (SP 800-52r2 §3.4.1.4)",
                 if r { Status::Pass } else { Status::Fail },
-                if r { "renegotiation_info answered" } else { "no renegotiation_info in the ServerHello" },
+                if r {
+                    "renegotiation_info answered"
+                } else {
+                    "no renegotiation_info in the ServerHello"
+                },
             )
             .fix("Upgrade the TLS library; RFC 5746 has been standard since 2010."),
         );
@@ -314,7 +346,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
                     "TLS-EMS",
                     "Extended master secret (RFC 7627) under TLS 1.2 (FIPS 140-3 IG D.Q)",
                     if e { Status::Pass } else { Status::Fail },
-                    if e { "extended_master_secret answered" } else { "no extended_master_secret in the ServerHello" },
+                    if e {
+                        "extended_master_secret answered"
+                    } else {
+                        "no extended_master_secret in the ServerHello"
+                    },
                 )
                 .fix("Upgrade the TLS library (OpenSSL ≥ 1.1.0 supports EMS)."),
             );
@@ -326,7 +362,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
                 "TLS-COMPRESSION",
                 "TLS compression is off (CRIME)",
                 if c { Status::Fail } else { Status::Pass },
-                if c { "DEFLATE accepted" } else { "only null compression accepted" },
+                if c {
+                    "DEFLATE accepted"
+                } else {
+                    "only null compression accepted"
+                },
             )
             .fix("Disable TLS compression."),
         );
@@ -351,7 +391,11 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
             None => "not checked",
         },
     ));
-    let hsts_ok = o.hsts.as_deref().and_then(hsts_max_age).is_some_and(|a| a >= 31_536_000);
+    let hsts_ok = o
+        .hsts
+        .as_deref()
+        .and_then(hsts_max_age)
+        .is_some_and(|a| a >= 31_536_000);
     let (st, ev) = match (o.http_status, &o.hsts) {
         (None, _) => (
             Status::Info,
@@ -360,19 +404,35 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
                 None => "not checked: no HTTP response".to_owned(),
             },
         ),
-        (Some(code), Some(h)) if hsts_ok => (Status::Pass, format!("HTTP {code}, Strict-Transport-Security: {h}")),
+        (Some(code), Some(h)) if hsts_ok => (
+            Status::Pass,
+            format!("HTTP {code}, Strict-Transport-Security: {h}"),
+        ),
         (Some(code), Some(h)) => (
-            if nist && profile != Profile::Hipaa { Status::Warn } else { Status::Fail },
+            if nist && profile != Profile::Hipaa {
+                Status::Warn
+            } else {
+                Status::Fail
+            },
             format!("HTTP {code}, Strict-Transport-Security: {h} (max-age below one year)"),
         ),
         (Some(code), None) => (
-            if profile == Profile::Nist80052r2 { Status::Warn } else { Status::Fail },
+            if profile == Profile::Nist80052r2 {
+                Status::Warn
+            } else {
+                Status::Fail
+            },
             format!("HTTP {code} without Strict-Transport-Security"),
         ),
     };
     f.push(
-        Finding::new("TLS-HSTS", "HTTPS responses carry HSTS with max-age ≥ 1 year", st, ev)
-            .fix("Send Strict-Transport-Security: max-age=63072000 on every response."),
+        Finding::new(
+            "TLS-HSTS",
+            "HTTPS responses carry HSTS with max-age ≥ 1 year",
+            st,
+            ev,
+        )
+        .fix("Send Strict-Transport-Security: max-age=63072000 on every response."),
     );
     let req = o.client_cert_requested;
     let cas = if o.client_cas.is_empty() {
@@ -410,12 +470,21 @@ fn hsts_max_age(h: &str) -> Option<u64> {
 fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
     let nist = matches!(profile, Profile::Nist80052r2 | Profile::Hipaa);
     let Some(leaf) = o.chain.first() else {
-        f.push(Finding::new(
-            "TLS-CERT",
-            "The server presents a certificate chain",
-            if o.chain_error.is_some() { Status::Fail } else { Status::Warn },
-            o.chain_error.clone().unwrap_or_else(|| "no certificate seen".into()),
-        ).fix("Serve a valid X.509 chain."));
+        f.push(
+            Finding::new(
+                "TLS-CERT",
+                "The server presents a certificate chain",
+                if o.chain_error.is_some() {
+                    Status::Fail
+                } else {
+                    Status::Warn
+                },
+                o.chain_error
+                    .clone()
+                    .unwrap_or_else(|| "no certificate seen".into()),
+            )
+            .fix("Serve a valid X.509 chain."),
+        );
         return;
     };
     f.push(
@@ -446,7 +515,11 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
             } else {
                 Status::Pass
             },
-            if d < 0 { format!("expired {} days ago", -d) } else { format!("expires in {d} days") },
+            if d < 0 {
+                format!("expired {} days ago", -d)
+            } else {
+                format!("expires in {d} days")
+            },
         )
         .fix("Renew the certificate (`phivault ca issue server`) and automate renewal."),
     );
@@ -460,7 +533,11 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         Finding::new(
             "TLS-CERT-LIFETIME",
             &format!("The certificate's lifetime is at most {max} days"),
-            if life <= max { Status::Pass } else { Status::Fail },
+            if life <= max {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
             format!("issued for {life} days"),
         )
         .fix("Issue shorter-lived certificates."),
@@ -484,7 +561,11 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         Finding::new(
             "TLS-CERT-KEY",
             "The server key is RSA ≥ 2048 bits or ECDSA P-256/P-384 (SP 800-52r2 §3.2)",
-            if key_ok(&leaf.key) { Status::Pass } else { Status::Fail },
+            if key_ok(&leaf.key) {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
             format!("key: {}", leaf.key),
         )
         .fix("Reissue with an ECDSA P-256 or RSA 2048+ key."),
@@ -493,7 +574,11 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         Finding::new(
             "TLS-CERT-SIGNATURE",
             "Certificates are signed with SHA-256 or stronger",
-            if weak_sig.is_empty() { Status::Pass } else { Status::Fail },
+            if weak_sig.is_empty() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
             if weak_sig.is_empty() {
                 format!("leaf: {}", leaf.signature_algorithm)
             } else {
@@ -521,7 +606,11 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         Finding::new(
             "TLS-CERT-SAN",
             "The certificate names the server in subjectAltName",
-            if leaf.san.is_empty() { Status::Fail } else { Status::Pass },
+            if leaf.san.is_empty() {
+                Status::Fail
+            } else {
+                Status::Pass
+            },
             if leaf.san.is_empty() {
                 "no subjectAltName".to_owned()
             } else {

@@ -245,7 +245,9 @@ impl std::str::FromStr for Target {
         for p in parts {
             match p.split_once('=') {
                 Some(("sni", n)) if !n.is_empty() => t.sni = Some(n.to_owned()),
-                Some(("starttls", "postgres" | "postgresql" | "pg")) => t.starttls = Some(StartTls::Postgres),
+                Some(("starttls", "postgres" | "postgresql" | "pg")) => {
+                    t.starttls = Some(StartTls::Postgres)
+                }
                 Some(("starttls", "smtp")) => t.starttls = Some(StartTls::Smtp),
                 _ => return Err(bad("options are sni=NAME and starttls=postgres|smtp")),
             }
@@ -302,7 +304,10 @@ pub fn scan(target: &Target, opts: &ScanOptions) -> TlsReport {
         scanned_at,
         duration_ms: started.elapsed().as_millis() as u64,
         error,
-        chain: observed.as_ref().map(|o| o.chain.clone()).unwrap_or_default(),
+        chain: observed
+            .as_ref()
+            .map(|o| o.chain.clone())
+            .unwrap_or_default(),
         findings,
         observed,
     }

@@ -56,7 +56,10 @@ pub fn connect(t: &Target, addr: SocketAddr, timeout: Duration) -> Result<TcpStr
 }
 
 fn io_err(e: io::Error) -> ProbeError {
-    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
         ProbeError::Timeout
     } else {
         ProbeError::Io(e)
@@ -65,13 +68,18 @@ fn io_err(e: io::Error) -> ProbeError {
 
 /// PostgreSQL: SSLRequest (length 8, code 80877103); `S` means go ahead.
 fn postgres(mut s: &TcpStream) -> Result<(), ProbeError> {
-    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).map_err(io_err)?;
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .map_err(io_err)?;
     let mut b = [0u8; 1];
     s.read_exact(&mut b).map_err(io_err)?;
     match b[0] {
         b'S' => Ok(()),
-        b'N' => Err(ProbeError::StartTls("PostgreSQL refused SSL (answered N to SSLRequest)".into())),
-        other => Err(ProbeError::StartTls(format!("unexpected answer 0x{other:02X} to SSLRequest"))),
+        b'N' => Err(ProbeError::StartTls(
+            "PostgreSQL refused SSL (answered N to SSLRequest)".into(),
+        )),
+        other => Err(ProbeError::StartTls(format!(
+            "unexpected answer 0x{other:02X} to SSLRequest"
+        ))),
     }
 }
 
@@ -85,7 +93,9 @@ fn smtp(s: &TcpStream) -> Result<(), ProbeError> {
             let mut line = String::new();
             let n = r.by_ref().take(1024).read_line(&mut line).map_err(io_err)?;
             if n == 0 {
-                return Err(ProbeError::StartTls("SMTP server closed the connection".into()));
+                return Err(ProbeError::StartTls(
+                    "SMTP server closed the connection".into(),
+                ));
             }
             let done = line.as_bytes().get(3) != Some(&b'-');
             last = line;
@@ -93,7 +103,10 @@ fn smtp(s: &TcpStream) -> Result<(), ProbeError> {
                 return Ok(last);
             }
         }
-        Err(ProbeError::StartTls(format!("SMTP reply too long: {}", last.trim_end())))
+        Err(ProbeError::StartTls(format!(
+            "SMTP reply too long: {}",
+            last.trim_end()
+        )))
     };
     let code = |l: &str| l.get(..3).unwrap_or("").to_owned();
     if code(&reply(&mut r)?) != "220" {
@@ -106,10 +119,15 @@ fn smtp(s: &TcpStream) -> Result<(), ProbeError> {
     w.write_all(b"STARTTLS\r\n").map_err(io_err)?;
     let l = reply(&mut r)?;
     if code(&l) != "220" {
-        return Err(ProbeError::StartTls(format!("STARTTLS refused: {}", l.trim_end())));
+        return Err(ProbeError::StartTls(format!(
+            "STARTTLS refused: {}",
+            l.trim_end()
+        )));
     }
     if !r.buffer().is_empty() {
-        return Err(ProbeError::StartTls("server sent data before the TLS handshake".into()));
+        return Err(ProbeError::StartTls(
+            "server sent data before the TLS handshake".into(),
+        ));
     }
     Ok(())
 }
@@ -136,7 +154,8 @@ pub fn probe(
         if left.is_zero() {
             return Err(ProbeError::Timeout);
         }
-        s.set_read_timeout(Some(left.min(timeout))).map_err(ProbeError::Io)?;
+        s.set_read_timeout(Some(left.min(timeout)))
+            .map_err(ProbeError::Io)?;
         let n = match s.read(&mut buf) {
             Ok(n) => n,
             // A reset after an alert or mid-flight: keep what we have.

@@ -5,8 +5,8 @@ use super::probe::{self, ProbeError};
 use super::wire::{self, Hello, ServerFlight, group};
 use super::{Observed, ScanOptions, SuiteSeen, Target, VersionSeen, cert, session, suites};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Versions probed, lowest first.
 pub const VERSIONS: [u16; 6] = [
@@ -32,7 +32,11 @@ pub fn version_name(v: u16) -> &'static str {
 }
 
 /// Runs `f` over `items` on up to `threads` threads, keeping order.
-pub(super) fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(super) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let next = AtomicUsize::new(0);
     let out: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|s| {
@@ -204,7 +208,10 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
         versions: runs.iter().map(|r| r.seen.clone()).collect(),
         ..Default::default()
     };
-    let supports = |v: u16| runs.iter().any(|r| r.seen.version == version_name(v) && r.seen.supported);
+    let supports = |v: u16| {
+        runs.iter()
+            .any(|r| r.seen.version == version_name(v) && r.seen.supported)
+    };
     if !obs.versions.iter().any(|v| v.supported) {
         let why = runs.iter().find_map(|r| r.seen.error.clone());
         return Err(match why {
@@ -258,7 +265,9 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
                 .probe(&h, false)
                 .ok()
                 .and_then(|f| f.hello)
-                .is_some_and(|h| !h.hello_retry && h.version == wire::TLS13 && h.key_share_group == Some(*g));
+                .is_some_and(|h| {
+                    !h.hello_retry && h.version == wire::TLS13 && h.key_share_group == Some(*g)
+                });
             ExtraResult::Group(*g, ok)
         }
         Extra::Group12(g, ecdhe) => {
@@ -290,7 +299,10 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
             match c.probe(&h, false) {
                 Ok(f) => match (&f.alert, &f.hello) {
                     (Some((_, 86)), _) => ExtraResult::Fallback(
-                        format!("{} with TLS_FALLBACK_SCSV refused (inappropriate_fallback)", version_name(*v)),
+                        format!(
+                            "{} with TLS_FALLBACK_SCSV refused (inappropriate_fallback)",
+                            version_name(*v)
+                        ),
                         true,
                     ),
                     (_, Some(sh))
@@ -306,15 +318,25 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
                         )
                     }
                     (_, Some(_)) => ExtraResult::Fallback(
-                        format!("{} with TLS_FALLBACK_SCSV accepted: no downgrade protection", version_name(*v)),
+                        format!(
+                            "{} with TLS_FALLBACK_SCSV accepted: no downgrade protection",
+                            version_name(*v)
+                        ),
                         false,
                     ),
                     (Some((_, d)), None) => ExtraResult::Fallback(
-                        format!("{} with TLS_FALLBACK_SCSV refused ({})", version_name(*v), wire::alert_name(*d)),
+                        format!(
+                            "{} with TLS_FALLBACK_SCSV refused ({})",
+                            version_name(*v),
+                            wire::alert_name(*d)
+                        ),
                         true,
                     ),
                     (None, None) => ExtraResult::Fallback(
-                        format!("{} with TLS_FALLBACK_SCSV: connection closed", version_name(*v)),
+                        format!(
+                            "{} with TLS_FALLBACK_SCSV: connection closed",
+                            version_name(*v)
+                        ),
                         true,
                     ),
                 },
@@ -323,7 +345,13 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
         }
         Extra::Session(http) => {
             c.probes.fetch_add(2, Ordering::Relaxed);
-            ExtraResult::Session(Box::new(session::run(t, addr, opts.timeout, *http, client_key.clone())))
+            ExtraResult::Session(Box::new(session::run(
+                t,
+                addr,
+                opts.timeout,
+                *http,
+                client_key.clone(),
+            )))
         }
     });
 
@@ -344,7 +372,13 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
         }
     }
     if supported.len() == 1 {
-        obs.fallback_protection = Some((true, format!("only {} is accepted: nothing to fall back to", version_name(supported[0]))));
+        obs.fallback_protection = Some((
+            true,
+            format!(
+                "only {} is accepted: nothing to fall back to",
+                version_name(supported[0])
+            ),
+        ));
     }
 
     // Extensions, from the best legacy version's first full flight.

@@ -4,8 +4,8 @@
 //! HTTP response. The verifier here records instead of judging; the chain
 //! is judged separately in `cert` against the chosen CA bundle.
 
-use super::probe;
 use super::Target;
+use super::probe;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -313,7 +313,10 @@ pub fn verify_chain(
         .build()
         .map_err(|e| e.to_string())?;
     let server_name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
-    let inter: Vec<CertificateDer> = rest.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+    let inter: Vec<CertificateDer> = rest
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
     verifier
         .verify_server_cert(
             &CertificateDer::from(leaf.as_slice()),
@@ -325,4 +328,3 @@ pub fn verify_chain(
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
-

@@ -91,7 +91,10 @@ pub mod group {
             X25519_MLKEM768 => "X25519MLKEM768".into(),
             P384_MLKEM1024 => "SecP384r1MLKEM1024".into(),
             22 => "secp256k1".into(),
-            26..=28 => format!("brainpool{}", ["P256r1", "P384r1", "P512r1"][(g - 26) as usize]),
+            26..=28 => format!(
+                "brainpool{}",
+                ["P256r1", "P384r1", "P512r1"][(g - 26) as usize]
+            ),
             other => format!("group 0x{other:04X}"),
         }
     }
@@ -142,8 +145,8 @@ pub fn key_share(g: u16) -> Vec<u8> {
 /// Every signature scheme we claim to accept, weakest included, so the
 /// server's choice of certificate isn't limited by our offer.
 const SIG_SCHEMES: [u16; 17] = [
-    0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0807, 0x0808, 0x0809, 0x080a, 0x080b,
-    0x0401, 0x0501, 0x0601, 0x0201, 0x0203, 0x0202,
+    0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0807, 0x0808, 0x0809, 0x080a, 0x080b, 0x0401,
+    0x0501, 0x0601, 0x0201, 0x0203, 0x0202,
 ];
 
 /// What to put in a ClientHello.
@@ -169,7 +172,10 @@ impl Hello {
     /// A hello for `version` with every suite and group.
     pub fn new(version: u16, sni: Option<&str>) -> Self {
         let (suites, groups) = if version == TLS13 {
-            (super::suites::TLS13.to_vec(), vec![group::P256, group::P384, group::X25519])
+            (
+                super::suites::TLS13.to_vec(),
+                vec![group::P256, group::P384, group::X25519],
+            )
         } else {
             let mut g = group::ALL[..10].to_vec();
             g.extend_from_slice(&group::LEGACY_EC);
@@ -372,7 +378,9 @@ pub struct ServerFlight {
 #[non_exhaustive]
 pub enum WireError {
     /// Not a TLS record (e.g. an HTTP or SSH banner).
-    #[error("not TLS: the server answered with bytes that are not a TLS record (first byte 0x{0:02X})")]
+    #[error(
+        "not TLS: the server answered with bytes that are not a TLS record (first byte 0x{0:02X})"
+    )]
     NotTls(u8),
     /// A record or message whose lengths don't add up.
     #[error("malformed {0}")]
@@ -413,7 +421,11 @@ impl FlightParser {
         if self.buf.is_empty() {
             return Ok(false);
         }
-        if self.flight.hello.is_none() && !self.ssl2 && self.buf[0] & 0x80 != 0 && self.buf.len() >= 3 {
+        if self.flight.hello.is_none()
+            && !self.ssl2
+            && self.buf[0] & 0x80 != 0
+            && self.buf.len() >= 3
+        {
             if self.buf[2] == 4 {
                 self.ssl2 = true;
             } else {
@@ -553,7 +565,12 @@ impl FlightParser {
             let _conn_id = r.u16()?;
             let _cert = r.take(cert_len)?;
             let specs = r.take(specs_len)?;
-            Some(specs.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect::<Vec<_>>())
+            Some(
+                specs
+                    .chunks_exact(3)
+                    .map(|c| [c[0], c[1], c[2]])
+                    .collect::<Vec<_>>(),
+            )
         })();
         match ok {
             Some(specs) => {
@@ -593,7 +610,9 @@ fn parse_server_hello(msg: &[u8]) -> Result<ServerHello, WireError> {
         h.extensions.push(ty);
         match ty {
             43 if data.len() == 2 => h.version = u16::from_be_bytes([data[0], data[1]]),
-            51 if data.len() >= 2 => h.key_share_group = Some(u16::from_be_bytes([data[0], data[1]])),
+            51 if data.len() >= 2 => {
+                h.key_share_group = Some(u16::from_be_bytes([data[0], data[1]]))
+            }
             0xff01 => h.secure_renegotiation = data == [0],
             _ => {}
         }
@@ -779,7 +798,11 @@ mod tests {
 
     #[test]
     fn tls13_and_alerts_and_garbage() {
-        let sh = server_hello(TLS12, 0x1301, &[0, 43, 0, 2, 3, 4, 0, 51, 0, 4, 0, 23, 0, 0]);
+        let sh = server_hello(
+            TLS12,
+            0x1301,
+            &[0, 43, 0, 2, 3, 4, 0, 51, 0, 4, 0, 23, 0, 0],
+        );
         let mut p = FlightParser::default();
         assert!(p.feed(&record(22, &sh)).unwrap());
         let h = p.flight.hello.unwrap();
@@ -790,7 +813,10 @@ mod tests {
         assert_eq!(p.flight.alert, Some((2, 70)));
 
         let mut p = FlightParser::default();
-        assert_eq!(p.feed(b"HTTP/1.1 400 Bad Request\r\n"), Err(WireError::NotTls(b'H')));
+        assert_eq!(
+            p.feed(b"HTTP/1.1 400 Bad Request\r\n"),
+            Err(WireError::NotTls(b'H'))
+        );
         let mut p = FlightParser::default();
         assert!(p.feed(&record(22, &hs(2, &[3, 3, 1]))).is_err());
     }

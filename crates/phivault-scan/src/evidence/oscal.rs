@@ -1,0 +1,174 @@
+//! The report as an OSCAL 1.1 `assessment-results` document
+//! (`evidence.oscal.json`), for auditors' tools.
+//!
+//! One result; one observation per evidence item (method TEST for machine
+//! checks, EXAMINE for the documented decisions; `collected` is when the
+//! check ran) and one finding per control, whose target is the control's
+//! objective with state `satisfied` or `not-satisfied` and which points at
+//! the observations it rests on. `import-ap` and the evidence file are
+//! back-matter resources; the evidence file's resource carries its
+//! SHA-256, the same hash the audit trail records.
+//!
+//! UUIDs are derived from the report's hash and the item they name
+//! (SHA-256, shaped as version 4 because OSCAL's pattern admits only
+//! versions 4 and 5), so rendering the same report twice gives the same
+//! document.
+
+use super::Report;
+use crate::finding::Status;
+use serde_json::{Value, json};
+
+/// The OSCAL version written.
+pub const OSCAL_VERSION: &str = "1.1.2";
+/// Namespace of phivault's own props.
+pub const NS: &str = "https://example.invalid/phivault/ns/oscal";
+
+/// A UUID derived from `seed` and `name`.
+pub fn uuid(seed: &str, name: &str) -> String {
+    let h = phivault_core::crypto::sha256_concat(&[seed.as_bytes(), b"\0", name.as_bytes()]);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..]
+    )
+}
+
+fn prop(name: &str, value: &str) -> Value {
+    json!({ "name": name, "ns": NS, "value": value })
+}
+
+/// Renders `r`; `sha256` is the hex SHA-256 of its `evidence.json`.
+pub fn assessment_results(r: &Report, sha256: &str) -> Value {
+    let u = |name: &str| uuid(sha256, name);
+    let ap = u("import-ap");
+    let ev_file = u("resource/evidence.json");
+    let observations: Vec<Value> = r
+        .evidence
+        .iter()
+        .map(|e| {
+            let method = if e.id == super::RISK_EVIDENCE {
+                "EXAMINE"
+            } else {
+                "TEST"
+            };
+            let mut desc = e.summary.clone();
+            for f in &e.findings {
+                desc += &format!("\n- [{}] {}: {}", f.status.as_str(), f.title, f.evidence);
+            }
+            json!({
+                "uuid": u(&format!("observation/{}", e.id)),
+                "title": e.title,
+                "description": desc,
+                "props": [prop("evidence-id", &e.id), prop("result", e.status.as_str())],
+                "methods": [method],
+                "relevant-evidence": [{
+                    "href": format!("#{ev_file}"),
+                    "description": format!("evidence item {} in evidence.json", e.id),
+                }],
+                "collected": e.collected,
+            })
+        })
+        .collect();
+    let findings: Vec<Value> = r
+        .controls
+        .iter()
+        .map(|c| {
+            let related: Vec<Value> = c
+                .evidence
+                .iter()
+                .map(|id| json!({ "observation-uuid": u(&format!("observation/{id}")) }))
+                .collect();
+            let satisfied = c.status != Status::Fail;
+            let mut f = json!({
+                "uuid": u(&format!("finding/{}", c.oscal_id)),
+                "title": format!("{} {} {}", c.framework, c.id, c.title),
+                "description": format!("{} Mechanism: {}", c.note, c.mechanism),
+                "props": [
+                    prop("framework", &c.framework),
+                    prop("control", &c.id),
+                    prop("requirement", &c.requirement),
+                    prop("result", c.status.as_str()),
+                ],
+                "target": {
+                    "type": "objective-id",
+                    "target-id": format!("{}_obj", c.oscal_id),
+                    "status": {
+                        "state": if satisfied { "satisfied" } else { "not-satisfied" },
+                        "reason": if satisfied { "pass" } else { "fail" },
+                    },
+                },
+            });
+            if let Some(d) = &c.decision {
+                f["target"]["remarks"] = json!(format!("Documented risk decision: {d}"));
+            }
+            if !related.is_empty() {
+                f["related-observations"] = json!(related);
+            }
+            f
+        })
+        .collect();
+    let include: Vec<Value> = r
+        .controls
+        .iter()
+        .map(|c| json!({ "control-id": c.oscal_id }))
+        .collect();
+    json!({
+        "assessment-results": {
+            "uuid": u("assessment-results"),
+            "metadata": {
+                "title": format!("phivault evidence: {}", r.system),
+                "last-modified": r.generated,
+                "version": format!("{}", r.version),
+                "oscal-version": OSCAL_VERSION,
+                "remarks": format!(
+                    "Generated by phivault {} on {}. Controls: HIPAA 45 CFR 164.308/312/316, SOC 2 TSC, ISO/IEC 27001:2022 Annex A.",
+                    r.deployment.phivault_version, r.deployment.node
+                ),
+            },
+            "import-ap": { "href": format!("#{ap}") },
+            "results": [{
+                "uuid": u("result"),
+                "title": format!("Automated evidence collection {}", r.generated),
+                "description": format!(
+                    "Machine-checked evidence of the phivault deployment at {} (data dir {}).",
+                    r.deployment.listeners.join(", "),
+                    r.deployment.data_dir
+                ),
+                "start": r.generated,
+                "end": r.generated,
+                "reviewed-controls": {
+                    "control-selections": [{ "include-controls": include }],
+                },
+                "observations": observations,
+                "findings": findings,
+            }],
+            "back-matter": {
+                "resources": [
+                    {
+                        "uuid": ap,
+                        "title": "phivault control matrix",
+                        "description": "The assessment plan these results follow: phivault's built-in control matrix (phivault_scan::evidence::controls), run by `phivault evidence`.",
+                    },
+                    {
+                        "uuid": ev_file,
+                        "title": "evidence.json",
+                        "description": "The full evidence report this document summarises.",
+                        "rlinks": [{
+                            "href": "evidence.json",
+                            "media-type": "application/json",
+                            "hashes": [{ "algorithm": "SHA-256", "value": sha256 }],
+                        }],
+                    },
+                ],
+            },
+        }
+    })
+}
