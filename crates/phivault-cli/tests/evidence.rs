@@ -47,11 +47,21 @@ fn run(c: &mut Command) -> (i32, String, String) {
     )
 }
 
-fn stop(mut child: std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    child.wait().unwrap();
+/// A running `serve --dev`, stopped (SIGTERM, then waited for) when
+/// dropped, also when an assertion fails first.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn stop(s: Server) {
+    drop(s);
 }
 
 /// A freshly started server signs its first checkpoint within a second or so.
@@ -136,6 +146,7 @@ fn report_of_a_running_dev_server() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     let (child, url) = common::spawn_dev_server(&d, &[], "warn", Stdio::null());
+    let child = Server(child);
     wait_for_checkpoint(&d);
     // A refused request (no client certificate): activity to review.
     let o = Command::new("curl")
@@ -314,6 +325,7 @@ fn a_sealed_keystore_fails_the_key_evidence_only() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     let (child, url) = common::spawn_dev_server(&d, &[], "warn", Stdio::null());
+    let child = Server(child);
     wait_for_checkpoint(&d);
     let out = t.path().join("ev");
     // Without --insecure-dev the dev keystore can't be opened.
@@ -341,6 +353,7 @@ fn decisions_and_drift() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     let (child, url) = common::spawn_dev_server(&d, &[], "warn", Stdio::null());
+    let child = Server(child);
     wait_for_checkpoint(&d);
     let cfg = t.path().join("phivault.toml");
     std::fs::write(

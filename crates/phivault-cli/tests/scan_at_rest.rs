@@ -42,11 +42,21 @@ fn status(r: &serde_json::Value, id: &str) -> String {
     finding(r, id)["status"].as_str().unwrap().to_owned()
 }
 
-fn stop(mut child: std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    child.wait().unwrap();
+/// A running `serve --dev`, stopped (SIGTERM, then waited for) when
+/// dropped, also when an assertion fails first.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn stop(s: Server) {
+    drop(s);
 }
 
 fn curl(dir: &Path, url: &str, args: &[&str]) -> (u16, String) {
@@ -77,6 +87,7 @@ fn curl(dir: &Path, url: &str, args: &[&str]) -> (u16, String) {
 /// A dev data dir with one collection and two records, server stopped.
 fn dev_dir_with_records(d: &Path) {
     let (child, url) = common::spawn_dev_server(d, &[], "warn", Stdio::null());
+    let child = Server(child);
     let schema = r#"{"subject":"patient_id","fields":{"patient_id":{"class":"phi_search"},"name":{"class":"phi"},"ward":{"class":"plain"},"ssn":{"class":"token"}}}"#;
     let (c, b) = curl(d, &format!("{url}/v1/collections/pts"), &["-d", schema]);
     assert_eq!(c, 201, "{b}");

@@ -136,6 +136,9 @@ pub struct BackupFile {
     /// Rings it holds (escrow files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rings: Vec<String>,
+    /// Whether it lies inside the data dir (the same media as the data).
+    #[serde(default)]
+    pub inside_data_dir: bool,
 }
 
 /// The filesystem and device under the data dir.
@@ -513,6 +516,12 @@ fn sniff(path: &Path, len: u64) -> Vec<u8> {
     buf
 }
 
+/// A path as evidence shows it: a file name can itself be PHI
+/// (`smith-john-labs.csv`), so what looks like PHI is masked.
+fn shown(p: &str) -> String {
+    crate::phi::mask_text(p)
+}
+
 /// The header of an envelope in binary or text (`pve:…`) form.
 fn envelope_header(b: &[u8]) -> Option<phivault_core::envelope::Header> {
     if let Ok(h) = phivault_core::envelope::parse_header(b) {
@@ -616,7 +625,7 @@ fn walk(dir: &Path) -> Walk {
             let head = sniff(&e.path(), m.len());
             let kind = classify(&r, &head);
             match kind {
-                FileKind::Unknown => w.unknown.push(r.clone()),
+                FileKind::Unknown => w.unknown.push(shown(&r)),
                 FileKind::Ciphertext => w.ciphertext_files += 1,
                 _ => {}
             }
@@ -655,10 +664,10 @@ fn private_keys(dir: &Path, w: &Walk) -> Finding {
     }
     for f in w.files.iter().filter(|f| f.private_key_pem) {
         match f.rel.split('/').next() {
-            Some("tls") => tls.push(f.rel.clone()),
-            Some("clients") => warn.push(f.rel.clone()),
-            Some("ca") => fail.push(format!("{} (an unsealed CA key)", f.rel)),
-            _ => warn.push(f.rel.clone()),
+            Some("tls") => tls.push(shown(&f.rel)),
+            Some("clients") => warn.push(shown(&f.rel)),
+            Some("ca") => fail.push(format!("{} (an unsealed CA key)", shown(&f.rel))),
+            _ => warn.push(shown(&f.rel)),
         }
     }
     if !tls.is_empty() {
@@ -1161,7 +1170,7 @@ fn records(dir: &Path) -> (Option<RecordsSummary>, Vec<Finding>) {
 
 // ---------------------------------------------------------------- backups
 
-fn classify_backup(path: &Path) -> BackupFile {
+fn classify_backup(path: &Path, data_dir: &Path) -> BackupFile {
     let meta = std::fs::metadata(path).ok();
     let mtime = meta
         .as_ref()
@@ -1169,12 +1178,15 @@ fn classify_backup(path: &Path) -> BackupFile {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| rfc3339(d.as_secs() as i64));
     let mut b = BackupFile {
-        path: path.display().to_string(),
+        path: shown(&path.display().to_string()),
         kind: "unencrypted".into(),
         encrypted: false,
         created: mtime,
         age_days: None,
         rings: Vec::new(),
+        inside_data_dir: std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .starts_with(data_dir),
     };
     let len = meta.map(|m| m.len()).unwrap_or(0);
     let head = sniff(path, len);
@@ -1223,7 +1235,11 @@ fn find_backups(opts: &Options) -> Vec<BackupFile> {
             }
         }
     }
-    files.iter().map(|p| classify_backup(p)).collect()
+    let data_dir = std::fs::canonicalize(&opts.data_dir).unwrap_or(opts.data_dir.clone());
+    files
+        .iter()
+        .map(|p| classify_backup(p, &data_dir))
+        .collect()
 }
 
 fn backup_findings(opts: &Options, backups: &[BackupFile], live_rings: &[String]) -> Vec<Finding> {
@@ -1234,7 +1250,7 @@ fn backup_findings(opts: &Options, backups: &[BackupFile], live_rings: &[String]
     let looked: Vec<String> = opts
         .backups
         .iter()
-        .map(|p| p.display().to_string())
+        .map(|p| shown(&p.display().to_string()))
         .chain(std::iter::once(
             opts.data_dir.join("backups").display().to_string(),
         ))
@@ -1262,15 +1278,7 @@ fn backup_findings(opts: &Options, backups: &[BackupFile], live_rings: &[String]
         .filter(|r| !covered.contains(*r))
         .map(String::as_str)
         .collect();
-    let data_dir = std::fs::canonicalize(&opts.data_dir).unwrap_or(opts.data_dir.clone());
-    let inside = backups
-        .iter()
-        .filter(|b| {
-            std::fs::canonicalize(&b.path)
-                .unwrap_or_else(|_| PathBuf::from(&b.path))
-                .starts_with(&data_dir)
-        })
-        .count();
+    let inside = backups.iter().filter(|b| b.inside_data_dir).count();
     let mut ev = format!(
         "{} backup file(s), {} key escrow(s); newest {}",
         backups.len(),
@@ -1359,10 +1367,11 @@ fn permissions(dir: &Path, w: &Walk) -> Vec<Finding> {
             if f.uid != w.root_uid {
                 format!(
                     "{} (owned by uid {}, not the data dir's owner)",
-                    f.rel, f.uid
+                    shown(&f.rel),
+                    f.uid
                 )
             } else {
-                format!("{} ({:04o})", f.rel, f.mode)
+                format!("{} ({:04o})", shown(&f.rel), f.mode)
             }
         })
         .collect();
@@ -1389,7 +1398,7 @@ fn permissions(dir: &Path, w: &Walk) -> Vec<Finding> {
         .files
         .iter()
         .filter(|f| f.mode & 0o022 != 0 && !f.symlink)
-        .map(|f| format!("{} ({:04o})", f.rel, f.mode))
+        .map(|f| format!("{} ({:04o})", shown(&f.rel), f.mode))
         .collect();
     let f = if writable.is_empty() {
         Finding::new(
