@@ -282,10 +282,10 @@ fn once(
         // to arrive, so the resumption test has something to resume.
         let _ = tls.sock.set_read_timeout(Some(Duration::from_millis(150)));
         let mut buf = [0u8; 1024];
-        if let Err(e) = tls.read(&mut buf) {
-            if matches!(e.kind(), std::io::ErrorKind::InvalidData) {
-                return Err(describe(&e));
-            }
+        if let Err(e) = tls.read(&mut buf)
+            && matches!(e.kind(), std::io::ErrorKind::InvalidData)
+        {
+            return Err(describe(&e));
         }
     }
     Ok(o)

@@ -527,11 +527,8 @@ impl FlightParser {
             .unwrap_or("");
         let mut r = Reader(msg);
         match kex {
-            "ECDHE" => {
-                if r.u8() == Some(3) {
-                    self.flight.ecdh_group = r.u16();
-                }
-            }
+            // named_curve (3), then the curve.
+            "ECDHE" if r.u8() == Some(3) => self.flight.ecdh_group = r.u16(),
             "DHE" => {
                 if let Some(p) = r.vec16() {
                     let lead = p.iter().take_while(|b| **b == 0).count();
@@ -650,10 +647,10 @@ fn parse_cert_request(msg: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
         Some(out)
     };
     let mut r12 = Reader(rest);
-    if r12.vec16().is_some() {
-        if let Some(c) = parse_cas(r12) {
-            return Ok(c);
-        }
+    if r12.vec16().is_some()
+        && let Some(c) = parse_cas(r12)
+    {
+        return Ok(c);
     }
     parse_cas(Reader(rest)).ok_or(bad)
 }
