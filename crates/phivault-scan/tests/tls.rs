@@ -459,6 +459,31 @@ fn hostile_servers_give_findings_not_hangs() {
     });
     let r = tls::scan(&target(garbage), &quick());
     assert!(r.error.is_some());
+    // A well-formed flight whose certificate is not DER: a finding.
+    let bad_cert = fake(|mut s| {
+        read_some(&mut s);
+        let mut sh = vec![2, 0, 0, 38, 3, 3];
+        sh.extend_from_slice(&[9; 32]);
+        sh.extend_from_slice(&[0, 0xc0, 0x2f, 0]);
+        let cert_body = [0u8, 0, 8, 0, 0, 5, 0x30, 0x82, 0xff, 0xff, 0x01];
+        let mut hs = sh;
+        hs.extend_from_slice(&[11, 0, 0, cert_body.len() as u8]);
+        hs.extend_from_slice(&cert_body);
+        hs.extend_from_slice(&[14, 0, 0, 0]);
+        let mut rec = vec![22, 3, 3, 0, hs.len() as u8];
+        rec.extend_from_slice(&hs);
+        let _ = s.write_all(&rec);
+    });
+    let r = tls::scan(&target(bad_cert), &quick());
+    let o = r.observed.as_ref().expect("the version scan itself worked");
+    assert!(
+        o.chain_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("unparsable certificate"),
+        "{o:?}"
+    );
+    assert_eq!(status(&r, "TLS-CERT"), Status::Fail);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
