@@ -215,7 +215,7 @@ pub fn render(r: &TlsReport) -> String {
             f.id,
             f.evidence
         );
-        if !f.remediation.is_empty() && f.status == Status::Fail {
+        if !f.remediation.is_empty() && matches!(f.status, Status::Fail | Status::Warn) {
             let _ = writeln!(s, "       {:<w$}  fix: {}", "", f.remediation);
         }
     }

@@ -191,7 +191,10 @@ fn finds_exactly_what_s_server_offers_in_its_order() {
     assert_eq!(status(&r, "TLS-RENEGOTIATION"), Status::Pass);
     assert_eq!(status(&r, "TLS-DOWNGRADE"), Status::Pass);
     assert_eq!(status(&r, "TLS-COMPRESSION"), Status::Pass);
-    assert_eq!(status(&r, "TLS-MTLS"), Status::Pass);
+    // `-verify 1` asks for a client certificate but goes on without one.
+    assert_eq!(o.client_cert_required, Some(false));
+    assert_eq!(status(&r, "TLS-MTLS"), Status::Warn);
+    assert_eq!(status(&r, "TLS-CERT-HOSTNAME"), Status::Pass);
 
     // A CA bundle that doesn't hold the issuer: untrusted. A wrong name too.
     let other = tempfile::tempdir().unwrap();
@@ -205,6 +208,7 @@ fn finds_exactly_what_s_server_offers_in_its_order() {
         &opts(d.path()),
     );
     assert_eq!(status(&r3, "TLS-CERT-TRUST"), Status::Fail);
+    assert_eq!(status(&r3, "TLS-CERT-HOSTNAME"), Status::Fail);
     assert!(
         r3.findings
             .iter()
@@ -279,7 +283,8 @@ fn tls13_only_server_shows_its_chain_through_the_encrypted_handshake() {
     }
     let d = tempfile::tempdir().unwrap();
     pki(d.path());
-    let (_s, port) = s_server(d.path(), &["-tls1_3"]);
+    // `-Verify 1`: a client certificate is required.
+    let (_s, port) = s_server(d.path(), &["-tls1_3", "-Verify", "1", "-CAfile", "ca.pem"]);
     let r = tls::scan(&target(port), &opts(d.path()));
     let o = r.observed.as_ref().unwrap();
     let on: Vec<&str> = o
@@ -289,10 +294,21 @@ fn tls13_only_server_shows_its_chain_through_the_encrypted_handshake() {
         .map(|v| v.version.as_str())
         .collect();
     assert_eq!(on, ["TLSv1.3"]);
-    assert_eq!(o.chain.len(), 1, "chain from the rustls handshake");
+    assert_eq!(
+        o.chain.len(),
+        2,
+        "chain (leaf and CA) from the rustls handshake"
+    );
     assert_eq!(status(&r, "TLS-CERT-TRUST"), Status::Pass);
     assert_eq!(status(&r, "TLS-VERSION-1.2"), Status::Fail);
     assert!(r.findings.iter().all(|f| f.id != "TLS-EMS"));
+    assert_eq!(o.client_cert_required, Some(true));
+    assert_eq!(
+        o.client_cas,
+        ["CN=scan-test-ca"],
+        "CA names from the encrypted CertificateRequest"
+    );
+    assert_eq!(status(&r, "TLS-MTLS"), Status::Pass);
     let mut m = opts(d.path());
     m.profile = Profile::Modern;
     let r = tls::scan(&target(port), &m);
@@ -459,6 +475,25 @@ fn hostile_servers_give_findings_not_hangs() {
     });
     let r = tls::scan(&target(garbage), &quick());
     assert!(r.error.is_some());
+    // An SMTP server that trickles its greeting a byte at a time, forever:
+    // the STARTTLS exchange has one deadline, not one per read.
+    let trickle = fake(|mut s| {
+        let _ = s.write_all(b"220-");
+        for _ in 0..200 {
+            std::thread::sleep(Duration::from_millis(50));
+            if s.write_all(b"x").is_err() {
+                break;
+            }
+        }
+    });
+    let t0 = Instant::now();
+    let t: Target = format!("127.0.0.1:{trickle},starttls=smtp")
+        .parse()
+        .unwrap();
+    let r = tls::scan(&t, &quick());
+    assert!(r.error.is_some());
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+
     // A well-formed flight whose certificate is not DER: a finding.
     let bad_cert = fake(|mut s| {
         read_some(&mut s);

@@ -37,6 +37,9 @@ pub fn summarize(der: &[u8], now: i64) -> Result<CertSummary, String> {
     let not_after = c.validity().not_after.timestamp();
     let mut san = Vec::new();
     let mut eku = Vec::new();
+    let mut key_usage = Vec::new();
+    let mut ocsp_urls = Vec::new();
+    let mut is_ca = false;
     for ext in c.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(s) => {
@@ -45,6 +48,28 @@ pub fn summarize(der: &[u8], now: i64) -> Result<CertSummary, String> {
                         GeneralName::DNSName(d) => san.push(format!("DNS:{d}")),
                         GeneralName::IPAddress(ip) => san.push(format!("IP:{}", ip_text(ip))),
                         _ => {}
+                    }
+                }
+            }
+            ParsedExtension::KeyUsage(k) => {
+                let names = [
+                    (k.digital_signature(), "digitalSignature"),
+                    (k.non_repudiation(), "nonRepudiation"),
+                    (k.key_encipherment(), "keyEncipherment"),
+                    (k.data_encipherment(), "dataEncipherment"),
+                    (k.key_agreement(), "keyAgreement"),
+                    (k.key_cert_sign(), "keyCertSign"),
+                    (k.crl_sign(), "cRLSign"),
+                ];
+                key_usage.extend(names.iter().filter(|n| n.0).map(|n| n.1.to_owned()));
+            }
+            ParsedExtension::BasicConstraints(b) => is_ca = b.ca,
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                for d in &aia.accessdescs {
+                    if d.access_method.to_id_string() == "1.3.6.1.5.5.7.48.1"
+                        && let GeneralName::URI(u) = &d.access_location
+                    {
+                        ocsp_urls.push((*u).to_owned());
                     }
                 }
             }
@@ -92,7 +117,12 @@ pub fn summarize(der: &[u8], now: i64) -> Result<CertSummary, String> {
     };
     let sig_oid = c.signature_algorithm.algorithm.to_id_string();
     let signature_algorithm = match sig_oid.as_str() {
+        "1.2.840.113549.1.1.2" => "md2WithRSAEncryption",
         "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
+        "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption",
+        "1.2.840.10040.4.3" => "dsaWithSHA1",
+        "2.16.840.1.101.3.4.3.2" => "dsaWithSHA256",
+        "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224",
         "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
         "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
         "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
@@ -116,6 +146,9 @@ pub fn summarize(der: &[u8], now: i64) -> Result<CertSummary, String> {
         signature_algorithm,
         san,
         eku,
+        key_usage,
+        ocsp_urls,
+        is_ca,
         sha256: hex::encode(phivault_core::crypto::sha256(der)),
     })
 }

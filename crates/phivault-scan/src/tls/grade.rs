@@ -434,30 +434,79 @@ pub fn grade(o: &Observed, profile: Profile) -> Vec<Finding> {
         )
         .fix("Send Strict-Transport-Security: max-age=63072000 on every response."),
     );
-    let req = o.client_cert_requested;
     let cas = if o.client_cas.is_empty() {
         String::new()
     } else {
         format!("; accepted CAs: {}", o.client_cas.join(" | "))
     };
+    let (st, ev) = match (o.client_cert_requested, o.client_cert_required) {
+        (Some(true), Some(true)) => (
+            Status::Pass,
+            format!("client certificate required: the handshake fails without one{cas}"),
+        ),
+        (Some(true), Some(false)) => (
+            Status::Warn,
+            format!(
+                "client certificate requested but optional: the handshake completed without one, so only the application can refuse{cas}"
+            ),
+        ),
+        (Some(true), None) => (
+            Status::Pass,
+            format!(
+                "client certificate requested (whether it is required was not tested: one was presented){cas}"
+            ),
+        ),
+        (Some(false), _) => (
+            if profile == Profile::Hipaa {
+                Status::Fail
+            } else {
+                Status::Info
+            },
+            "no client certificate requested".to_owned(),
+        ),
+        (None, _) => (
+            if profile == Profile::Hipaa {
+                Status::Fail
+            } else {
+                Status::Info
+            },
+            "not determined".to_owned(),
+        ),
+    };
     f.push(
         Finding::new(
             "TLS-MTLS",
             "Clients authenticate with certificates (mutual TLS)",
-            match (req, profile) {
-                (Some(true), _) => Status::Pass,
-                (_, Profile::Hipaa) => Status::Fail,
-                _ => Status::Info,
-            },
-            match req {
-                Some(true) => format!("client certificate requested{cas}"),
-                Some(false) => "no client certificate requested".to_owned(),
-                None => "not determined".to_owned(),
-            },
+            st,
+            ev,
         )
-        .fix("Require client certificates for services that carry ePHI (phivault: mTLS is on by default)."),
+        .fix("Require client certificates at the TLS layer for services that carry ePHI (phivault requires them at the HTTP layer on every endpoint but /v1/sys/health)."),
     );
     f
+}
+
+/// RFC 6125 matching of `name` against `DNS:`/`IP:` SAN entries: exact
+/// (case-insensitive) or a wildcard for one leftmost label.
+pub fn hostname_matches(san: &[String], name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if let Ok(ip) = name
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        return san
+            .iter()
+            .filter_map(|s| s.strip_prefix("IP:"))
+            .any(|s| s.parse::<std::net::IpAddr>().is_ok_and(|x| x == ip));
+    }
+    san.iter().filter_map(|s| s.strip_prefix("DNS:")).any(|d| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        match d.strip_prefix("*.") {
+            Some(rest) => name
+                .split_once('.')
+                .is_some_and(|(first, tail)| !first.is_empty() && tail == rest),
+            None => d == name,
+        }
+    })
 }
 
 fn hsts_max_age(h: &str) -> Option<u64> {
@@ -503,23 +552,46 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         )
         .fix("Serve the full chain from a CA in the bundle (`--ca-file`), with the host name in subjectAltName."),
     );
-    let d = leaf.days_to_expiry;
+    // Every certificate served, intermediates included: expired, not yet
+    // valid, or expiring within 30 days.
+    let now = leaf.not_after_unix - leaf.days_to_expiry * 86_400;
+    let mut worst = Status::Pass;
+    let mut notes = Vec::new();
+    for (i, c) in o.chain.iter().enumerate() {
+        let what = if i == 0 {
+            "leaf".to_owned()
+        } else {
+            format!("cert[{i}] {}", c.subject)
+        };
+        let (st, note) = if c.not_before_unix > now + 300 {
+            (Status::Fail, format!("{what} not valid yet"))
+        } else if c.days_to_expiry < 0 {
+            (
+                Status::Fail,
+                format!("{what} expired {} days ago", -c.days_to_expiry),
+            )
+        } else if c.days_to_expiry < 30 {
+            (
+                Status::Warn,
+                format!("{what} expires in {} days", c.days_to_expiry),
+            )
+        } else {
+            (
+                Status::Pass,
+                format!("{what} expires in {} days", c.days_to_expiry),
+            )
+        };
+        worst = worst.max(st);
+        if st != Status::Pass || i == 0 {
+            notes.push(note);
+        }
+    }
     f.push(
         Finding::new(
             "TLS-CERT-EXPIRY",
-            "The certificate is valid and not about to expire (30 days)",
-            if d < 0 {
-                Status::Fail
-            } else if d < 30 {
-                Status::Warn
-            } else {
-                Status::Pass
-            },
-            if d < 0 {
-                format!("expired {} days ago", -d)
-            } else {
-                format!("expires in {d} days")
-            },
+            "Every certificate of the chain is valid now and not about to expire (30 days)",
+            worst,
+            notes.join("; "),
         )
         .fix("Renew the certificate (`phivault ca issue server`) and automate renewal."),
     );
@@ -547,13 +619,20 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         Some(("ECDSA", c)) => matches!(c, "P-256" | "P-384") || (nist && c == "P-521"),
         _ => false,
     };
-    let weak_sig: Vec<String> = o
-        .chain
+    // The trust anchor's own signature doesn't matter (it is trusted by
+    // being in the store); every other certificate's does, a self-signed
+    // leaf included.
+    let anchor = o.chain.len() > 1 && o.chain.last().is_some_and(|c| c.subject == c.issuer);
+    let signed = if anchor {
+        &o.chain[..o.chain.len() - 1]
+    } else {
+        &o.chain[..]
+    };
+    let weak_sig: Vec<String> = signed
         .iter()
-        .filter(|c| c.subject != c.issuer)
         .filter(|c| {
             let s = c.signature_algorithm.to_ascii_lowercase();
-            s.contains("sha1") || s.contains("md5")
+            s.contains("sha1") || s.contains("md5") || s.contains("md2") || s.contains("sha224")
         })
         .map(|c| format!("{} ({})", c.subject, c.signature_algorithm))
         .collect();
@@ -602,6 +681,47 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         )
         .fix("Reissue with EKU id-kp-serverAuth only."),
     );
+    let name_ok = hostname_matches(&leaf.san, &o.server_name);
+    f.push(
+        Finding::new(
+            "TLS-CERT-HOSTNAME",
+            "The certificate's subjectAltName covers the name clients use",
+            if name_ok { Status::Pass } else { Status::Fail },
+            if name_ok {
+                format!("{} matches", o.server_name)
+            } else {
+                format!("{} is not in {}", o.server_name, leaf.san.join(", "))
+            },
+        )
+        .fix("Reissue with the DNS names and IP addresses clients use in subjectAltName."),
+    );
+    let ku = leaf.key_usage.iter().any(|k| k == "digitalSignature");
+    f.push(
+        Finding::new(
+            "TLS-CERT-KEYUSAGE",
+            "keyUsage includes digitalSignature (SP 800-52r2 §3.2.1)",
+            if ku { Status::Pass } else { Status::Warn },
+            if leaf.key_usage.is_empty() {
+                "no keyUsage extension".to_owned()
+            } else {
+                format!("keyUsage: {}", leaf.key_usage.join(", "))
+            },
+        )
+        .fix("Reissue with keyUsage digitalSignature."),
+    );
+    f.push(
+        Finding::new(
+            "TLS-CERT-AIA-OCSP",
+            "The certificate names an OCSP responder (AIA), as SP 800-52r2 §3.2.1 asks",
+            if leaf.ocsp_urls.is_empty() { Status::Warn } else { Status::Pass },
+            if leaf.ocsp_urls.is_empty() {
+                "no OCSP URL in Authority Information Access".to_owned()
+            } else {
+                format!("OCSP: {}", leaf.ocsp_urls.join(", "))
+            },
+        )
+        .fix("Issue from a CA that runs OCSP; a private CA with short-lived certificates and CRLs may accept this warning."),
+    );
     f.push(
         Finding::new(
             "TLS-CERT-SAN",
@@ -619,4 +739,41 @@ fn grade_chain(o: &Observed, profile: Profile, f: &mut Vec<Finding>) {
         )
         .fix("Reissue with the DNS names and IP addresses clients use in subjectAltName."),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        let san = vec![
+            "DNS:*.example.org".to_owned(),
+            "DNS:Api.Test".to_owned(),
+            "IP:127.0.0.1".to_owned(),
+        ];
+        assert!(hostname_matches(&san, "a.example.org"));
+        assert!(!hostname_matches(&san, "a.b.example.org"));
+        assert!(!hostname_matches(&san, "example.org"));
+        assert!(hostname_matches(&san, "api.test."));
+        assert!(hostname_matches(&san, "127.0.0.1"));
+        assert!(!hostname_matches(&san, "127.0.0.2"));
+        assert!(!hostname_matches(&[], "x"));
+    }
+
+    #[test]
+    fn nist_suite_rules() {
+        for ok in [
+            0xc02b, 0xc02f, 0xc030, 0xc0ac, 0x009e, 0xc013, 0x1301, 0x1302, 0x1304, 0x1305,
+        ] {
+            assert!(suite_allowed(Profile::Nist80052r2, ok), "{ok:04x}");
+        }
+        for bad in [
+            0x002f, 0x0035, 0x000a, 0xcca8, 0x1303, 0x0004, 0xc051, 0x0041, 0x0018,
+        ] {
+            assert!(!suite_allowed(Profile::Nist80052r2, bad), "{bad:04x}");
+        }
+        assert!(suite_allowed(Profile::MozillaIntermediate, 0xcca8));
+        assert!(!suite_allowed(Profile::Modern, 0xc02f));
+    }
 }

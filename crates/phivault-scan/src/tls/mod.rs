@@ -123,6 +123,15 @@ pub struct CertSummary {
     pub san: Vec<String>,
     /// Extended key usages, e.g. `serverAuth`.
     pub eku: Vec<String>,
+    /// Key usages, e.g. `digitalSignature`.
+    #[serde(default)]
+    pub key_usage: Vec<String>,
+    /// OCSP responder URLs from the Authority Information Access extension.
+    #[serde(default)]
+    pub ocsp_urls: Vec<String>,
+    /// A CA certificate (basicConstraints cA).
+    #[serde(default)]
+    pub is_ca: bool,
     /// SHA-256 of the DER, hex.
     pub sha256: String,
 }
@@ -199,6 +208,10 @@ pub struct Observed {
     pub hsts: Option<String>,
     /// The server asks for a client certificate.
     pub client_cert_requested: Option<bool>,
+    /// It refuses the handshake without one (`None`: not determined, e.g.
+    /// because a client certificate was presented).
+    #[serde(default)]
+    pub client_cert_required: Option<bool>,
     /// The CA names it lists.
     pub client_cas: Vec<String>,
     /// The chain, leaf first.
@@ -212,6 +225,9 @@ pub struct Observed {
     pub handshake_error: Option<String>,
     /// Connections made.
     pub probes: u32,
+    /// The name the certificate must match (SNI, else the host).
+    #[serde(default)]
+    pub server_name: String,
 }
 
 /// Parses a target: `host:port`, `[v6]:port`, then optional

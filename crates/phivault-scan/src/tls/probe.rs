@@ -47,11 +47,15 @@ pub fn connect(t: &Target, addr: SocketAddr, timeout: Duration) -> Result<TcpStr
     s.set_read_timeout(Some(timeout)).map_err(ProbeError::Io)?;
     s.set_write_timeout(Some(timeout)).map_err(ProbeError::Io)?;
     let _ = s.set_nodelay(true);
+    // The whole STARTTLS exchange has one deadline: a server that trickles
+    // a byte per second must not keep the scan waiting line after line.
+    let deadline = Instant::now() + timeout * 2;
     match t.starttls {
         None => {}
         Some(StartTls::Postgres) => postgres(&s)?,
-        Some(StartTls::Smtp) => smtp(&s)?,
+        Some(StartTls::Smtp) => smtp(&s, deadline)?,
     }
+    s.set_read_timeout(Some(timeout)).map_err(ProbeError::Io)?;
     Ok(s)
 }
 
@@ -83,30 +87,56 @@ fn postgres(mut s: &TcpStream) -> Result<(), ProbeError> {
     }
 }
 
-/// SMTP: greeting, EHLO, STARTTLS, `220`.
-fn smtp(s: &TcpStream) -> Result<(), ProbeError> {
+/// Reads one line (at most `max` bytes) before `deadline`.
+fn line_before(
+    r: &mut BufReader<&TcpStream>,
+    deadline: Instant,
+    max: usize,
+) -> Result<String, ProbeError> {
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ProbeError::Timeout);
+        }
+        r.get_ref()
+            .set_read_timeout(Some(left))
+            .map_err(ProbeError::Io)?;
+        let buf = r.fill_buf().map_err(io_err)?;
+        if buf.is_empty() {
+            return Err(ProbeError::StartTls(
+                "SMTP server closed the connection".into(),
+            ));
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if done {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        if line.len() > max {
+            return Err(ProbeError::StartTls("SMTP reply line too long".into()));
+        }
+    }
+}
+
+/// SMTP: greeting, EHLO, STARTTLS, `220`, all before `deadline`.
+fn smtp(s: &TcpStream, deadline: Instant) -> Result<(), ProbeError> {
     let mut r = BufReader::new(s);
     let mut w = s;
     let reply = |r: &mut BufReader<&TcpStream>| -> Result<String, ProbeError> {
-        let mut last = String::new();
         for _ in 0..100 {
-            let mut line = String::new();
-            let n = r.by_ref().take(1024).read_line(&mut line).map_err(io_err)?;
-            if n == 0 {
-                return Err(ProbeError::StartTls(
-                    "SMTP server closed the connection".into(),
-                ));
-            }
-            let done = line.as_bytes().get(3) != Some(&b'-');
-            last = line;
-            if done {
-                return Ok(last);
+            let line = line_before(r, deadline, 1024)?;
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(line);
             }
         }
-        Err(ProbeError::StartTls(format!(
-            "SMTP reply too long: {}",
-            last.trim_end()
-        )))
+        Err(ProbeError::StartTls(
+            "SMTP reply longer than 100 lines".into(),
+        ))
     };
     let code = |l: &str| l.get(..3).unwrap_or("").to_owned();
     if code(&reply(&mut r)?) != "220" {
@@ -121,7 +151,7 @@ fn smtp(s: &TcpStream) -> Result<(), ProbeError> {
     if code(&l) != "220" {
         return Err(ProbeError::StartTls(format!(
             "STARTTLS refused: {}",
-            l.trim_end()
+            l.trim_end().chars().take(200).collect::<String>()
         )));
     }
     if !r.buffer().is_empty() {

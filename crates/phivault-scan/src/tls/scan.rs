@@ -391,7 +391,6 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
         if let Some(h) = &f.hello {
             obs.secure_renegotiation = Some(h.secure_renegotiation);
             obs.extended_master_secret = Some(h.extensions.contains(&0x17));
-            obs.session_resumption = Some(h.session_id_len > 0 || h.extensions.contains(&0x23));
         }
         obs.ocsp_stapling = Some(f.ocsp_stapled);
         if let Some(cas) = &f.cert_request {
@@ -411,15 +410,20 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
         }
         if s.client_cert_requested {
             obs.client_cert_requested = Some(true);
+            obs.client_cert_required = match (s.client_cert_optional, &s.error, &opts.client_cert) {
+                (true, _, _) => Some(false),
+                (false, Some(_), None) => Some(true),
+                _ => None,
+            };
             if obs.client_cas.is_empty() {
                 obs.client_cas = s.client_ca_hints.iter().map(|d| cert::dn_text(d)).collect();
             }
         } else if s.error.is_none() {
             obs.client_cert_requested.get_or_insert(false);
         }
-        if let Some(r) = s.resumed {
-            obs.session_resumption = Some(r || obs.session_resumption == Some(true));
-        }
+        // Only a resumed handshake proves resumption; a session id or a
+        // ticket extension in a ServerHello is a promise, not evidence.
+        obs.session_resumption = s.resumed;
         obs.http_status = s.http_status;
         obs.hsts = s.hsts.clone();
         obs.handshake_error = s.error.clone();
@@ -441,5 +445,6 @@ pub fn run(t: &Target, opts: &ScanOptions, now: i64) -> Result<Observed, String>
         );
     }
     obs.probes = c.probes.load(Ordering::Relaxed);
+    obs.server_name = name;
     Ok(obs)
 }

@@ -32,6 +32,8 @@ pub struct Session {
     pub ocsp_stapled: bool,
     /// The server asked for a client certificate.
     pub client_cert_requested: bool,
+    /// It asked, we sent none, and the connection still worked.
+    pub client_cert_optional: bool,
     /// The CA names it listed (DER distinguished names).
     #[serde(skip)]
     pub client_ca_hints: Vec<Vec<u8>>,
@@ -166,6 +168,7 @@ pub fn run(
     client_key: Option<Arc<CertifiedKey>>,
 ) -> Session {
     let seen = Arc::new(Mutex::new(Seen::default()));
+    let has_key = client_key.is_some();
     let provider = Arc::new(provider());
     let config = match ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(rustls::ALL_VERSIONS)
@@ -207,6 +210,7 @@ pub fn run(
         out.client_cert_requested = s.requested;
         out.client_ca_hints = s.hints.clone();
     }
+    out.client_cert_optional = out.client_cert_requested && !has_key && first.is_ok();
     match first {
         Ok(o) => {
             out.version = o.version;

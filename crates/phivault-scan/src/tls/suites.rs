@@ -16,6 +16,17 @@ const SCSV: [u16; 2] = [0x00ff, 0x5600];
 
 /// The IANA name of a suite, or `0xABCD` for one the registry doesn't name.
 pub fn name(code: u16) -> String {
+    // rustls spells the TLS 1.3 suites `TLS13_…`; IANA says `TLS_…`.
+    if TLS13.contains(&code) {
+        return [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_CHACHA20_POLY1305_SHA256",
+            "TLS_AES_128_CCM_SHA256",
+            "TLS_AES_128_CCM_8_SHA256",
+        ][(code - 0x1301) as usize]
+            .to_owned();
+    }
     rustls::CipherSuite::from(code)
         .as_str()
         .map(str::to_owned)
