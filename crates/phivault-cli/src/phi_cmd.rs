@@ -37,8 +37,11 @@ WHAT IS DETECTED:
   Inputs: any folder (walked; hidden files and symlinks inside it skipped),
   plain text, CSV/TSV (by header: 'column ssn'), JSON (by path:
   $.patients[3].ssn), JSON Lines, SQLite (table.column and rowid, opened
-  read-only). Binary files are skipped, and so are phivault's own
-  ciphertexts (stream files, pve: values), which hold no plaintext.
+  read-only). Binary files, and SQLite files that do not open, are read
+  like `strings` (runs of 6+ printable characters; confidence 0.1 lower).
+  phivault's own ciphertexts (stream files, pve: values) hold no
+  plaintext and are skipped. File and folder names are scanned too
+  (location 'file name'); every path printed is masked.
 
 CONFIDENCE:
   Each hit scores 0.00-1.00. The shape sets a base (valid dashed SSN 0.60,
@@ -194,6 +197,7 @@ pub fn run(g: &Global, a: &PhiArgs) -> Result<ExitCode> {
         println!("{}", to_json(&report, &opts, scanned, total, secs));
     } else {
         print!("{}", table(&report));
+        print!("{}", not_scanned(&report));
         if !g.quiet {
             notices(&report);
         }
@@ -257,6 +261,42 @@ fn table(r: &Report) -> String {
                 n - f.hits.len()
             );
         }
+    }
+    s.push('\n');
+    s
+}
+
+/// Files listed at most under "Not scanned".
+const NOT_SCANNED_MAX: usize = 50;
+
+/// The files skipped or not (fully) read, with why, one a line (masked
+/// paths); empty when none.
+fn not_scanned(r: &Report) -> String {
+    let rows: Vec<String> = r
+        .files
+        .iter()
+        .filter_map(|f| {
+            let why = match (&f.skipped, &f.warning) {
+                (Some(s), Some(w)) => format!("{s}; {w}"),
+                (Some(s), None) => s.clone(),
+                (None, Some(w)) => w.clone(),
+                (None, None) => return None,
+            };
+            Some(format!("  {}: {why}\n", f.path))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("Not scanned or not fully read ({}):\n", rows.len());
+    for row in rows.iter().take(NOT_SCANNED_MAX) {
+        s += row;
+    }
+    if rows.len() > NOT_SCANNED_MAX {
+        s += &format!(
+            "  ... and {} more (--json lists all)\n",
+            rows.len() - NOT_SCANNED_MAX
+        );
     }
     s.push('\n');
     s
@@ -366,6 +406,14 @@ fn junit_suites(r: &Report, scanned: usize) -> Vec<(String, Vec<Finding>)> {
                 "file could be read",
                 Status::Warn,
                 w.clone(),
+            ));
+        }
+        if let Some(why) = &f.skipped {
+            v.push(Finding::new(
+                "PHI-skipped",
+                "file scanned",
+                Status::Info,
+                format!("not scanned: {why}"),
             ));
         }
         if !v.is_empty() {

@@ -236,3 +236,98 @@ fn usage_errors_and_help() {
         assert!(out.contains(want), "--help lacks {want:?}");
     }
 }
+
+#[test]
+fn file_names_binaries_and_broken_databases_are_scanned_and_masked() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("scan");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("Roe_Jane_219-45-7777.txt"), "nothing here\n").unwrap();
+    // SQLite magic, then garbage: does not open (SQLITE_NOTADB).
+    let mut db = b"SQLite format 3\0".to_vec();
+    db.extend_from_slice(&[0xff; 84]);
+    db.extend_from_slice(b"\0\0patient SSN: 219-45-8888\0");
+    db.extend_from_slice(&[0u8; 4000]);
+    std::fs::write(root.join("clinic.db"), &db).unwrap();
+    std::fs::write(root.join("blob.bin"), b"\0\x01\x02SSN: 219-45-9999\0\xfe").unwrap();
+    // A binary file with the SSN in its own name: listed masked.
+    std::fs::write(root.join("ssn_219-45-6666.dat"), b"\0\x01\x02\x03").unwrap();
+    let raw = ["219-45-7777", "219-45-8888", "219-45-9999", "219-45-6666"];
+    let junit = d.path().join("phi.xml");
+    let o = run(pv(&d.path().join("data"))
+        .args(["scan", "phi", "--junit"])
+        .arg(&junit)
+        .arg(&root));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(10), "{out}\n{err}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    for (what, s) in [("stdout", &out), ("stderr", &err), ("JUnit", &x)] {
+        for v in raw {
+            assert!(!s.contains(v), "raw value {v:?} in {what}:\n{s}");
+        }
+    }
+    for want in [
+        "file name",
+        "***-**-7777",
+        "***-**-8888",
+        "***-**-9999",
+        "***-**-6666",
+        "(strings)",
+        "Not scanned or not fully read (1):",
+        "clinic.db: cannot list tables: SQLite error NotADatabase; scanned its printable strings instead",
+    ] {
+        assert!(out.contains(want), "stdout lacks {want:?}:\n{out}");
+    }
+    assert!(x.contains("PHI-ssn"), "{x}");
+    assert!(x.contains("***-**-7777"), "{x}");
+
+    let o = run(pv(&d.path().join("data"))
+        .args(["--json", "scan", "phi"])
+        .arg(&root));
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(10));
+    for v in raw {
+        assert!(!out.contains(v), "raw value {v:?} in JSON:\n{out}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["counts"], serde_json::json!({"ssn": 4}));
+    let files = v["files"].as_array().unwrap();
+    let named = files
+        .iter()
+        .find(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("Roe_Jane_***-**-7777.txt")
+        })
+        .unwrap();
+    assert_eq!(
+        named["hits"][0]["location"],
+        serde_json::json!({"kind": "filename"})
+    );
+    let db = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("clinic.db"))
+        .unwrap();
+    assert_eq!(db["kind"], "strings");
+    assert_eq!(db["hits"][0]["confidence"], 0.85);
+}
+
+#[test]
+fn skipped_files_are_listed_with_masked_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("scan");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "hello\n").unwrap();
+    std::os::unix::fs::symlink(root.join("a.txt"), root.join("Roe_Jane_219-45-7777.txt")).unwrap();
+    let o = run(pv(&d.path().join("data")).args(["scan", "phi"]).arg(&root));
+    let (out, err) = text(&o);
+    assert!(
+        !out.contains("219-45-7777") && !err.contains("219-45-7777"),
+        "{out}\n{err}"
+    );
+    assert!(
+        out.contains("Roe_Jane_***-**-7777.txt: symlink (not followed)"),
+        "{out}"
+    );
+}

@@ -373,7 +373,8 @@ fn skips_binary_ciphertext_and_symlinks_and_hidden() {
     assert_eq!(
         by,
         vec![
-            ("a.bin".into(), Some("binary".into()), 0),
+            // Binary: its printable strings are scanned.
+            ("a.bin".into(), None, 1),
             ("b.pvs".into(), Some("phivault ciphertext".into()), 0),
             ("c.txt".into(), None, 0),
             ("link.txt".into(), Some("symlink (not followed)".into()), 0),
@@ -459,12 +460,126 @@ fn paths_with_phi_are_masked() {
     assert!(r.path.ends_with("patient ***-**-6789.txt"), "{}", r.path);
     assert_eq!(
         hits(&r),
-        vec![(PhiType::Ssn, "file path".into(), "***-**-6789".into())]
+        vec![(PhiType::Ssn, "file name".into(), "***-**-6789".into())]
     );
     assert_eq!(
         phi::mask_text("Patient Mary Smith.csv"),
         "Patient M. S..csv"
     );
+}
+
+#[test]
+fn file_names_with_underscores_are_scanned_and_masked() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("Roe_Jane_219-45-7777.txt");
+    std::fs::write(&p, "nothing here").unwrap();
+    let r = phi::scan_file(&p, &opts());
+    assert!(r.path.ends_with("Roe_Jane_***-**-7777.txt"), "{}", r.path);
+    assert_eq!(r.hits.len(), 1, "{:?}", r.hits);
+    assert_eq!(r.hits[0].kind, PhiType::Ssn);
+    assert_eq!(r.hits[0].location, Location::FileName);
+    assert_eq!(r.hits[0].location.to_string(), "file name");
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains(r#""kind":"filename""#), "{json}");
+    assert_no_raw(&r, &json, &["219-45-7777"]);
+    // Through a folder walk, and with a hyphen instead.
+    std::fs::write(d.path().join("Doe-219-45-8888.csv"), "a,b\n1,2\n").unwrap();
+    let r = phi::scan(&[d.path().to_path_buf()], &opts(), &|_| {});
+    let json = serde_json::to_string(&r).unwrap();
+    assert_no_raw(&r, &json, &["219-45-7777", "219-45-8888"]);
+    assert_eq!(r.total_hits(), 2);
+    assert_eq!(phi::mask_text("x/ssn_219451234.db"), "x/ssn_*****1234.db");
+}
+
+#[test]
+fn the_woolworth_ssn_is_a_low_confidence_sample_not_invalid() {
+    let low = Options {
+        min_confidence: 0.3,
+        ..opts()
+    };
+    let r = phi::scan_bytes("a.txt", b"SSN: 078-05-1120\n", &low);
+    assert_eq!(r.hits.len(), 1);
+    assert!((r.hits[0].confidence - 0.3).abs() < 1e-6);
+    assert!(
+        phi::scan_bytes("a.txt", b"SSN: 078-05-1120\n", &opts())
+            .hits
+            .is_empty()
+    );
+}
+
+/// A SQLite header followed by garbage: the magic says SQLite, but it does
+/// not open (SQLITE_NOTADB).
+fn corrupt_sqlite() -> Vec<u8> {
+    let mut v = b"SQLite format 3\0".to_vec();
+    v.extend_from_slice(&[0xff; 84]);
+    v.extend_from_slice(&[0u8; 300]);
+    v.extend_from_slice(b"\x07\x12patient SSN: 219-45-7777\x00\x01");
+    v.extend_from_slice(&[0u8; 3700]);
+    v
+}
+
+#[test]
+fn unreadable_sqlite_and_binary_files_fall_back_to_strings() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("broken.db");
+    std::fs::write(&db, corrupt_sqlite()).unwrap();
+    let r = phi::scan_file(&db, &opts());
+    assert_eq!(r.kind, Some(FileKind::Strings));
+    let w = r.warning.as_deref().unwrap();
+    assert!(w.contains("NotADatabase"), "{w}");
+    assert!(w.contains("printable strings"), "{w}");
+    assert_eq!(r.hits.len(), 1, "{:?}", r.hits);
+    let h = &r.hits[0];
+    assert_eq!((h.kind, h.masked.as_str()), (PhiType::Ssn, "***-**-7777"));
+    assert!(
+        (h.confidence - 0.85).abs() < 1e-6,
+        "a notch lower: {}",
+        h.confidence
+    );
+    assert!(
+        matches!(h.location, Location::Strings { offset: 402 }),
+        "{:?}",
+        h.location
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    assert_no_raw(&r, &json, &["219-45-7777"]);
+
+    let bin = d.path().join("blob.bin");
+    let mut b = vec![0u8, 1, 2, 0xfe, 0x80];
+    b.extend_from_slice(b"SSN: 219-45-7777");
+    b.extend_from_slice(&[0, 0x9c, 0x42, 0x10, 0]);
+    b.extend_from_slice(b"ab\x01cd\x02ef"); // runs too short
+    std::fs::write(&bin, &b).unwrap();
+    let r = phi::scan_file(&bin, &opts());
+    assert_eq!(r.kind, Some(FileKind::Strings));
+    assert!(r.skipped.is_none() && r.warning.is_none());
+    assert_eq!(
+        hits(&r),
+        vec![(
+            PhiType::Ssn,
+            "byte 5 (strings)".into(),
+            "***-**-7777".into()
+        )]
+    );
+    assert_eq!(phi::scan_bytes("blob.bin", &b, &opts()).hits, r.hits);
+}
+
+#[test]
+fn phivault_ciphertexts_yield_nothing_in_the_strings_fallback() {
+    // A real sealed stream file (docs/FORMAT.md §3) is skipped before any
+    // fallback, even when it contains NUL bytes.
+    let mut pvs = b"PVS\x01\x01\x10\x01\x0bdefault/abc\0\0".to_vec();
+    pvs.extend_from_slice(b"SSN 219-45-6789 looks like text but is ciphertext\0");
+    let r = phi::scan_bytes("x.pv", &pvs, &opts());
+    assert_eq!(r.skipped.as_deref(), Some("phivault ciphertext"));
+    assert!(r.hits.is_empty());
+    // A binary file holding `pve:` envelopes: opaque, no hits.
+    let mut b = vec![0u8, 1, 2];
+    b.extend_from_slice(b"ssn=pve:AQEEYmlsbGluZy9rZXkAAAABq1-219-45-6789-Zm9vYmFyYmF6cXV4");
+    b.push(0);
+    let r = phi::scan_bytes("x.bin", &b, &opts());
+    assert_eq!(r.kind, Some(FileKind::Strings));
+    assert!(r.hits.is_empty(), "{:?}", r.hits);
 }
 
 // ---- properties ----

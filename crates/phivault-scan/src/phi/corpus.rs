@@ -63,7 +63,8 @@ pub fn unit_key(loc: &Location) -> String {
             column,
             rowid,
         } => format!("{table}.{column}#{}", rowid.unwrap_or(-1)),
-        Location::Path => "path".into(),
+        Location::Strings { offset } => format!("@{offset}"),
+        Location::FileName => "path".into(),
     }
 }
 

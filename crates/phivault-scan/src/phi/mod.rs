@@ -33,7 +33,8 @@
 //!
 //! `detect` (the detectors, no I/O), `mask`, `names` (word lists),
 //! `sources` (plain text, JSON, JSON Lines), `csv` (a streaming RFC 4180
-//! reader), `sqlite` (read-only), `walk` (folders, globs, file types) and
+//! reader), `sqlite` (read-only), `strings` (printable runs of binary
+//! and unreadable files), `walk` (folders, globs, file types) and
 //! [`corpus`] (the labelled synthetic corpus that measures precision and
 //! recall).
 
@@ -44,6 +45,7 @@ mod mask;
 mod names;
 mod sources;
 mod sqlite;
+mod strings;
 mod walk;
 
 pub use detect::{Candidate, Context, detect};
@@ -230,8 +232,14 @@ pub enum Location {
         /// The row's rowid (none for WITHOUT ROWID tables).
         rowid: Option<i64>,
     },
-    /// The file's path itself.
-    Path,
+    /// A printable run of a binary or unreadable file (see
+    /// [`FileKind::Strings`]).
+    Strings {
+        /// Byte offset of the run in the file.
+        offset: u64,
+    },
+    /// The file's path itself (a folder or file name in it).
+    FileName,
 }
 
 impl fmt::Display for Location {
@@ -257,7 +265,8 @@ impl fmt::Display for Location {
                 Some(r) => write!(f, "{table}.{column}, rowid {r}"),
                 None => write!(f, "{table}.{column}"),
             },
-            Location::Path => f.write_str("file path"),
+            Location::Strings { offset } => write!(f, "byte {offset} (strings)"),
+            Location::FileName => f.write_str("file name"),
         }
     }
 }
@@ -299,6 +308,9 @@ pub enum FileKind {
     Jsonl,
     /// A SQLite database (opened read-only).
     Sqlite,
+    /// The printable runs of a binary file, or of a SQLite file that does
+    /// not open, like `strings`; hits score a notch lower.
+    Strings,
 }
 
 /// The result for one file (or one path that could not be scanned).
@@ -316,7 +328,7 @@ pub struct FileReport {
     pub hits: Vec<Hit>,
     /// Hits per type, exact even when `hits` was capped.
     pub counts: BTreeMap<PhiType, usize>,
-    /// Why the file was not scanned (binary, phivault ciphertext, symlink…).
+    /// Why the file was not scanned (phivault ciphertext, symlink…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     /// A problem that stopped or limited the scan of this path
@@ -354,6 +366,8 @@ pub(crate) struct Sink<'o> {
     opts: &'o Options,
     hits: Vec<Hit>,
     counts: BTreeMap<PhiType, usize>,
+    /// Subtracted from every confidence (the strings fallback).
+    pub(crate) penalty: f32,
 }
 
 impl<'o> Sink<'o> {
@@ -362,6 +376,7 @@ impl<'o> Sink<'o> {
             opts,
             hits: Vec::new(),
             counts: BTreeMap::new(),
+            penalty: 0.0,
         }
     }
 
@@ -373,14 +388,15 @@ impl<'o> Sink<'o> {
         mut loc: impl FnMut(&Candidate) -> Location,
     ) {
         for c in detect(text, ctx) {
-            if c.confidence < self.opts.min_confidence || !self.opts.types.contains(c.kind) {
+            let confidence = (c.confidence - self.penalty).max(0.0);
+            if confidence < self.opts.min_confidence || !self.opts.types.contains(c.kind) {
                 continue;
             }
             *self.counts.entry(c.kind).or_default() += 1;
             if self.hits.len() < self.opts.max_hits_per_file {
                 self.hits.push(Hit {
                     kind: c.kind,
-                    confidence: c.confidence,
+                    confidence,
                     location: loc(&c),
                     masked: c.masked,
                     start: c.start,
@@ -396,10 +412,41 @@ impl<'o> Sink<'o> {
     }
 }
 
+/// `s` with the separators of file and column names turned into spaces so
+/// that the detectors see the words: `_` everywhere, and a `-` or `.`
+/// between a letter and a digit (`Roe_Jane_219-45-7777`,
+/// `Jane-219-45-7777`). Byte offsets are unchanged.
+pub(crate) fn name_words(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = b.to_vec();
+    for i in 0..b.len() {
+        let (prev, next) = (i.checked_sub(1).map(|j| b[j]), b.get(i + 1).copied());
+        let alpha = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphabetic());
+        let digit = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_digit());
+        let split = match b[i] {
+            b'_' => true,
+            b'-' => (alpha(prev) && digit(next)) || (digit(prev) && alpha(next)),
+            b'.' => alpha(prev) && digit(next),
+            _ => false,
+        };
+        if split {
+            out[i] = b' ';
+        }
+    }
+    // Only ASCII bytes were replaced by ASCII: still valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
 /// A label (path, table or column name) safe to print: spans that look
-/// like PHI are replaced by their masked form.
+/// like PHI, as written or with its separators read as spaces (see
+/// [`name_words`]), are replaced by their masked form.
 pub(crate) fn safe_label(s: &str) -> String {
-    let spans = detect::spans_to_mask(s, 0.3);
+    let mut spans = detect::spans_to_mask(s, 0.3);
+    let words = name_words(s);
+    if words != s {
+        spans.extend(detect::spans_to_mask(&words, 0.3));
+        spans.sort_by_key(|(a, b, _)| (*a, std::cmp::Reverse(*b)));
+    }
     if spans.is_empty() {
         return s.to_string();
     }
@@ -487,6 +534,40 @@ pub fn scan_collected(
 /// Bytes sniffed at the start of a file to tell its type.
 const SNIFF: usize = 8192;
 
+const BINARY: &str = "binary";
+
+/// A binary file, or a SQLite file that did not open (`why`): scans its
+/// printable runs instead (see [`FileKind::Strings`]).
+fn strings_fallback(
+    path: &Path,
+    len: u64,
+    opts: &Options,
+    sink: &mut Sink<'_>,
+    r: &mut FileReport,
+    why: Option<String>,
+) {
+    r.kind = Some(FileKind::Strings);
+    match why {
+        Some(why) => r.warning = Some(format!("{why}; scanned its printable strings instead")),
+        None => r
+            .notes
+            .push("binary file: scanned its printable strings only".into()),
+    }
+    let res = std::fs::File::open(path).and_then(|f| {
+        let reader = std::io::BufReader::with_capacity(1 << 16, f.take(opts.max_file_size));
+        strings::scan(reader, sink)
+    });
+    if let Err(e) = res {
+        r.warning = Some(format!("read failed part-way: {}", io_reason(&e)));
+    }
+    if len > opts.max_file_size {
+        r.notes.push(format!(
+            "only the first {} scanned (--max-file-size)",
+            human_size(opts.max_file_size)
+        ));
+    }
+}
+
 /// What the first bytes of a file say it is.
 fn sniff(head: &[u8]) -> Result<Option<FileKind>, &'static str> {
     if head.starts_with(b"SQLite format 3\0") {
@@ -498,7 +579,7 @@ fn sniff(head: &[u8]) -> Result<Option<FileKind>, &'static str> {
         return Err("phivault ciphertext");
     }
     if head.contains(&0) {
-        return Err("binary");
+        return Err(BINARY);
     }
     Ok(None)
 }
@@ -543,6 +624,7 @@ pub fn scan_file(path: &Path, opts: &Options) -> FileReport {
         return r;
     }
     match sniff(&head) {
+        Err(BINARY) => strings_fallback(path, meta.len(), opts, &mut sink, &mut r, None),
         Err(why) => r.skipped = Some(why.to_string()),
         Ok(Some(FileKind::Sqlite)) => {
             r.kind = Some(FileKind::Sqlite);
@@ -552,8 +634,14 @@ pub fn scan_file(path: &Path, opts: &Options) -> FileReport {
                     "SQLite database larger than the size limit ({})",
                     human_size(opts.max_file_size)
                 ));
-            } else if let Err(why) = sqlite::scan(path, &mut sink) {
-                r.warning = Some(why);
+            } else {
+                match sqlite::scan(path, &mut sink) {
+                    Ok(()) => {}
+                    Err(sqlite::Failure::Tables(why)) => r.warning = Some(why),
+                    Err(sqlite::Failure::Whole(why)) => {
+                        strings_fallback(path, meta.len(), opts, &mut sink, &mut r, Some(why))
+                    }
+                }
             }
         }
         Ok(_) => {
@@ -592,6 +680,15 @@ pub fn scan_bytes(name: &str, data: &[u8], opts: &Options) -> FileReport {
     let mut sink = Sink::new(opts);
     path_hits(name, &mut sink);
     match sniff(&data[..data.len().min(SNIFF)]) {
+        Err(BINARY) => {
+            r.kind = Some(FileKind::Strings);
+            r.notes
+                .push("binary file: scanned its printable strings only".into());
+            let cut = &data[..data.len().min(opts.max_file_size as usize)];
+            if let Err(e) = strings::scan(cut, &mut sink) {
+                r.warning = Some(io_reason(&e));
+            }
+        }
         Err(why) => r.skipped = Some(why.to_string()),
         Ok(Some(FileKind::Sqlite)) => {
             r.skipped = Some("SQLite database (scan it as a file)".into())
@@ -609,9 +706,13 @@ pub fn scan_bytes(name: &str, data: &[u8], opts: &Options) -> FileReport {
     r
 }
 
-/// Hits in a file's path itself (`exports/John Smith dx.txt`).
+/// Hits in a file's path itself (`exports/John Smith dx.txt`,
+/// `Roe_Jane_219-45-7777.txt`): the folder and file names are read with
+/// their separators as spaces (see [`name_words`]).
 fn path_hits(path: &str, sink: &mut Sink<'_>) {
-    sink.unit(path, &Context::default(), |_| Location::Path);
+    sink.unit(&name_words(path), &Context::default(), |_| {
+        Location::FileName
+    });
 }
 
 /// An I/O error's reason, without the path or any content.

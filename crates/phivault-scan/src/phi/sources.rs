@@ -22,6 +22,7 @@ pub(crate) fn scan_stream<R: BufRead>(
 ) -> io::Result<()> {
     match kind {
         FileKind::Text | FileKind::Sqlite => scan_text(r, sink),
+        FileKind::Strings => super::strings::scan(r, sink),
         FileKind::Csv => super::csv::scan(r, csv_delimiter(name), sink, notes),
         FileKind::Jsonl => scan_jsonl(r, sink, notes),
         FileKind::Json => {

@@ -56,14 +56,23 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// Why a database was not (fully) read.
+pub(crate) enum Failure {
+    /// It could not be opened or its tables listed (not a database, a
+    /// corrupt header or schema): nothing was read.
+    Whole(String),
+    /// Some tables could not be read; the others were.
+    Tables(String),
+}
+
 /// Scans every table. An error on one table is noted and the scan goes on
-/// with the next; the returned error is for the database as a whole.
-pub(crate) fn scan(path: &Path, sink: &mut Sink<'_>) -> Result<(), String> {
-    let conn = open(path)?;
+/// with the next.
+pub(crate) fn scan(path: &Path, sink: &mut Sink<'_>) -> Result<(), Failure> {
+    let conn = open(path).map_err(Failure::Whole)?;
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
         .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect())
-        .map_err(|e| format!("cannot list tables: {}", code(&e)))?;
+        .map_err(|e| Failure::Whole(format!("cannot list tables: {}", code(&e))))?;
     let mut failed = Vec::new();
     for t in &tables {
         if let Err(e) = scan_table(&conn, t, sink) {
@@ -73,7 +82,10 @@ pub(crate) fn scan(path: &Path, sink: &mut Sink<'_>) -> Result<(), String> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!("cannot read tables: {}", failed.join(", ")))
+        Err(Failure::Tables(format!(
+            "cannot read tables: {}",
+            failed.join(", ")
+        )))
     }
 }
 
