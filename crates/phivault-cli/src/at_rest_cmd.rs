@@ -25,7 +25,9 @@ CHECKS (each a finding with a stable id; --json lists them all):
                                 indexes are short binary HMACs
   at-rest/subject-keys          subject-keys.db: every key is an envelope under
                                 records/<collection>
-  at-rest/data-files            every other file is phivault's own, or ciphertext
+  at-rest/data-files            every other file is phivault's own (by name, per
+                                folder), or ciphertext; others go through the PHI
+                                detector
   at-rest/phi-scan              the PHI detector (`phivault scan phi`) finds nothing in
                                 the data dir's files (the databases are checked
                                 structurally above; key files are not read)
@@ -34,7 +36,8 @@ CHECKS (each a finding with a stable id; --json lists them all):
   at-rest/backup-encrypted      every backup is ciphertext
   at-rest/permissions-data-dir  the data dir is 0700
   at-rest/permissions-key-files key files are 0600 and owned by the data dir's owner
-  at-rest/permissions-files     nothing is writable by group or others
+  at-rest/permissions-files     nothing is writable by group or others (a warning
+                                when only readable by them)
   at-rest/block-device          the filesystem is on dm-crypt/LUKS (a warning when
                                 not: phivault's own encryption covers the PHI)
 
@@ -114,7 +117,7 @@ pub fn run(g: &Global, a: &AtRestArgs) -> Result<ExitCode> {
     anyhow::ensure!(
         g.data_dir.is_dir(),
         "{} is not a folder; point --data-dir (or PHIVAULT_DATA_DIR) at the phivault data dir",
-        g.data_dir.display()
+        phivault_scan::phi::mask_text(&g.data_dir.to_string_lossy())
     );
     let mut opts = at_rest::Options::new(&g.data_dir);
     opts.backups = a.backups.clone();
@@ -134,7 +137,12 @@ pub fn run(g: &Global, a: &AtRestArgs) -> Result<ExitCode> {
             format!("at-rest {}", report.data_dir),
             report.findings.clone(),
         )]);
-        std::fs::write(p, x).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, x).with_context(|| {
+            format!(
+                "writing {}",
+                phivault_scan::phi::mask_text(&p.to_string_lossy())
+            )
+        })?;
     }
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -228,8 +228,11 @@ pub fn render(r: &Report, sha256: &str) -> String {
             esc(&c.note)
         );
     }
-    let decisions = if r.decisions.is_empty() {
+    let missing = phivault_scan::evidence::missing_decisions(r);
+    let mut decisions = if r.decisions.is_empty() && missing.is_empty() {
         "<p>None: no setting weakens a safeguard and every addressable safeguard is implemented.</p>".to_string()
+    } else if r.decisions.is_empty() {
+        "<p>None documented.</p>".to_string()
     } else {
         let mut t = String::from(
             "<table><tr><th>covers</th><th>key</th><th>documented reason</th><th>where</th></tr>",
@@ -245,6 +248,22 @@ pub fn render(r: &Report, sha256: &str) -> String {
         }
         t + "</table>"
     };
+    if !missing.is_empty() {
+        decisions += &format!(
+            "<p><strong>Missing decisions ({}):</strong> these exceptions are in effect without a documented risk decision.</p>\
+             <table><tr><th>exception</th><th>observed</th><th>remediation</th></tr>",
+            missing.len()
+        );
+        for f in &missing {
+            decisions += &format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                esc(&f.id),
+                esc(&f.evidence),
+                esc(&f.remediation)
+            );
+        }
+        decisions += "</table>";
+    }
     let mut ev = String::new();
     for e in &r.evidence {
         ev += &format!(

@@ -138,7 +138,6 @@ fn permissions_pass_on_a_dev_dir_and_fail_when_loosened() {
         "at-rest/keystore-wrapped",
         "at-rest/permissions-data-dir",
         "at-rest/permissions-key-files",
-        "at-rest/permissions-files",
         "at-rest/records-ciphertext",
         "at-rest/subject-keys",
         "at-rest/key-rotation",
@@ -146,6 +145,9 @@ fn permissions_pass_on_a_dev_dir_and_fail_when_loosened() {
     ] {
         assert_eq!(status(&r, id), "pass", "{id}: {:#}", finding(&r, id));
     }
+    // Nothing writable by others; files the server creates under the
+    // default umask (0644) are readable by them, a warning.
+    assert_ne!(status(&r, "at-rest/permissions-files"), "fail");
     let rc = &r["records"];
     assert_eq!(rc["records"], 2, "{rc}");
     assert!(rc["sealed_values"].as_u64().unwrap() >= 4, "{rc}");
@@ -332,7 +334,8 @@ fn plaintext_phi_files_and_backups() {
         f["evidence"].as_str().unwrap().contains("export.csv"),
         "{f}"
     );
-    assert_eq!(status(&r, "at-rest/data-files"), "warn");
+    // A file phivault did not write goes through the detector too.
+    assert_eq!(status(&r, "at-rest/data-files"), "fail");
     assert!(
         !out.contains("219-09-9999") && !out.contains("Ysolde"),
         "{out}"
@@ -354,5 +357,48 @@ fn plaintext_phi_files_and_backups() {
     assert!(
         xml.contains("<failure") && xml.contains("at-rest/phi-scan"),
         "{xml}"
+    );
+}
+
+#[test]
+fn unknown_tables_and_files_fail_and_their_phi_is_masked() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    dev_dir_with_records(&d);
+    let (_, r, _) = scan(&d, &[]);
+    assert_eq!(status(&r, "at-rest/records-ciphertext"), "pass", "{r:#}");
+
+    // A table phivault never writes, holding PHI.
+    let db = rusqlite::Connection::open(d.join("records.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE zz(note TEXT); \
+         INSERT INTO zz VALUES ('Patient Maria Lopez SSN 219-45-7777');",
+    )
+    .unwrap();
+    drop(db);
+    let (code, r, out) = scan(&d, &[]);
+    assert_eq!(code, 10);
+    let f = finding(&r, "at-rest/records-ciphertext");
+    assert_eq!(f["status"], "fail", "{f}");
+    let ev = f["evidence"].as_str().unwrap();
+    assert!(ev.contains("unknown table zz"), "{ev}");
+    assert!(ev.contains("zz.note: likely PHI"), "{ev}");
+    assert!(
+        !out.contains("219-45-7777") && !out.contains("Maria Lopez"),
+        "a planted value leaked: {out}"
+    );
+
+    // An unexpected file in one of phivault's folders, its name PHI.
+    std::fs::write(
+        d.join("audit").join("Roe_Jane_219-45-7777.txt"),
+        "Patient Jane Roe, SSN 219-45-7777\n",
+    )
+    .unwrap();
+    let (_, r, out) = scan(&d, &[]);
+    let f = finding(&r, "at-rest/data-files");
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        !out.contains("219-45-7777"),
+        "a planted value leaked: {out}"
     );
 }

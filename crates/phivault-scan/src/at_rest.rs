@@ -25,7 +25,7 @@
 //!   ciphertext;
 //! - `at-rest/permissions-data-dir`, `at-rest/permissions-key-files`,
 //!   `at-rest/permissions-files`: 0700 data dir, 0600 key files, nothing
-//!   writable by group or others;
+//!   writable by group or others (fail) or readable by them (warn);
 //! - `at-rest/block-device`: whether the data dir's filesystem sits on a
 //!   dm-crypt (LUKS) device. A warning, never a failure: phivault's own
 //!   encryption covers the PHI, but full-disk encryption also covers
@@ -211,7 +211,7 @@ pub fn scan(opts: &Options, progress: &dyn Fn(&str)) -> Report {
     progress("checking the records database");
     let (records, rec_findings) = records(dir);
     findings.extend(rec_findings);
-    findings.push(data_files(&walk));
+    findings.push(data_files(dir, &walk));
 
     let rings = ks.as_ref().map(ring_ages).unwrap_or_default();
     findings.push(rotation(ks.is_some(), &rings));
@@ -244,7 +244,7 @@ pub fn scan(opts: &Options, progress: &dyn Fn(&str)) -> Report {
     findings.push(block_finding(&block_device));
 
     Report {
-        data_dir: dir.display().to_string(),
+        data_dir: shown(&dir.to_string_lossy()),
         scanned_at,
         duration_ms: start.elapsed().as_millis() as u64,
         findings,
@@ -310,7 +310,11 @@ fn keystore(dir: &Path) -> (Option<KeystoreFile>, Finding) {
                     ID,
                     TITLE,
                     Status::Fail,
-                    format!("cannot read {}: {}", path.display(), e.kind()),
+                    format!(
+                        "cannot read {}: {}",
+                        shown(&path.to_string_lossy()),
+                        e.kind()
+                    ),
                 )
                 .fix("run the scan as the user that owns the data dir"),
             );
@@ -503,6 +507,8 @@ struct Walk {
     root_uid: u32,
     files: Vec<WalkedFile>,
     unknown: Vec<String>,
+    /// The same, unmasked, to read them (never printed).
+    unknown_rel: Vec<String>,
     ciphertext_files: usize,
     truncated: bool,
 }
@@ -544,7 +550,6 @@ fn has_private_key_pem(head: &[u8]) -> bool {
 
 fn classify(rel: &str, head: &[u8]) -> FileKind {
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    let top = rel.split('/').next().unwrap_or(rel);
     if name.ends_with(".key")
         || name.ends_with(".key.pve")
         || rel == phivault_keystore::store::KEYSTORE_FILE
@@ -558,13 +563,62 @@ fn classify(rel: &str, head: &[u8]) -> FileKind {
                 .iter()
                 .any(|s| name == format!("{d}{s}"))
     });
-    if db || name.ends_with(".lock") || matches!(top, "audit" | "run" | "ca" | "tls" | "clients") {
+    if db || (name.ends_with(".lock") && !rel.contains('/')) || own_file(rel) {
         return FileKind::Own;
     }
     if is_ciphertext(head) {
         return FileKind::Ciphertext;
     }
     FileKind::Unknown
+}
+
+/// Whether `rel` is a file phivault writes in one of its folders: the
+/// audit log's (phivault-audit), the CA's and the TLS files (pki, `ca
+/// issue`), client certificates, the key agent's socket and lock.
+fn own_file(rel: &str) -> bool {
+    let Some((top, rest)) = rel.split_once('/') else {
+        return false;
+    };
+    // A simple file name: no folder, no leading dot, no odd characters.
+    let simple = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with('.')
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    // keystore::atomic's temporary file (`.NAME.SUFFIX.tmp`), left by a
+    // write in progress or a crash.
+    let tmp = |n: &str| !n.contains('/') && n.starts_with('.') && n.ends_with(".tmp");
+    match top {
+        "audit" => {
+            matches!(
+                rest,
+                "LOCK" | "leaves" | "checkpoints.log" | "checkpoint" | "log.pub"
+            ) || tmp(rest)
+                || rest.strip_prefix("segments/").is_some_and(|n| {
+                    n.strip_suffix(".seg")
+                        .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+                })
+                || rest
+                    .strip_prefix("torn/")
+                    .is_some_and(|n| simple(n) && n.ends_with(".bin"))
+                || rest
+                    .strip_prefix("inbox/")
+                    .is_some_and(|n| simple(n) && n.ends_with(".json"))
+        }
+        "ca" => {
+            matches!(
+                rest,
+                "ca.pem" | "ca.key.pve" | "ca.lock" | "index.json" | "crl.pem"
+            ) || tmp(rest)
+        }
+        "tls" => matches!(rest, "server.pem" | "server.key") || tmp(rest),
+        "clients" => {
+            (simple(rest) && (rest.ends_with(".pem") || rest.ends_with(".key"))) || tmp(rest)
+        }
+        "run" => matches!(rest, "agent.sock" | "agent.lock"),
+        _ => false,
+    }
 }
 
 fn walk(dir: &Path) -> Walk {
@@ -625,7 +679,10 @@ fn walk(dir: &Path) -> Walk {
             let head = sniff(&e.path(), m.len());
             let kind = classify(&r, &head);
             match kind {
-                FileKind::Unknown => w.unknown.push(shown(&r)),
+                FileKind::Unknown => {
+                    w.unknown.push(shown(&r));
+                    w.unknown_rel.push(r.clone());
+                }
                 FileKind::Ciphertext => w.ciphertext_files += 1,
                 _ => {}
             }
@@ -695,7 +752,7 @@ fn private_keys(dir: &Path, w: &Walk) -> Finding {
     }
 }
 
-fn data_files(w: &Walk) -> Finding {
+fn data_files(dir: &Path, w: &Walk) -> Finding {
     const ID: &str = "at-rest/data-files";
     const TITLE: &str = "Every file in the data dir is phivault's own or ciphertext in its formats";
     let mut ev = format!(
@@ -705,6 +762,42 @@ fn data_files(w: &Walk) -> Finding {
     );
     if w.truncated {
         ev += &format!("; stopped after {MAX_FILES} entries");
+    }
+    // Every file phivault did not write goes through the PHI detector
+    // (masked hits only), whatever folder it lies in.
+    let opts = crate::phi::Options::default();
+    let mut phi: Vec<String> = Vec::new();
+    for (rel, show) in w.unknown_rel.iter().zip(&w.unknown) {
+        let r = crate::phi::scan_file(&dir.join(rel), &opts);
+        if r.total_hits() > 0 {
+            let ex: Vec<String> = r
+                .hits
+                .iter()
+                .take(3)
+                .map(|h| format!("{} {}", h.kind, h.masked))
+                .collect();
+            phi.push(format!(
+                "{show} ({} likely PHI value(s): {})",
+                r.total_hits(),
+                ex.join(", ")
+            ));
+        }
+    }
+    if !phi.is_empty() {
+        let n = phi.len();
+        phi.truncate(10);
+        return Finding::new(
+            ID,
+            TITLE,
+            Status::Fail,
+            format!(
+                "{ev}; {} file(s) phivault did not write, {n} with likely PHI in plaintext: {}{}",
+                w.unknown.len(),
+                phi.join(", "),
+                if n > phi.len() { ", …" } else { "" }
+            ),
+        )
+        .fix("encrypt what must stay (`phivault encrypt`, or import it as records), then shred the plaintext and move the rest out of the data dir");
     }
     if w.unknown.is_empty() {
         Finding::new(ID, TITLE, Status::Pass, ev)
@@ -793,7 +886,7 @@ fn phi_files(dir: &Path) -> Finding {
     )
     .fix(format!(
         "see them (masked) with `phivault scan phi {}`; encrypt what must stay (`phivault encrypt`, or import it as records), then shred the plaintext",
-        dir.display()
+        shown(&dir.to_string_lossy())
     ))
 }
 
@@ -1055,7 +1148,220 @@ fn records_db(dir: &Path, sum: &mut RecordsSummary) -> rusqlite::Result<()> {
             ))
             .or_default() += n as u64;
     }
+    records_db_schema(&c, chk.sum)?;
+    records_wal(dir, chk.sum);
     Ok(())
+}
+
+/// The tables and columns phivault writes in `records.db` (phivault-store's
+/// schema); anything else was written around phivault.
+const KNOWN_TABLES: &[(&str, &[&str])] = &[
+    ("collections", &["name", "version", "schema", "created"]),
+    (
+        "records",
+        &[
+            "collection",
+            "id",
+            "subject",
+            "v",
+            "rev",
+            "plain",
+            "body",
+            "updated",
+        ],
+    ),
+    ("record_index", &["collection", "name", "value", "id"]),
+    (
+        "jobs",
+        &[
+            "id",
+            "kind",
+            "collection",
+            "state",
+            "cursor",
+            "done",
+            "total",
+            "error",
+            "params",
+            "started",
+            "updated",
+        ],
+    ),
+];
+/// The indexes phivault creates in `records.db`.
+const KNOWN_INDEXES: &[&str] = &["records_subject", "records_version", "record_index_id"];
+/// Rows read per unknown table or free-text column at most.
+const MAX_ROWS_CHECKED: usize = 200_000;
+
+/// The PHI the detector finds in `text` (confidence 0.5 or more, of the
+/// given types), masked: the value itself is never kept.
+fn phi_in(text: &str, field: Option<&str>, types: &[crate::phi::PhiType]) -> Vec<String> {
+    let ctx = crate::phi::Context {
+        field,
+        clinical: false,
+    };
+    crate::phi::detect(text, &ctx)
+        .into_iter()
+        .filter(|c| c.confidence >= 0.5 && types.contains(&c.kind))
+        .map(|c| format!("{} {}", c.kind, c.masked))
+        .collect()
+}
+
+/// Text in one SQLite value (text, or a blob that is UTF-8).
+fn value_text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+    match v {
+        rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        rusqlite::types::ValueRef::Blob(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Adds `label: what` to the violations, with up to three masked PHI
+/// examples.
+fn phi_violation(sum: &mut RecordsSummary, label: &str, found: &[String]) {
+    if found.is_empty() {
+        return;
+    }
+    let ex: Vec<&str> = found.iter().take(3).map(String::as_str).collect();
+    *sum.violations
+        .entry(format!(
+            "{label}: likely PHI in plaintext (PHI detector: {}{})",
+            ex.join(", "),
+            if found.len() > ex.len() { ", …" } else { "" }
+        ))
+        .or_default() += found.len() as u64;
+}
+
+/// Every table, view, trigger and column of `records.db` against the
+/// schema phivault writes: what phivault never writes is a violation and
+/// its text goes through the PHI detector; so do the free-text columns
+/// that must never hold PHI (`records.id`, server-made hex; `jobs.params`,
+/// `jobs.error`, `jobs.cursor`, job parameters, error messages and record
+/// ids).
+fn records_db_schema(c: &rusqlite::Connection, sum: &mut RecordsSummary) -> rusqlite::Result<()> {
+    use crate::phi::PhiType;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut objects: Vec<(String, String)> = Vec::new();
+    {
+        let mut st = c.prepare("SELECT type, name FROM sqlite_master ORDER BY type, name")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            objects.push((r.get(0)?, r.get(1)?));
+        }
+    }
+    for (ty, name) in &objects {
+        if name.starts_with("sqlite_") {
+            continue;
+        }
+        let known_table = KNOWN_TABLES.iter().find(|(t, _)| t == name);
+        match ty.as_str() {
+            "index" if KNOWN_INDEXES.contains(&name.as_str()) => continue,
+            "table" if known_table.is_some() => {}
+            _ => {
+                *sum.violations
+                    .entry(format!(
+                        "records.db: unknown {ty} {}: unknown table/column in records.db: phivault never writes it",
+                        shown(name)
+                    ))
+                    .or_default() += 1;
+            }
+        }
+        if ty != "table" {
+            continue;
+        }
+        let mut cols = Vec::new();
+        {
+            let mut st = c.prepare("SELECT name FROM pragma_table_info(?1)")?;
+            let mut rows = st.query([name])?;
+            while let Some(r) = rows.next()? {
+                cols.push(r.get::<_, String>(0)?);
+            }
+        }
+        // Columns to run the detector over: all of an unknown table's,
+        // the unknown ones of a known table, and the free-text columns
+        // that must never hold PHI.
+        let mut check = Vec::new();
+        for col in &cols {
+            match known_table {
+                None => check.push(col.clone()),
+                Some((t, known)) => {
+                    if !known.contains(&col.as_str()) {
+                        *sum.violations
+                            .entry(format!(
+                                "records.db: unknown column {}.{}: unknown table/column in records.db: phivault never writes it",
+                                shown(t),
+                                shown(col)
+                            ))
+                            .or_default() += 1;
+                        check.push(col.clone());
+                    } else if matches!(
+                        (*t, col.as_str()),
+                        ("records", "id")
+                            | ("record_index", "id")
+                            | ("jobs", "params")
+                            | ("jobs", "error")
+                            | ("jobs", "cursor")
+                    ) {
+                        check.push(col.clone());
+                    }
+                }
+            }
+        }
+        if check.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT {} FROM {} LIMIT {MAX_ROWS_CHECKED}",
+            check
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote(name)
+        );
+        let mut found: Vec<Vec<String>> = vec![Vec::new(); check.len()];
+        let mut st = c.prepare(&sql)?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            for (i, col) in check.iter().enumerate() {
+                if let Some(t) = value_text(r.get_ref(i)?) {
+                    found[i].extend(phi_in(&t, Some(col), &PhiType::ALL));
+                }
+            }
+        }
+        for (col, f) in check.iter().zip(&found) {
+            phi_violation(
+                sum,
+                &format!("records.db: {}.{}", shown(name), shown(col)),
+                f,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The raw bytes of `records.db-wal` through the PHI detector: old frames
+/// keep values a checkpoint already moved (or a delete already removed)
+/// from the database. Only e-mail addresses and names: FF1 tokens keep the
+/// shape of the SSNs, phone numbers, MRNs and dates they replace, so in a
+/// data dir with tokenised records those types would be false positives;
+/// an FF1 token (digits or upper-case letters and digits) never looks like
+/// an e-mail address or a name.
+fn records_wal(dir: &Path, sum: &mut RecordsSummary) {
+    use crate::phi::PhiType;
+    let Ok(bytes) = std::fs::read(dir.join("records.db-wal")) else {
+        return;
+    };
+    let mut found = Vec::new();
+    for run in bytes.split(|b| !(b.is_ascii_graphic() || *b == b' ')) {
+        if run.len() < 6 {
+            continue;
+        }
+        if let Ok(t) = std::str::from_utf8(run) {
+            found.extend(phi_in(t, None, &[PhiType::Email, PhiType::Name]));
+        }
+    }
+    phi_violation(sum, "records.db-wal (raw bytes)", &found);
 }
 
 fn subject_keys_db(dir: &Path, sum: &mut RecordsSummary) -> rusqlite::Result<()> {
@@ -1251,9 +1557,9 @@ fn backup_findings(opts: &Options, backups: &[BackupFile], live_rings: &[String]
         .backups
         .iter()
         .map(|p| shown(&p.display().to_string()))
-        .chain(std::iter::once(
-            opts.data_dir.join("backups").display().to_string(),
-        ))
+        .chain(std::iter::once(shown(
+            &opts.data_dir.join("backups").to_string_lossy(),
+        )))
         .collect();
     if backups.is_empty() {
         return vec![
@@ -1338,13 +1644,17 @@ fn permissions(dir: &Path, w: &Walk) -> Vec<Finding> {
     const KID: &str = "at-rest/permissions-key-files";
     const KTITLE: &str = "Key files are readable and writable by their owner only (0600)";
     const FID: &str = "at-rest/permissions-files";
-    const FTITLE: &str = "No file or folder in the data dir is writable by group or others";
+    const FTITLE: &str =
+        "No file or folder in the data dir is writable (or readable) by group or others";
     let d = match w.root_mode {
         None => Finding::new(
             DID,
             DTITLE,
             Status::Fail,
-            format!("{} does not exist or can't be read", dir.display()),
+            format!(
+                "{} does not exist or can't be read",
+                shown(&dir.to_string_lossy())
+            ),
         )
         .fix("point --data-dir at the phivault data dir"),
         Some(m) if m & 0o077 == 0 => {
@@ -1356,7 +1666,7 @@ fn permissions(dir: &Path, w: &Walk) -> Vec<Finding> {
             Status::Fail,
             format!("mode {m:04o}: other users can reach the files inside"),
         )
-        .fix(format!("chmod 700 {}", dir.display())),
+        .fix(format!("chmod 700 {}", shown(&dir.to_string_lossy()))),
     };
     let loose_keys: Vec<String> = w
         .files
@@ -1389,9 +1699,9 @@ fn permissions(dir: &Path, w: &Walk) -> Vec<Finding> {
         )
     } else {
         Finding::new(KID, KTITLE, Status::Fail, loose_keys.join(", ")).fix(format!(
-            "chmod 600 each of them (and chown to the data dir's owner), e.g. `chmod 600 {}`",
-            dir.join(loose_keys[0].split(" (").next().unwrap_or_default())
-                .display()
+            "chmod 600 each of them (and chown to the data dir's owner), e.g. `chmod 600 {}/{}`",
+            shown(&dir.to_string_lossy()),
+            loose_keys[0].split(" (").next().unwrap_or_default()
         ))
     };
     let writable: Vec<String> = w
@@ -1400,13 +1710,44 @@ fn permissions(dir: &Path, w: &Walk) -> Vec<Finding> {
         .filter(|f| f.mode & 0o022 != 0 && !f.symlink)
         .map(|f| format!("{} ({:04o})", shown(&f.rel), f.mode))
         .collect();
-    let f = if writable.is_empty() {
+    // Readable by group or others: the data dir's 0700 guards them today,
+    // but one `chmod` of the dir (or a copy elsewhere) exposes them. Key
+    // files are graded (fail) by the key-file check above.
+    let readable: Vec<String> = w
+        .files
+        .iter()
+        .filter(|f| !f.symlink && f.kind != FileKind::Key && f.mode & 0o044 != 0)
+        .map(|f| format!("{} ({:04o})", shown(&f.rel), f.mode))
+        .collect();
+    let f = if writable.is_empty() && readable.is_empty() {
         Finding::new(
             FID,
             FTITLE,
             Status::Pass,
             format!("{} entries checked", w.files.len()),
         )
+    } else if writable.is_empty() {
+        let shown: Vec<&str> = readable.iter().take(10).map(String::as_str).collect();
+        Finding::new(
+            FID,
+            FTITLE,
+            Status::Warn,
+            format!(
+                "{} entries checked; {} readable by group or others: {}{}",
+                w.files.len(),
+                readable.len(),
+                shown.join(", "),
+                if readable.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .fix(format!(
+            "chmod -R go-rwx {}",
+            crate::phi::mask_text(&dir.to_string_lossy())
+        ))
     } else {
         let shown: Vec<&str> = writable.iter().take(10).map(String::as_str).collect();
         Finding::new(
@@ -1424,7 +1765,10 @@ fn permissions(dir: &Path, w: &Walk) -> Vec<Finding> {
                 }
             ),
         )
-        .fix(format!("chmod -R go-w {}", dir.display()))
+        .fix(format!(
+            "chmod -R go-w {}",
+            crate::phi::mask_text(&dir.to_string_lossy())
+        ))
     };
     vec![d, k, f]
 }

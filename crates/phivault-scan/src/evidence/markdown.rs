@@ -72,8 +72,11 @@ pub fn render(r: &Report, sha256: Option<&str>) -> String {
         );
     }
     o += "\n## Documented risk decisions\n\n";
-    if r.decisions.is_empty() {
+    let missing = super::missing_decisions(r);
+    if r.decisions.is_empty() && missing.is_empty() {
         o += "None: no setting weakens a safeguard and every addressable safeguard is implemented.\n";
+    } else if r.decisions.is_empty() {
+        o += "None documented.\n";
     } else {
         o += "| Covers | Key | Reason | Where |\n|---|---|---|---|\n";
         for d in &r.decisions {
@@ -83,6 +86,20 @@ pub fn render(r: &Report, sha256: Option<&str>) -> String {
                 cell(&d.key),
                 cell(&d.reason),
                 cell(&d.source)
+            );
+        }
+    }
+    if !missing.is_empty() {
+        o += &format!(
+            "\n**Missing decisions ({}):** these exceptions are in effect without a documented risk decision.\n\n| Exception | Observed | Remediation |\n|---|---|---|\n",
+            missing.len()
+        );
+        for f in &missing {
+            o += &format!(
+                "| `{}` | {} | {} |\n",
+                cell(&f.id),
+                cell(&f.evidence),
+                cell(&f.remediation)
             );
         }
     }

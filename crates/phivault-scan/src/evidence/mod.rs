@@ -612,6 +612,18 @@ pub fn assess(g: Gathered) -> Report {
     }
 }
 
+/// The exceptions without a documented risk decision: the failing
+/// findings of the `risk-decisions` evidence (a weakening setting in
+/// effect, an addressable safeguard not met, a decision without a reason).
+pub fn missing_decisions(r: &Report) -> Vec<&Finding> {
+    r.evidence
+        .iter()
+        .filter(|e| e.id == RISK_EVIDENCE)
+        .flat_map(|e| e.findings.iter())
+        .filter(|f| f.status == Status::Fail)
+        .collect()
+}
+
 /// The SHA-256 of a report's JSON bytes, hex: what the audit trail records.
 pub fn report_hash(json: &[u8]) -> String {
     hex::encode(phivault_core::crypto::sha256(json))

@@ -147,6 +147,19 @@ fn weakening_settings_need_a_reason() {
     let r = assess(g.clone());
     let risk = r.evidence(RISK_EVIDENCE).unwrap();
     assert_eq!(risk.status, Status::Fail);
+    // The report never says "none" while an exception lacks a decision.
+    let md = markdown::render(&r, None);
+    assert!(
+        !md.contains("every addressable safeguard is implemented"),
+        "{md}"
+    );
+    assert!(md.contains("Missing decisions (1)"), "{md}");
+    assert!(md.contains("risk/tls.insecure_allow_x25519"), "{md}");
+    let mut bare = g.clone();
+    bare.weakenings.truncate(1);
+    let md = markdown::render(&assess(bare), None);
+    assert!(md.contains("None documented."), "{md}");
+    assert!(md.contains("Missing decisions (1)"), "{md}");
     assert!(
         risk.findings
             .iter()
