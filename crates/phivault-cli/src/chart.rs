@@ -125,8 +125,18 @@ pub fn stacked_bars(b: &Buckets, series: &[(&str, &str)], aria: &str, empty: &st
             );
         }
     }
-    let first = phivault_audit::event::format_unix_ms(b.rows[0].0);
-    let last = phivault_audit::event::format_unix_ms(b.rows[b.rows.len() - 1].0);
+    // Dates for day-wide bars, minutes otherwise; no milliseconds.
+    let label = |t: i64| {
+        let full = phivault_audit::event::format_unix_ms(t);
+        let n = if b.width_ms >= 86_400_000 { 10 } else { 16 };
+        format!(
+            "{}{}",
+            &full[..n.min(full.len())],
+            if n == 16 { "Z" } else { "" }
+        )
+    };
+    let first = label(b.rows[0].0);
+    let last = label(b.rows[b.rows.len() - 1].0);
     s += &format!(
         "<text x='{pad}' y='{ty}' font-size='11'>{first}</text><text x='{}' y='{ty}' font-size='11' text-anchor='end'>{last}</text>",
         w - pad,

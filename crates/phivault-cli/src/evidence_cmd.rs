@@ -911,6 +911,9 @@ struct TrailScan {
     entries: u64,
     in_window: u64,
     handshake_failures: u64,
+    /// Handshake failures during this run's own scan of the listeners
+    /// (its probes offer what a strict server refuses): not counted.
+    self_scan: u64,
     denials: u64,
     break_glass: u64,
     break_glass_principals: std::collections::BTreeSet<String>,
@@ -922,7 +925,40 @@ struct TrailScan {
     points: Vec<(i64, usize)>,
 }
 
-fn scan_trail(dir: &Path, since_ms: i64) -> Result<TrailScan> {
+/// Reads the trail from `since_ms`; handshake failures inside `exclude`
+/// (the evidence run's own TLS scan) are counted apart.
+fn scan_trail(dir: &Path, since_ms: i64, exclude: (i64, i64)) -> Result<TrailScan> {
+    // Earlier evidence runs' own scans (recorded in their evidence.report
+    // entries) are left out as well as this one's.
+    let mut windows = vec![exclude];
+    phivault_audit::query::for_each(dir, 0, |e| {
+        if e.event.op == "evidence.report"
+            && let Some(w) = e.event.detail.as_ref().and_then(|d| d.get("self_scan_ms"))
+            && let (Some(a), Some(b)) = (w[0].as_i64(), w[1].as_i64())
+        {
+            windows.push((a, b));
+        }
+        true
+    })?;
+    // And those still waiting in the inbox for the server to take them in.
+    for f in std::fs::read_dir(dir.join("inbox"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(v) = std::fs::read(f.path())
+            .map_err(|_| ())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|_| ()))
+            && v["op"] == "evidence.report"
+            && let (Some(a), Some(b)) = (
+                v["detail"]["self_scan_ms"][0].as_i64(),
+                v["detail"]["self_scan_ms"][1].as_i64(),
+            )
+        {
+            windows.push((a, b));
+        }
+    }
+    let own = |ms: i64| windows.iter().any(|(a, b)| (*a..=*b).contains(&ms));
     let mut t = TrailScan::default();
     phivault_audit::query::for_each(dir, 0, |e| {
         t.entries += 1;
@@ -938,7 +974,9 @@ fn scan_trail(dir: &Path, since_ms: i64) -> Result<TrailScan> {
         if let Some(p) = &ev.principal {
             t.principals.insert(p.clone());
         }
-        if ev.kind == Kind::Handshake && ev.outcome != Outcome::Ok {
+        if ev.kind == Kind::Handshake && ev.outcome != Outcome::Ok && own(ms) {
+            t.self_scan += 1;
+        } else if ev.kind == Kind::Handshake && ev.outcome != Outcome::Ok {
             t.handshake_failures += 1;
             t.points.push((ms, 0));
         } else if ev.outcome == Outcome::Denied || matches!(ev.status, Some(401 | 403)) {
@@ -1176,12 +1214,20 @@ fn audit(
                 "Refusals and handshake failures are recorded and reviewed",
                 if t.entries == 0 { Status::Warn } else { Status::Pass },
                 format!(
-                    "since {since}: {} entries, {} principal(s), {} failed TLS handshake(s), {} refused request(s) or failed authentication(s), {} break-glass access(es)",
+                    "since {since}: {} entries, {} principal(s), {} failed TLS handshake(s), {} refused request(s) or failed authentication(s), {} break-glass access(es){}",
                     t.in_window,
                     t.principals.len(),
                     t.handshake_failures,
                     t.denials,
-                    t.break_glass
+                    t.break_glass,
+                    if t.self_scan > 0 {
+                        format!(
+                            "; {} failed handshake(s) from the TLS scans of evidence runs (this one and earlier ones) not counted",
+                            t.self_scan
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             )
             .fix("no entries at all: is the server writing its trail to this folder (audit.dir)?");
@@ -1277,7 +1323,13 @@ fn audit(
 
 /// Records the report's hash in the audit trail through its inbox (a
 /// running server appends it within seconds, otherwise the next start does).
-fn record(dir: &Path, r: &Report, sha: &str, out: Option<&Path>) -> Result<()> {
+fn record(
+    dir: &Path,
+    r: &Report,
+    sha: &str,
+    out: Option<&Path>,
+    own_scan: (i64, i64),
+) -> Result<()> {
     let failing: Vec<String> = r
         .failing()
         .map(|c| format!("{} {}", c.framework, c.id))
@@ -1289,6 +1341,9 @@ fn record(dir: &Path, r: &Report, sha: &str, out: Option<&Path>) -> Result<()> {
         "failing": failing,
         "generated": r.generated,
         "out": out.map(|p| p.display().to_string()),
+        // The window of this run's own TLS probes, so later reports leave
+        // their handshake failures out of the activity review too.
+        "self_scan_ms": [own_scan.0, own_scan.1],
     }));
     ev.principal = Some(format!(
         "cli:{}",
@@ -1355,14 +1410,17 @@ pub fn run(g: &Global, a: &EvidenceArgs, file: &FileConfig) -> Result<ExitCode> 
         certs: Vec::new(),
         bar: crate::at_rest_cmd::spinner(g),
     };
+    let scan_started = now_ms();
     tls_listeners(&mut c, &listeners, &ca, a.timeout);
+    // The server writes its entries a moment after the probes: 2 s margin.
+    let own_scan = (scan_started, now_ms() + 2_000);
     c.step("reading the configuration");
     tls_config(&mut c, &s);
     certificates(&mut c, &s);
     authn(&mut c, &s);
     fips(&mut c);
     c.step("reading the audit trail");
-    let trail = scan_trail(&s.audit.dir, since_ms);
+    let trail = scan_trail(&s.audit.dir, since_ms, own_scan);
     c.step("listing keys");
     let lifecycle = trail
         .as_ref()
@@ -1383,7 +1441,9 @@ pub fn run(g: &Global, a: &EvidenceArgs, file: &FileConfig) -> Result<ExitCode> 
         b.finish_and_clear();
     }
     let points = trail.as_ref().map(|t| t.points.clone()).unwrap_or_default();
-    let buckets = crate::chart::bucketize(&points, 2, Some((since_ms, now)));
+    // Up to now, not to the start of the run: today's events are charted.
+    let until = now_ms();
+    let buckets = crate::chart::bucketize(&points, 2, Some((since_ms, until)));
     c.certs.sort_by_key(|x| x.not_after_unix);
     let report = evidence::assess(Gathered {
         generated,
@@ -1405,7 +1465,7 @@ pub fn run(g: &Global, a: &EvidenceArgs, file: &FileConfig) -> Result<ExitCode> 
         certificates: c.certs,
         activity: Activity {
             since: at_rest::rfc3339(since_ms / 1000),
-            until: at_rest::rfc3339(now / 1000),
+            until: at_rest::rfc3339(until / 1000),
             bucket_ms: buckets.width_ms,
             buckets: buckets
                 .rows
@@ -1446,7 +1506,7 @@ pub fn run(g: &Global, a: &EvidenceArgs, file: &FileConfig) -> Result<ExitCode> 
             written.push(p);
         }
     }
-    let recorded = record(&s.audit.dir, &report, &sha, a.out.as_deref());
+    let recorded = record(&s.audit.dir, &report, &sha, a.out.as_deref(), own_scan);
     if let Err(e) = &recorded {
         eprintln!("phivault: warning: the report's hash is not in the audit trail: {e:#}");
     }

@@ -114,7 +114,7 @@ fn cert_chart(certs: &[Cert], now: i64) -> String {
     let w = label_w + bar_w + 20.0;
     let mut s = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' role='img' aria-label='certificate expiry timeline'>\
-         <text x='{label_w}' y='14' font-size='11'>from now to expiry (red: expired or under 7 days, orange: under 30 days — a CRL: under 1 day; grey: revoked)</text>"
+         <text x='10' y='14' font-size='11'>from now to expiry (red: expired or under 7 days, orange: under 30 days; a CRL: under 1 day; grey: revoked)</text>"
     );
     for (i, c) in certs.iter().enumerate() {
         let y = top + row_h * i as f64;
@@ -150,7 +150,7 @@ fn cert_chart(certs: &[Cert], now: i64) -> String {
              <rect x='{x0:.1}' y='{:.1}' width='{:.1}' height='{:.1}' fill='{colour}'><title>{}</title></rect>",
             label_w - 6.0,
             y + 14.0,
-            esc(&c.role),
+            esc(&format!("{} ({} d)", c.role, c.days_to_expiry)),
             y + 3.0,
             (x1 - x0).max(2.0),
             row_h - 6.0,
@@ -165,12 +165,12 @@ fn cert_chart(certs: &[Cert], now: i64) -> String {
     };
     s += &format!(
         "<line x1='{nx:.1}' y1='{}' x2='{nx:.1}' y2='{:.1}' stroke='#222'/>\
-         <text x='{nx:.1}' y='{:.1}' font-size='11' text-anchor='middle'>now</text>\
+         <text x='{nx:.1}' y='{:.1}' font-size='11' text-anchor='start' dx='3'>now</text>\
          <text x='{label_w}' y='{:.1}' font-size='11'>{}</text>\
          <text x='{}' y='{:.1}' font-size='11' text-anchor='end'>{}</text></svg>",
         top - 4.0,
         h - 20.0,
-        h - 6.0,
+        top + 8.0,
         h - 6.0,
         day(lo),
         label_w + bar_w,

@@ -206,11 +206,31 @@ fn report_of_a_running_dev_server() {
             .unwrap()
             .contains("— phivault-audit")
     );
+    let activity = item(&r, "audit-activity")["summary"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(activity.contains("refused"), "{activity}");
+    // The report's own TLS probes are refused handshakes too; they are
+    // not activity to review, in this report or in the next one.
     assert!(
-        item(&r, "audit-activity")["summary"]
-            .as_str()
-            .unwrap()
-            .contains("refused")
+        activity.contains(" 0 failed TLS handshake(s)") && activity.contains("not counted"),
+        "{activity}"
+    );
+    let (_, again, _) = evidence(
+        &d,
+        &["--insecure-dev"],
+        &url,
+        &t.path().join("ev-again"),
+        &[],
+    );
+    let activity = item(&again, "audit-activity")["summary"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        activity.contains(" 0 failed TLS handshake(s)"),
+        "{activity}"
     );
     let keys = r["keys"].as_array().unwrap();
     assert!(
