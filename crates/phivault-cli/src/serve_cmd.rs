@@ -257,6 +257,10 @@ pub fn serve(g: &Global, a: &ServeArgs, file: &FileConfig) -> Result<ExitCode> {
     if a.dev {
         g.dev = true;
     }
+    // Everything the server creates (records database, audit trail, CA
+    // and TLS files, sockets) is private to its user, whatever the
+    // shell's umask: `phivault scan at-rest` checks exactly this.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     init_logging(a)?;
     let mut settings = settings(&g, a, file)?;
     let ks = if a.dev {

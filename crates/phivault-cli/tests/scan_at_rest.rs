@@ -145,9 +145,14 @@ fn permissions_pass_on_a_dev_dir_and_fail_when_loosened() {
     ] {
         assert_eq!(status(&r, id), "pass", "{id}: {:#}", finding(&r, id));
     }
-    // Nothing writable by others; files the server creates under the
-    // default umask (0644) are readable by them, a warning.
-    assert_ne!(status(&r, "at-rest/permissions-files"), "fail");
+    // `serve` creates everything under umask 077: nothing readable or
+    // writable by group or others.
+    assert_eq!(
+        status(&r, "at-rest/permissions-files"),
+        "pass",
+        "{:#}",
+        finding(&r, "at-rest/permissions-files")
+    );
     let rc = &r["records"];
     assert_eq!(rc["records"], 2, "{rc}");
     assert!(rc["sealed_values"].as_u64().unwrap() >= 4, "{rc}");
