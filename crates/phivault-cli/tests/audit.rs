@@ -4,21 +4,11 @@
 //! tail -f, and CLI key events reaching the trail through the inbox.
 
 use std::io::BufRead;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::pv;
-
-fn run(c: &mut Command) -> (i32, String, String) {
-    let o = c.stdin(Stdio::null()).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{Server, curl_admin as curl, pv, run, stop};
 
 fn ok(c: &mut Command) -> String {
     let (code, out, err) = run(c);
@@ -26,43 +16,12 @@ fn ok(c: &mut Command) -> String {
     out
 }
 
-fn curl(dir: &Path, url: &str, args: &[&str]) -> (u16, String) {
-    let o = Command::new("curl")
-        .args([
-            "-sS",
-            "--http1.1",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-        ])
-        .arg(dir.join("ca/ca.pem"))
-        .arg("--cert")
-        .arg(dir.join("clients/admin.pem"))
-        .arg("--key")
-        .arg(dir.join("clients/admin.key"))
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    let t = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (b, c) = t.rsplit_once('\n').unwrap();
-    (c.trim().parse().unwrap(), b.into())
-}
-
-fn stop(mut child: std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    child.wait().unwrap();
-}
-
 #[test]
 fn audit_commands_over_a_real_trail() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     let (child, url) = common::spawn_dev_server(&d, &[], "warn", Stdio::null());
+    let child = Server(child);
     let schema = r#"{"subject":"patient_id","fields":{"patient_id":{"class":"phi_search"},"name":{"class":"phi"}}}"#;
     let (c, b) = curl(&d, &format!("{url}/v1/collections/pts"), &["-d", schema]);
     assert_eq!(c, 201, "{b}");
@@ -192,6 +151,7 @@ fn audit_commands_over_a_real_trail() {
         .spawn()
         .unwrap();
     let (child, _) = common::spawn_dev_server(&d, &[], "warn", Stdio::null());
+    let child = Server(child);
     let mut line = String::new();
     std::io::BufReader::new(tail.stdout.take().unwrap())
         .read_line(&mut line)

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::pv;
+use common::{Server, pv, run, stop};
 
 /// Every control the report must carry, with its framework.
 const CONTROLS: &[(&str, &str)] = &[
@@ -37,32 +37,6 @@ const CONTROLS: &[(&str, &str)] = &[
     ("ISO/IEC 27001:2022", "A.8.15"),
     ("ISO/IEC 27001:2022", "A.8.24"),
 ];
-
-fn run(c: &mut Command) -> (i32, String, String) {
-    let o = c.stdin(Stdio::null()).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// A running `serve --dev`, stopped (SIGTERM, then waited for) when
-/// dropped, also when an assertion fails first.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn stop(s: Server) {
-    drop(s);
-}
 
 /// A freshly started server signs its first checkpoint within a second or so.
 fn wait_for_checkpoint(d: &Path) {

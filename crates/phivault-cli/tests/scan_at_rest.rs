@@ -6,19 +6,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 mod common;
-use common::pv;
-
-fn run(c: &mut Command) -> (i32, String, String) {
-    let o = c.stdin(Stdio::null()).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{Server, curl_admin as curl, pv, run, stop};
 
 /// Runs the scan with --json; returns the exit code, the report and the
 /// raw output (to check that nothing planted leaks into it).
@@ -40,48 +31,6 @@ fn finding<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 
 fn status(r: &serde_json::Value, id: &str) -> String {
     finding(r, id)["status"].as_str().unwrap().to_owned()
-}
-
-/// A running `serve --dev`, stopped (SIGTERM, then waited for) when
-/// dropped, also when an assertion fails first.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn stop(s: Server) {
-    drop(s);
-}
-
-fn curl(dir: &Path, url: &str, args: &[&str]) -> (u16, String) {
-    let o = Command::new("curl")
-        .args([
-            "-sS",
-            "--http1.1",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-        ])
-        .arg(dir.join("ca/ca.pem"))
-        .arg("--cert")
-        .arg(dir.join("clients/admin.pem"))
-        .arg("--key")
-        .arg(dir.join("clients/admin.key"))
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    let t = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (b, c) = t.rsplit_once('\n').unwrap();
-    (c.trim().parse().unwrap(), b.into())
 }
 
 /// A dev data dir with one collection and two records, server stopped.

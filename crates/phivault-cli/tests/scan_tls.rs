@@ -2,7 +2,7 @@
 //! passes NIST SP 800-52r2 and the hipaa profile, seen from outside.
 
 mod common;
-use common::{pv, spawn_dev_server};
+use common::{Server, pv, spawn_dev_server};
 use serde_json::Value;
 
 fn status<'a>(r: &'a Value, id: &str) -> &'a str {
@@ -21,16 +21,7 @@ fn phivault_serve_passes_its_own_scan() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
     let (child, url) = spawn_dev_server(&d, &[], "warn", std::process::Stdio::null());
-    // Killed even when an assertion fails: a leftover server would keep
-    // holding whatever its parent's file descriptors held.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _child = Kill(child);
+    let _child = Server(child);
     let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
     let target = format!("127.0.0.1:{port},sni=localhost");
     let ca = d.join("ca/ca.pem");

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The real binary with an empty environment (only PATH) and `--data-dir`.
 pub fn pv(dir: &Path) -> Command {
@@ -48,4 +48,59 @@ pub fn spawn_dev_server(
         serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
     let url = v["listening"].as_str().unwrap().to_string();
     (child, url)
+}
+
+/// Runs a command with no stdin: (exit code, stdout, stderr).
+pub fn run(c: &mut Command) -> (i32, String, String) {
+    let o = c.stdin(Stdio::null()).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A running `serve --dev`, stopped (SIGTERM, then waited for) when
+/// dropped, also when an assertion fails first: a leaked server would keep
+/// its port and whatever file descriptors its parent passed on.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Stops the server now (SIGTERM, graceful shutdown, waited for).
+pub fn stop(s: Server) {
+    drop(s);
+}
+
+/// curl with the dev admin's client certificate: (status, body).
+pub fn curl_admin(dir: &Path, url: &str, args: &[&str]) -> (u16, String) {
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "--http1.1",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(dir.join("ca/ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("clients/admin.pem"))
+        .arg("--key")
+        .arg(dir.join("clients/admin.key"))
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (b, c) = t.rsplit_once('\n').unwrap();
+    (c.trim().parse().unwrap(), b.into())
 }
