@@ -117,7 +117,7 @@ fn enumerate(c: &Ctx, v: u16) -> VersionRun {
                     }
                 }
             }
-            Err(e) => seen.error = Some(soft(e)),
+            Err(e) => seen.error = Some(e.to_string()),
         }
         return VersionRun { seen, detail: None };
     }
@@ -128,7 +128,7 @@ fn enumerate(c: &Ctx, v: u16) -> VersionRun {
         let f = match c.probe(&hello, detail.is_none()) {
             Ok(f) => f,
             Err(e) => {
-                seen.error = Some(soft(e));
+                seen.error = Some(e.to_string());
                 break;
             }
         };
@@ -161,12 +161,6 @@ fn enumerate(c: &Ctx, v: u16) -> VersionRun {
         })
         .collect();
     VersionRun { seen, detail }
-}
-
-/// A probe error that ends one enumeration, as text. A refusal (closed
-/// connection, alert) is not an error: it means "not supported".
-fn soft(e: ProbeError) -> String {
-    e.to_string()
 }
 
 /// One of the probes that run after the versions are known.
