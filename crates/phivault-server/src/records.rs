@@ -118,6 +118,7 @@ impl RecordsError {
             Self::Record(_) => 400,
             Self::Shredded => 410,
             Self::Conflict | Self::Exists => 409,
+            Self::Store(StoreError::Unavailable(_)) => 503,
             Self::Store(_) | Self::Keys(_) => 500,
         }
     }

@@ -6,11 +6,13 @@
 //! it), index lookups, and the cursors of background jobs. Every method
 //! is one atomic operation.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default. The PostgreSQL store
-//! implements the same trait.
+//! [`sqlite::SqliteStore`] is the embedded default;
+//! [`postgres::PgStore`] implements the same trait for several nodes
+//! sharing one PostgreSQL.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -32,6 +34,13 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}; check the data directory's disk and permissions")]
     Db(String),
+    /// The database can't be reached right now (connection refused or
+    /// lost, restarting, out of connections). Retrying later may work.
+    #[error("the database is unavailable ({0}); phivault reconnects by itself once it is back")]
+    Unavailable(String),
+    /// The storage settings are wrong.
+    #[error("{0}")]
+    Config(String),
     /// The store's worker is gone (shutting down).
     #[error("the store is shutting down")]
     Closed,

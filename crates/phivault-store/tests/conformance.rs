@@ -1,0 +1,505 @@
+//! One behaviour, two backends: every [`RecordStore`] rule is checked
+//! against the embedded SQLite store and against a real PostgreSQL 15
+//! cluster started by the test (TLS with `verify-full`, SCRAM passwords).
+//! Without PostgreSQL the PostgreSQL half prints `SKIPPED`; CI sets
+//! `PHIVAULT_REQUIRE_ALL_TESTS`, which turns that into a failure.
+
+use phivault_store::postgres::{PgSettings, PgStore};
+use phivault_store::sqlite::SqliteStore;
+use phivault_store::*;
+use phivault_testpg::{PgCluster, ServerTls};
+use std::sync::Arc;
+
+fn w(id: &str, subject: &[u8], mode: WriteMode, ix: &[(&str, &[u8])]) -> RecordWrite {
+    RecordWrite {
+        id: id.into(),
+        subject: subject.to_vec(),
+        version: 1,
+        body: format!("{{\"body\":\"{id}\"}}"),
+        plain: r#"{"gender":"f","n":3,"ok":true,"odd key":"x"}"#.into(),
+        indexes: ix
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect(),
+        mode,
+    }
+}
+
+async fn records_indexes_and_preconditions(s: &dyn RecordStore) {
+    s.write(
+        "p",
+        vec![
+            w("a", b"s1", WriteMode::Create, &[("i", b"x")]),
+            w("b", b"s2", WriteMode::Create, &[("i", b"x")]),
+        ],
+    )
+    .await
+    .unwrap();
+    // All or none: the second write's Exists undoes the first.
+    let e = s
+        .write(
+            "p",
+            vec![
+                w("c", b"s1", WriteMode::Create, &[]),
+                w("a", b"s1", WriteMode::Create, &[]),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Exists));
+    assert_eq!(s.get("p", vec!["c".into()]).await.unwrap(), vec![None]);
+    // Order of the request is kept, duplicates and misses included.
+    let got = s
+        .get("p", vec!["b".into(), "zz".into(), "a".into(), "b".into()])
+        .await
+        .unwrap();
+    let ids: Vec<Option<&str>> = got
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.id.as_str()))
+        .collect();
+    assert_eq!(ids, [Some("b"), None, Some("a"), Some("b")]);
+    let found = s.find("p", "i", b"x".to_vec(), 10).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(
+        s.find("q", "i", b"x".to_vec(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Replace with a revision: stale revisions conflict.
+    let a = s.get("p", vec!["a".into()]).await.unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!(a.rev, 1);
+    assert_eq!(a.body, r#"{"body":"a"}"#);
+    s.write(
+        "p",
+        vec![w("a", b"s1", WriteMode::Replace(Some(1)), &[("i", b"y")])],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.write("p", vec![w("a", b"s1", WriteMode::Replace(Some(1)), &[])])
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.write("p", vec![w("zz", b"s1", WriteMode::Replace(None), &[])])
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.find("p", "i", b"x".to_vec(), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.find("p", "i", b"y".to_vec(), 10).await.unwrap()[0].id,
+        "a"
+    );
+    assert_eq!(s.find("p", "i", b"x".to_vec(), 0).await.unwrap().len(), 0);
+    // Filters on plain fields and pagination.
+    let f = |path: &str, v: serde_json::Value| PlainFilter {
+        path: path.into(),
+        value: v,
+    };
+    assert_eq!(
+        s.list("p", vec![f("$.gender", "f".into())], None, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list("p", vec![], Some("a".into()), 10).await.unwrap()[0].id,
+        "b"
+    );
+    assert_eq!(
+        s.list(
+            "p",
+            vec![f("$.n", 3.into()), f("$.ok", true.into())],
+            None,
+            10
+        )
+        .await
+        .unwrap()
+        .len(),
+        2
+    );
+    assert!(
+        s.list("p", vec![f("$.gender", "m".into())], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.list("p", vec![f("$.missing", serde_json::Value::Null)], None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "a missing field equals null"
+    );
+    assert!(s.delete("p", "b").await.unwrap());
+    assert!(!s.delete("p", "b").await.unwrap());
+    assert_eq!(s.count("p", None).await.unwrap(), 1);
+    assert_eq!(s.count("p", Some(1)).await.unwrap(), 0);
+    assert_eq!(s.count("p", Some(2)).await.unwrap(), 1);
+}
+
+async fn ids_sort_bytewise(s: &dyn RecordStore) {
+    // Pagination must not depend on the database's collation.
+    for id in ["B", "a", "_", "Z9", "é", "a-1"] {
+        s.write("o", vec![w(id, b"s", WriteMode::Create, &[])])
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list("o", vec![], after.clone(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| r.id.clone());
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, ["B", "Z9", "_", "a", "a-1", "é"]);
+}
+
+async fn subject_keys_shred_and_jobs(s: &dyn RecordStore) {
+    let k = |h: &[u8], w: &[u8]| SubjectKeyRow {
+        handle: h.to_vec(),
+        wrapped: w.to_vec(),
+    };
+    assert_eq!(
+        s.put_subject_keys("k", vec![k(b"h1", b"WRAPPED-KEY-ONE")])
+            .await
+            .unwrap(),
+        vec![b"WRAPPED-KEY-ONE".to_vec()]
+    );
+    // A racing second insert gets the first key back.
+    assert_eq!(
+        s.put_subject_keys("k", vec![k(b"h1", b"other"), k(b"h2", b"w2")])
+            .await
+            .unwrap(),
+        vec![b"WRAPPED-KEY-ONE".to_vec(), b"w2".to_vec()]
+    );
+    assert_eq!(
+        s.subject_keys("k", Some(b"h1".to_vec()), 10).await.unwrap(),
+        vec![k(b"h2", b"w2")]
+    );
+    assert_eq!(s.count_subject_keys("k").await.unwrap(), 2);
+    assert_eq!(
+        s.rewrap_subject_keys(
+            "k",
+            vec![
+                (b"h2".to_vec(), b"w2".to_vec(), b"w3".to_vec()),
+                (b"h2".to_vec(), b"stale".to_vec(), b"w4".to_vec())
+            ]
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    s.write(
+        "k",
+        vec![
+            w("r1", b"h1", WriteMode::Create, &[("i", b"x")]),
+            w("r2", b"h1", WriteMode::Create, &[]),
+            w("r3", b"h2", WriteMode::Create, &[]),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get("k", vec!["r1".into()]).await.unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .subject_key
+            .as_deref(),
+        Some(&b"WRAPPED-KEY-ONE"[..])
+    );
+    let out = s.shred("k", b"h1").await.unwrap();
+    assert_eq!(
+        out,
+        Shredded {
+            key_destroyed: true,
+            records: 2
+        }
+    );
+    assert_eq!(
+        s.subject_keys_for("k", vec![b"h1".to_vec(), b"h2".to_vec()])
+            .await
+            .unwrap(),
+        vec![None, Some(b"w3".to_vec())]
+    );
+    assert!(
+        s.find("k", "i", b"x".to_vec(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.count("k", None).await.unwrap(), 1);
+    assert_eq!(s.shred("k", b"h1").await.unwrap(), Shredded::default());
+    let job = JobRow {
+        id: "j1".into(),
+        kind: "rewrap".into(),
+        collection: "k".into(),
+        state: "running".into(),
+        cursor: Some("abc".into()),
+        done: 5,
+        total: 9,
+        error: None,
+        params: "{}".into(),
+        started: 1,
+        updated: 2,
+    };
+    s.put_job(job.clone()).await.unwrap();
+    assert_eq!(s.running_jobs().await.unwrap(), vec![job.clone()]);
+    s.put_job(JobRow {
+        state: "done".into(),
+        ..job
+    })
+    .await
+    .unwrap();
+    assert!(s.running_jobs().await.unwrap().is_empty());
+    assert_eq!(s.job("j1").await.unwrap().unwrap().state, "done");
+    assert_eq!(s.job("nope").await.unwrap(), None);
+}
+
+async fn concurrent_writes(s: Arc<dyn RecordStore>) {
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100 {
+                s.write(
+                    "c",
+                    vec![w(&format!("{t}-{i}"), b"s", WriteMode::Create, &[])],
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.count("c", None).await.unwrap(), 800);
+}
+
+async fn schema_versions(s: &dyn RecordStore) {
+    let row = |c: &str, v| SchemaRow {
+        collection: c.into(),
+        version: v,
+        schema: format!("{{\"v\":{v}}}"),
+        created: 7,
+    };
+    s.put_schema(row("p", 1)).await.unwrap();
+    assert!(matches!(
+        s.put_schema(row("p", 1)).await,
+        Err(StoreError::Exists)
+    ));
+    s.put_schema(row("p", 2)).await.unwrap();
+    s.put_schema(row("a", 1)).await.unwrap();
+    assert_eq!(
+        s.schemas("p").await.unwrap(),
+        vec![row("p", 1), row("p", 2)]
+    );
+    assert_eq!(
+        s.collections().await.unwrap(),
+        vec![row("a", 1), row("p", 2)]
+    );
+}
+
+/// Every suite against one store.
+async fn suite(s: Arc<dyn RecordStore>) {
+    schema_versions(&*s).await;
+    records_indexes_and_preconditions(&*s).await;
+    ids_sort_bytewise(&*s).await;
+    subject_keys_shred_and_jobs(&*s).await;
+    concurrent_writes(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(Arc::new(SqliteStore::open(dir.path()).unwrap())).await;
+}
+
+/// A CA and a server certificate for 127.0.0.1 (as phivault's CA issues
+/// them: ECDSA P-256).
+struct Pki {
+    ca_pem: String,
+    server: ServerTls,
+}
+
+fn pki(names: &[&str]) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let p =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server: ServerTls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+    }
+}
+
+fn settings(pg: &PgCluster, db: &str, ca: &str) -> PgSettings {
+    PgSettings {
+        url: pg.url(db, ""),
+        ca_pem: Some(ca.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conformance_and_migrations() {
+    let p = pki(&["127.0.0.1", "localhost"]);
+    let Some(pg) = PgCluster::start(Some(p.server.clone())) else {
+        return;
+    };
+    pg.create_db("conf");
+    let s = PgStore::connect(&settings(&pg, "conf", &p.ca_pem))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", pg.log()));
+    let tls = s.tls().unwrap();
+    assert!(
+        tls.version == "TLSv1.3" && tls.cipher.contains("AES") && tls.cipher.contains("GCM"),
+        "{tls:?}"
+    );
+    assert!(!format!("{:?}", settings(&pg, "conf", "")).contains(pg.password()));
+    suite(Arc::new(s)).await;
+
+    // Four nodes starting at once on an empty database: the advisory lock
+    // lets exactly one apply each migration; all four come up.
+    pg.create_db("race");
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let st = settings(&pg, "race", &p.ca_pem);
+        starts.push(tokio::spawn(async move { PgStore::connect(&st).await }));
+    }
+    let mut stores = Vec::new();
+    for t in starts {
+        stores.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(stores[0].applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(
+        pg.psql("race", "SELECT count(*) FROM pv_migrations"),
+        "1",
+        "each migration applied once"
+    );
+    // What one node writes, another reads.
+    stores[0]
+        .write("p", vec![w("x", b"s", WriteMode::Create, &[])])
+        .await
+        .unwrap();
+    assert!(stores[3].get("p", vec!["x".into()]).await.unwrap()[0].is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_is_verified() {
+    let p = pki(&["127.0.0.1"]);
+    let Some(pg) = PgCluster::start(Some(p.server.clone())) else {
+        return;
+    };
+    let err = |r: Result<PgStore, StoreError>| match r {
+        Ok(_) => panic!("connected"),
+        Err(e) => e.to_string(),
+    };
+    // A certificate from another CA does not verify.
+    let other = pki(&["127.0.0.1"]);
+    let e = err(PgStore::connect(&settings(&pg, "postgres", &other.ca_pem)).await);
+    assert!(e.contains("certificate"), "{e}");
+    assert!(
+        !e.contains(pg.password()),
+        "the password never appears: {e}"
+    );
+    // Nor does one for another name (the URL's host is 127.0.0.1; connect
+    // as `localhost`, which the certificate does not name).
+    let mut st = settings(&pg, "postgres", &p.ca_pem);
+    st.url = st.url.replace("@127.0.0.1:", "@localhost:");
+    let e = err(PgStore::connect(&st).await);
+    assert!(e.contains("certificate"), "{e}");
+    // No CA given: the system roots don't know ours.
+    let st = PgSettings {
+        url: pg.url("postgres", ""),
+        ..Default::default()
+    };
+    assert!(err(PgStore::connect(&st).await).contains("certificate"));
+    // A weaker sslmode is refused without a recorded reason …
+    let st = PgSettings {
+        url: pg.url("postgres", "sslmode=require"),
+        ..Default::default()
+    };
+    let e = err(PgStore::connect(&st).await);
+    assert!(e.contains("insecure_db_tls_reason"), "{e}");
+    // … and allowed with one (the server still requires TLS).
+    let st = PgSettings {
+        insecure_tls_reason: Some("test".into()),
+        ..st
+    };
+    let s = PgStore::connect(&st).await.unwrap();
+    assert_eq!(s.tls().unwrap().version, "TLSv1.3");
+    // Plaintext is rejected by the server's pg_hba (hostnossl reject).
+    let st = PgSettings {
+        url: pg.url("postgres", "sslmode=disable"),
+        insecure_tls_reason: Some("test".into()),
+        ..Default::default()
+    };
+    assert!(PgStore::connect(&st).await.is_err());
+    // The verify-full default works with the right CA.
+    let s = PgStore::connect(&settings(&pg, "postgres", &p.ca_pem))
+        .await
+        .unwrap();
+    assert!(s.target().contains("***"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_is_unavailable_then_recovers() {
+    let p = pki(&["127.0.0.1"]);
+    let Some(pg) = PgCluster::start(Some(p.server.clone())) else {
+        return;
+    };
+    let s = PgStore::connect(&settings(&pg, "postgres", &p.ca_pem))
+        .await
+        .unwrap();
+    s.write("p", vec![w("before", b"s", WriteMode::Create, &[])])
+        .await
+        .unwrap();
+    pg.stop(false);
+    let e = s
+        .write("p", vec![w("during", b"s", WriteMode::Create, &[])])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    pg.pg_start();
+    // The pool reconnects by itself; the first attempts may still meet
+    // dead connections.
+    let t0 = std::time::Instant::now();
+    loop {
+        match s
+            .write("p", vec![w("after", b"s", WriteMode::Create, &[])])
+            .await
+        {
+            Ok(()) => break,
+            Err(StoreError::Unavailable(_)) if t0.elapsed().as_secs() < 30 => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let got = s
+        .get("p", vec!["before".into(), "during".into(), "after".into()])
+        .await
+        .unwrap();
+    assert!(got[0].is_some() && got[1].is_none() && got[2].is_some());
+}
