@@ -38,6 +38,9 @@ pub struct FileConfig {
     /// `serve`: the audit trail.
     #[serde(default)]
     pub audit: phivault_server::config::AuditFile,
+    /// `serve`: where records live (PostgreSQL for several nodes).
+    #[serde(default)]
+    pub storage: phivault_server::config::StorageFile,
     /// `evidence`: extra listeners, backup locations, the pinned audit key,
     /// and the documented risk decisions.
     #[serde(default)]
@@ -70,7 +73,7 @@ pub fn apply(cli: &mut Cli, m: &ArgMatches) -> Result<FileConfig> {
         .with_context(|| format!("config file {} is not valid", path.display()))?;
     for key in unknown {
         eprintln!(
-            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth], [records], [audit], [evidence]; see README)",
+            "phivault: warning: unknown key '{key}' in {} (known: data_dir, namespace, threads, [server], [tls], [auth], [records], [audit], [storage], [evidence]; see README)",
             path.display()
         );
     }

@@ -29,7 +29,8 @@ const AFTER_HELP: &str = "\
 WHAT IS CHECKED, NOW (each an evidence item; controls rest on them):
   tls-listener/ADDR  TLS scan of each listener ([server] listen, --addr, [evidence]
                      listeners) against NIST SP 800-52r2 with the HIPAA profile
-  tls-database       the database connection (embedded SQLite: not applicable)
+  tls-database       the database connection: a STARTTLS scan of PostgreSQL and
+                     phivault's verify-full setting (embedded SQLite: not applicable)
   tls-config         the configured TLS profile and any insecure_* option
   certificates       server, CA and client certificates and the CRL: expiry
   authn              mTLS, client CA, revocation, certificate-bound tokens
@@ -240,7 +241,22 @@ fn tls_listeners(c: &mut Collector, targets: &[String], ca: &Path, timeout: f64)
             timeout: Duration::from_secs_f64(timeout.clamp(0.1, 120.0)),
             ..Default::default()
         };
-        let r = phivault_scan::tls::scan(&t, &opts);
+        scan_endpoint(c, &id, &title, &t, &opts, &format!("served on {addr}"));
+    }
+}
+
+/// Scans one endpoint and records it as evidence `id`.
+fn scan_endpoint(
+    c: &mut Collector,
+    id: &str,
+    title: &str,
+    t: &phivault_scan::tls::Target,
+    opts: &phivault_scan::tls::ScanOptions,
+    role: &str,
+) {
+    let addr = format!("{}:{}", t.host, t.port);
+    {
+        let r = phivault_scan::tls::scan(t, opts);
         let summary = match &r.error {
             Some(e) => format!(
                 "could not scan {addr}: {e}. Is the server running there? Start it (`phivault serve`) or name the listener with --addr"
@@ -255,7 +271,7 @@ fn tls_listeners(c: &mut Collector, targets: &[String], ca: &Path, timeout: f64)
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         if let Some(leaf) = r.chain.first() {
             c.certs.push(Cert {
-                role: format!("server (served on {addr})"),
+                role: format!("server ({role})"),
                 subject: leaf.subject.clone(),
                 not_after: at_rest::rfc3339(leaf.not_after_unix),
                 not_after_unix: leaf.not_after_unix,
@@ -283,7 +299,7 @@ fn tls_listeners(c: &mut Collector, targets: &[String], ca: &Path, timeout: f64)
                 r.error.clone().unwrap_or_else(|| "answered".into()),
             ));
         }
-        c.push(&id, &title, summary, findings).data = data;
+        c.push(id, title, summary, findings).data = data;
     }
 }
 
@@ -349,17 +365,92 @@ fn tls_config(c: &mut Collector, s: &ServerSettings) {
         summary,
         f,
     );
-    c.push(
-        "tls-database",
-        "The connection to the database is encrypted",
-        "no network database connection: embedded SQLite (records.db and subject-keys.db in the data dir), so there is no connection to scan".into(),
-        vec![Finding::new(
-            "tls-database/embedded",
-            "The database connection is TLS",
-            Status::Info,
-            "not applicable: no network database connection (embedded SQLite)",
-        )],
-    );
+}
+
+/// The database connection: not applicable on SQLite; on PostgreSQL a scan
+/// of the server (STARTTLS) and the client's verification setting.
+fn tls_database(c: &mut Collector, s: &ServerSettings, timeout: f64) {
+    let Some(pg) = &s.storage.postgres else {
+        c.push(
+            "tls-database",
+            "The connection to the database is encrypted",
+            "no network database connection: embedded SQLite (records.db and subject-keys.db in the data dir), so there is no connection to scan".into(),
+            vec![Finding::new(
+                "tls-database/embedded",
+                "The database connection is TLS",
+                Status::Info,
+                "not applicable: no network database connection (embedded SQLite)",
+            )],
+        );
+        return;
+    };
+    c.step("scanning the database's TLS");
+    let title = "The connection to the database is encrypted (NIST SP 800-52r2)";
+    let Some((host, port)) = phivault_store::postgres::host_port(&pg.url) else {
+        c.push(
+            "tls-database",
+            title,
+            format!("storage.url {} names no TCP host", s.storage.target),
+            vec![
+                Finding::new(
+                    "tls-database/target",
+                    "The database is reached over TCP with TLS",
+                    Status::Warn,
+                    "the URL names a Unix socket (no network, no TLS)",
+                )
+                .fix(
+                    "a Unix socket is local; a remote database needs host and port in storage.url",
+                ),
+            ],
+        );
+        return;
+    };
+    let ca =
+        std::env::temp_dir().join(format!("phivault-evidence-dbca-{}.pem", std::process::id()));
+    let ca_bundle = pg
+        .ca_pem
+        .as_ref()
+        .and_then(|pem| std::fs::write(&ca, pem).ok().map(|_| ca.clone()));
+    let opts = phivault_scan::tls::ScanOptions {
+        profile: phivault_scan::tls::Profile::Nist80052r2,
+        ca_bundle,
+        timeout: Duration::from_secs_f64(timeout.clamp(0.1, 120.0)),
+        ..Default::default()
+    };
+    let t = phivault_scan::tls::Target {
+        host,
+        port,
+        sni: None,
+        starttls: Some(phivault_scan::tls::StartTls::Postgres),
+    };
+    scan_endpoint(c, "tls-database", title, &t, &opts, "the database");
+    let _ = std::fs::remove_file(&ca);
+    let verify = match &pg.insecure_tls_reason {
+        None => Finding::new(
+            "tls-database/verify-full",
+            "phivault verifies the database's certificate and name, and refuses non-AES-GCM suites",
+            Status::Pass,
+            format!("sslmode verify-full on {}", s.storage.target),
+        ),
+        Some(r) => {
+            c.weak(
+                "storage.insecure_db_tls_reason",
+                "the database URL may use an sslmode weaker than verify-full",
+                Some(r.clone()),
+            );
+            Finding::new(
+                "tls-database/verify-full",
+                "phivault verifies the database's certificate and name",
+                Status::Warn,
+                format!("storage.url may use a weaker sslmode: {r}"),
+            )
+            .fix("remove sslmode from storage.url and give storage.ca_file")
+        }
+    };
+    if let Some(e) = c.items.last_mut().filter(|e| e.id == "tls-database") {
+        e.findings.push(verify);
+        e.status = phivault_scan::finding::worst(&e.findings);
+    }
 }
 
 fn certificates(c: &mut Collector, s: &ServerSettings) {
@@ -1416,6 +1507,7 @@ pub fn run(g: &Global, a: &EvidenceArgs, file: &FileConfig) -> Result<ExitCode> 
     let own_scan = (scan_started, now_ms() + 2_000);
     c.step("reading the configuration");
     tls_config(&mut c, &s);
+    tls_database(&mut c, &s, a.timeout);
     certificates(&mut c, &s);
     authn(&mut c, &s);
     fips(&mut c);

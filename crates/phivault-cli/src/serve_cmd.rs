@@ -61,6 +61,11 @@ pub fn settings(g: &Global, a: &ServeArgs, file: &FileConfig) -> Result<ServerSe
         .map_err(anyhow::Error::msg)?;
     settings.audit = phivault_server::config::AuditSettings::resolve(&g.data_dir, &file.audit)
         .map_err(anyhow::Error::msg)?;
+    settings.storage = phivault_server::config::StorageSettings::resolve(
+        &file.storage,
+        std::env::var("PHIVAULT_STORAGE_URL").ok(),
+    )
+    .map_err(anyhow::Error::msg)?;
     Ok(settings)
 }
 

@@ -108,6 +108,84 @@ pub struct RecordsFile {
     pub key_cache_ttl: Option<String>,
 }
 
+/// `[storage]` in the file: where records live.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageFile {
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` for PostgreSQL (several
+    /// nodes may share it); absent: embedded SQLite in the data dir. The
+    /// environment variable `PHIVAULT_STORAGE_URL` overrides it (keep the
+    /// password out of the file).
+    pub url: Option<String>,
+    /// The CA that signed the database server's certificate (PEM), e.g.
+    /// phivault's own `ca/ca.pem`.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate for the database (PEM), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Why the URL may use an `sslmode` weaker than verify-full (a
+    /// documented risk decision); without it such URLs are refused.
+    pub insecure_db_tls_reason: Option<String>,
+    /// Connections per node (default 16).
+    pub max_connections: Option<u32>,
+}
+
+/// Where records live, resolved.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StorageSettings {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// The database URL without its password (empty for SQLite).
+    pub target: String,
+    /// How to reach PostgreSQL (`None`: embedded SQLite).
+    #[serde(skip)]
+    pub postgres: Option<phivault_store::postgres::PgSettings>,
+}
+
+impl StorageSettings {
+    /// Resolves `[storage]`, with `env_url` (from `PHIVAULT_STORAGE_URL`)
+    /// over the file's `url`.
+    pub fn resolve(f: &StorageFile, env_url: Option<String>) -> Result<Self, String> {
+        let url = env_url.filter(|u| !u.is_empty()).or_else(|| f.url.clone());
+        let Some(url) = url else {
+            return Ok(Self {
+                backend: "sqlite".into(),
+                ..Default::default()
+            });
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(format!(
+                "storage.url must be a postgres:// URL (or absent for the embedded SQLite store), not '{}'",
+                phivault_store::postgres::redact_url(&url)
+            ));
+        }
+        let read = |what: &str, p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
+            p.as_ref()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| format!("storage.{what} {}: {e}", p.display()))
+                })
+                .transpose()
+        };
+        if f.client_cert.is_some() != f.client_key.is_some() {
+            return Err("storage.client_cert and storage.client_key go together".into());
+        }
+        let pg = phivault_store::postgres::PgSettings {
+            url: url.clone(),
+            ca_pem: read("ca_file", &f.ca_file)?,
+            client_cert_pem: read("client_cert", &f.client_cert)?,
+            client_key_pem: read("client_key", &f.client_key)?,
+            insecure_tls_reason: f.insecure_db_tls_reason.clone(),
+            max_connections: f.max_connections.unwrap_or(16),
+        };
+        Ok(Self {
+            backend: "postgres".into(),
+            target: phivault_store::postgres::redact_url(&url),
+            postgres: Some(pg),
+        })
+    }
+}
+
 /// `[audit]` in the file.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -414,6 +492,8 @@ pub struct ServerSettings {
     pub records: crate::records::RecordsSettings,
     /// The audit trail.
     pub audit: AuditSettings,
+    /// Where records live.
+    pub storage: StorageSettings,
 }
 
 /// Parses `"10s"`-style durations (also bare seconds).
@@ -516,6 +596,7 @@ impl ServerSettings {
             auth,
             records: crate::records::RecordsSettings::default(),
             audit: AuditSettings::resolve(data_dir, &AuditFile::default())?,
+            storage: StorageSettings::resolve(&StorageFile::default(), None)?,
         })
     }
 

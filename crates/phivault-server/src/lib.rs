@@ -131,4 +131,7 @@ pub enum ServeError {
     /// without one).
     #[error("audit trail: {0}")]
     Audit(String),
+    /// The records database could not be opened.
+    #[error("storage: {0}")]
+    Storage(String),
 }

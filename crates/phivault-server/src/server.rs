@@ -168,7 +168,7 @@ impl Running {
 }
 
 /// Builds the shared state.
-pub fn state(
+pub async fn state(
     settings: ServerSettings,
     keystore: Option<Keystore>,
 ) -> Result<AppState, crate::ServeError> {
@@ -207,17 +207,32 @@ pub fn state(
     }
     let metrics = Metrics::new();
     metrics.sealed.set(i64::from(keystore.is_none()));
-    let records = match phivault_store::sqlite::SqliteStore::open(&settings.data_dir) {
-        Ok(store) => Some(Arc::new(crate::records::Records::new(
-            Arc::new(store),
+    let store: Option<Arc<dyn phivault_store::RecordStore>> = match &settings.storage.postgres {
+        // A node on PostgreSQL has no other place for records: it does not
+        // start without its database.
+        Some(pg) => {
+            let store = phivault_store::postgres::PgStore::connect(pg)
+                .await
+                .map_err(|e| crate::ServeError::Storage(e.to_string()))?;
+            let tls = store.tls().unwrap_or_default();
+            tracing::info!(target = %store.target(), tls_version = %tls.version, tls_cipher = %tls.cipher, "records in PostgreSQL");
+            Some(Arc::new(store))
+        }
+        None => match phivault_store::sqlite::SqliteStore::open(&settings.data_dir) {
+            Ok(store) => Some(Arc::new(store)),
+            Err(e) => {
+                tracing::error!(error = %e, dir = %settings.data_dir.display(), "the records store could not be opened; /v1/records is unavailable");
+                None
+            }
+        },
+    };
+    let records = store.map(|store| {
+        Arc::new(crate::records::Records::new(
+            store,
             settings.records.clone(),
             metrics.record_integrity_failures.clone(),
-        ))),
-        Err(e) => {
-            tracing::error!(error = %e, dir = %settings.data_dir.display(), "the records store could not be opened; /v1/records is unavailable");
-            None
-        }
-    };
+        ))
+    });
     let audit = Arc::new(audit);
     if let Some(r) = &records {
         let _ = r.audit.set(audit.clone());
@@ -541,7 +556,7 @@ pub async fn start(
     settings: ServerSettings,
     keystore: Option<Keystore>,
 ) -> Result<Running, crate::ServeError> {
-    let st = state(settings.clone(), keystore)?;
+    let st = state(settings.clone(), keystore).await?;
     let reloader =
         Arc::new(Reloader::new(&settings.tls, &st.metrics).map_err(crate::ServeError::Tls)?);
     let listener = TcpListener::bind(settings.listen)

@@ -103,6 +103,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The TCP host and port a URL points at (`None` for a Unix socket).
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let o = PgConnectOptions::from_str(url).ok()?;
+    if o.get_socket().is_some() || o.get_host().starts_with('/') {
+        return None;
+    }
+    Some((o.get_host().to_owned(), o.get_port()))
+}
+
 /// What one connection negotiated, as PostgreSQL reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DbTls {
