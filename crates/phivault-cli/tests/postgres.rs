@@ -1,0 +1,263 @@
+//! Two `phivault serve` nodes on one PostgreSQL 15 (started here with
+//! initdb/pg_ctl, its certificate issued by phivault's own CA, TLS
+//! required): what one node writes the other reads, a shred on one is
+//! honoured by the other, nothing lands in the data dirs, no PHI value
+//! reaches PostgreSQL's files, and the evidence report scans the database
+//! connection. Skipped (loudly) without PostgreSQL; CI makes that a failure.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{Server, pv, run};
+
+fn curl(dir: &Path, url: &str, method: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let mut args = vec![
+        "-X",
+        method,
+        "-H",
+        "X-Purpose-Of-Use: TREAT",
+        "-H",
+        "Content-Type: application/json",
+    ];
+    if let Some(b) = body {
+        args.extend(["--data-binary", b]);
+    }
+    let (code, body) = common::curl_admin(dir, url, &args);
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn node(dir: &Path, config: &Path, url: &str) -> (Server, String) {
+    let mut c = pv(dir);
+    c.env("PHIVAULT_STORAGE_URL", url)
+        .args(["--config"])
+        .arg(config)
+        .args([
+            "--json",
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
+    (Server(child), v["listening"].as_str().unwrap().to_string())
+}
+
+fn grep_tree(root: &Path, needle: &[u8], hits: &mut Vec<String>) {
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            grep_tree(&p, needle, hits);
+        } else if let Ok(b) = std::fs::read(&p) {
+            if b.windows(needle.len()).any(|w| w == needle) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+}
+
+#[test]
+fn two_nodes_share_one_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, b) = (d.join("a"), d.join("b"));
+    // Node A's first start bootstraps the dev keystore and phivault's CA …
+    let (s, _) = common::spawn_dev_server(&a, &[], "warn", Stdio::null());
+    common::stop(Server(s));
+    // … which issues PostgreSQL's server certificate.
+    let (code, _, err) = run(pv(&a).args([
+        "--insecure-dev",
+        "ca",
+        "issue",
+        "server",
+        "--name",
+        "db.phivault.test",
+        "--san",
+        "127.0.0.1",
+        "--cert",
+        d.join("db.pem").to_str().unwrap(),
+        "--key",
+        d.join("db.key").to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let tls = phivault_testpg::ServerTls {
+        cert_pem: std::fs::read_to_string(d.join("db.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(d.join("db.key")).unwrap(),
+    };
+    let Some(pg) = phivault_testpg::PgCluster::start(Some(tls)) else {
+        return;
+    };
+    pg.create_db("phivault");
+    for f in [
+        "records.db",
+        "records.db-wal",
+        "records.db-shm",
+        "subject-keys.db",
+        "subject-keys.db-wal",
+        "subject-keys.db-shm",
+    ] {
+        let _ = std::fs::remove_file(a.join(f));
+    }
+    let config = d.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nca_file = \"{}\"\n[records]\nkey_cache_ttl = \"1s\"\n",
+            a.join("ca/ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let url = pg.url("phivault", "");
+    let (na, ua) = node(&a, &config, &url);
+
+    let schema = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/patients.schema.json"),
+    )
+    .unwrap();
+    let (code, v) = curl(
+        &a,
+        &format!("{ua}/v1/collections/patients"),
+        "POST",
+        Some(&schema),
+    );
+    assert!(code == 200 || code == 201, "{code} {v}");
+    // Node B gets a copy of the keystore (which now holds the collection's
+    // rings) and the CA; not the records, not the audit trail. (Sharing the
+    // keystore itself through PostgreSQL is not built yet: a ring created
+    // or rotated later on one node is not seen by the other.)
+    std::fs::create_dir_all(&b).unwrap();
+    for f in ["keystore.json", "dev-unseal.key"] {
+        std::fs::copy(a.join(f), b.join(f)).unwrap();
+    }
+    for sub in ["ca", "clients", "tls"] {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(a.join(sub))
+            .arg(&b)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let (nb, ub) = node(&b, &config, &url);
+    let patients: Vec<serde_json::Value> = (0..200)
+        .map(|i| {
+            serde_json::json!({
+                "patient_id": format!("P-{i:07}"),
+                "mrn": format!("MRN-{i:07}"),
+                "ssn": format!("{:03}-{:02}-{:04}", 100 + i, 11 + i % 80, 2000 + i),
+                "name": {"family": format!("Quixotic{i}"), "given": "Ana"},
+                "birth_date": "1984-07-19",
+                "gender": "female",
+                "active": true,
+                "managing_org": "org-1"
+            })
+        })
+        .collect();
+    let (code, v) = curl(
+        &a,
+        &format!("{ua}/v1/records/patients/bulk"),
+        "POST",
+        Some(&serde_json::json!({ "records": patients }).to_string()),
+    );
+    assert_eq!(code, 201, "{v}");
+    // Node B reads and searches what node A wrote.
+    let (code, v) = curl(
+        &b,
+        &format!("{ub}/v1/records/patients/search"),
+        "POST",
+        Some(r#"{"index":"mrn","value":"MRN-0000007"}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["records"][0]["data"]["name"]["family"], "Quixotic7",
+        "{v}"
+    );
+    let id7 = v["records"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        pg.psql("phivault", "SELECT count(*) FROM pv_records"),
+        "200"
+    );
+    // Nothing about records lives in the nodes' data dirs.
+    for n in [&a, &b] {
+        assert!(!n.join("records.db").exists() && !n.join("subject-keys.db").exists());
+    }
+    // A shred on node A is honoured by node B at once (the key and the
+    // records are gone from the shared database; B's cached key for the
+    // subject expires within key_cache_ttl).
+    let (code, v) = curl(&a, &format!("{ua}/v1/subjects/P-0000007"), "DELETE", None);
+    assert_eq!(code, 200, "{v}");
+    let t0 = Instant::now();
+    loop {
+        let (code, _) = curl(&b, &format!("{ub}/v1/records/patients/{id7}"), "GET", None);
+        if code == 404 || code == 410 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "node B still serves {code}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // No PHI value reached PostgreSQL's files (tables, WAL) in the clear.
+    pg.psql("phivault", "CHECKPOINT");
+    let mut hits = Vec::new();
+    for needle in ["Quixotic1", "MRN-0000012", "102-13-2002"] {
+        grep_tree(&pg.data_dir(), needle.as_bytes(), &mut hits);
+    }
+    assert!(hits.is_empty(), "PHI in PostgreSQL's files: {hits:?}");
+    // (The search itself works: a plain field's value is found.)
+    grep_tree(&pg.data_dir(), b"org-1", &mut hits);
+    assert!(!hits.is_empty(), "the plain field was not found: the search is broken");
+    // The evidence report scans the database connection (STARTTLS).
+    common::stop(nb);
+    let mut c = pv(&a);
+    c.env("PHIVAULT_STORAGE_URL", &url)
+        .args(["--config"])
+        .arg(&config)
+        .args([
+            "--json",
+            "evidence",
+            "--addr",
+            ua.trim_start_matches("https://"),
+        ]);
+    let (_, out, err) = run(&mut c);
+    let rep: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    let item = rep["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "tls-database")
+        .unwrap_or_else(|| panic!("{rep}"))
+        .clone();
+    let ids: Vec<&str> = item["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"tls-database/verify-full"), "{item}");
+    assert!(ids.contains(&"TLS-CERT-TRUST"), "a real scan ran: {item}");
+    assert!(
+        !out.contains(pg.password()),
+        "no database password in the report"
+    );
+    common::stop(na);
+}
