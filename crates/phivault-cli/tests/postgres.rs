@@ -65,10 +65,8 @@ fn grep_tree(root: &Path, needle: &[u8], hits: &mut Vec<String>) {
         let p = e.path();
         if p.is_dir() {
             grep_tree(&p, needle, hits);
-        } else if let Ok(b) = std::fs::read(&p) {
-            if b.windows(needle.len()).any(|w| w == needle) {
-                hits.push(p.display().to_string());
-            }
+        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            hits.push(p.display().to_string());
         }
     }
 }
@@ -224,7 +222,10 @@ fn two_nodes_share_one_postgres() {
     assert!(hits.is_empty(), "PHI in PostgreSQL's files: {hits:?}");
     // (The search itself works: a plain field's value is found.)
     grep_tree(&pg.data_dir(), b"org-1", &mut hits);
-    assert!(!hits.is_empty(), "the plain field was not found: the search is broken");
+    assert!(
+        !hits.is_empty(),
+        "the plain field was not found: the search is broken"
+    );
     // The evidence report scans the database connection (STARTTLS).
     common::stop(nb);
     let mut c = pv(&a);
