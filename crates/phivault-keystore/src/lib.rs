@@ -11,11 +11,13 @@
 pub mod agent;
 pub mod atomic;
 pub mod escrow;
+pub mod location;
 pub mod model;
 pub mod seal;
 pub mod service;
 pub mod store;
 
+pub use location::{Location, SharedDoc};
 pub use service::KeyService;
 pub use store::{InitMethod, InitOutcome, Keystore, RingConfig, RingInfo};
 

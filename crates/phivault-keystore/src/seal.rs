@@ -1,5 +1,6 @@
 //! Unsealing: turning shares or a passphrase into an open [`Keystore`].
 
+use crate::location::Location;
 use crate::model::Seal;
 use crate::store::{Keystore, read_file};
 use crate::{KeystoreError, Result};
@@ -8,7 +9,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use phivault_core::crypto;
 use phivault_core::secret::{SecretBytes, SecretKey};
 use phivault_core::shamir::{self, Share};
-use std::path::{Path, PathBuf};
 
 /// Refuse PBKDF2 counts above this from a file: a hostile file could
 /// otherwise make an unseal spin for hours.
@@ -25,7 +25,7 @@ pub struct Progress {
 
 /// Collects Shamir shares, one per call, as `vault operator unseal` does.
 pub struct Unsealer {
-    dir: PathBuf,
+    loc: Location,
     set: [u8; 8],
     need: usize,
     shares: Vec<Share>,
@@ -51,15 +51,16 @@ fn parse_hex8(s: &str) -> Result<[u8; 8]> {
 
 impl Unsealer {
     /// Starts an unseal of the keystore in `dir`; it must use Shamir.
-    pub fn new(dir: &Path) -> Result<Self> {
-        let file = read_file(dir)?;
+    pub fn new(loc: impl Into<Location>) -> Result<Self> {
+        let loc = loc.into();
+        let file = read_file(&loc)?;
         match &file.body.seal {
             Seal::Shamir {
                 threshold,
                 share_set,
                 ..
             } => Ok(Self {
-                dir: dir.to_path_buf(),
+                loc,
                 set: parse_hex8(share_set)?,
                 need: *threshold as usize,
                 shares: Vec::new(),
@@ -94,7 +95,7 @@ impl Unsealer {
         let secret = shamir::combine(&shares)?;
         let key =
             SecretKey::from_slice(secret.expose_secret()).ok_or(KeystoreError::WrongShares)?;
-        match Keystore::open_with_unseal_key(&self.dir, &key) {
+        match Keystore::open_with_unseal_key(&self.loc, &key) {
             Ok(ks) => Ok(Some(ks)),
             Err(KeystoreError::WrongUnsealKey) => Err(KeystoreError::WrongShares),
             Err(e) => Err(e),
@@ -108,8 +109,12 @@ impl Unsealer {
 }
 
 /// Opens a passphrase-sealed keystore.
-pub fn open_with_passphrase(dir: &Path, passphrase: &SecretBytes) -> Result<Keystore> {
-    let file = read_file(dir)?;
+pub fn open_with_passphrase(
+    loc: impl Into<Location>,
+    passphrase: &SecretBytes,
+) -> Result<Keystore> {
+    let loc = loc.into();
+    let file = read_file(&loc)?;
     let Seal::Passphrase { iterations, salt } = &file.body.seal else {
         return Err(KeystoreError::WrongMethod {
             uses: file.body.seal.name(),
@@ -125,14 +130,14 @@ pub fn open_with_passphrase(dir: &Path, passphrase: &SecretBytes) -> Result<Keys
         .decode(salt)
         .map_err(|_| KeystoreError::Corrupt("bad salt".into()))?;
     let key = crypto::pbkdf2_hmac_sha256(passphrase.expose_secret(), &salt, *iterations)?;
-    match Keystore::open_with_unseal_key(dir, &key) {
+    match Keystore::open_with_unseal_key(&loc, &key) {
         Err(KeystoreError::WrongUnsealKey) => Err(KeystoreError::WrongPassphrase),
         other => other,
     }
 }
 
 /// The seal method's public description, for `status` while sealed.
-pub fn describe(dir: &Path) -> Result<(String, Seal)> {
-    let f = read_file(dir)?;
+pub fn describe(loc: impl Into<Location>) -> Result<(String, Seal)> {
+    let f = read_file(loc)?;
     Ok((f.body.keystore_id, f.body.seal))
 }

@@ -3,6 +3,7 @@
 //! MACed rewrite of the keystore file under an exclusive lock.
 
 use crate::atomic;
+use crate::location::Location;
 use crate::model::{Body, KeyKind, KeystoreFile, Purpose, Ring, Seal, Version, VersionState};
 use crate::{KeystoreError, Result};
 use base64::Engine;
@@ -91,18 +92,34 @@ fn keystore_path(dir: &Path) -> PathBuf {
     dir.join(KEYSTORE_FILE)
 }
 
-/// Whether `dir` holds a keystore.
-pub fn exists(dir: &Path) -> bool {
-    keystore_path(dir).exists()
+/// Whether the location holds a keystore.
+pub fn exists(loc: impl Into<Location>) -> bool {
+    let loc = loc.into();
+    match &loc.shared {
+        Some(s) => matches!(s.read(), Ok(Some(_))),
+        None => keystore_path(&loc.dir).exists(),
+    }
 }
 
-/// Reads and parses the keystore file without unsealing (public metadata only).
-pub fn read_file(dir: &Path) -> Result<KeystoreFile> {
-    let path = keystore_path(dir);
-    let bytes = fs::read(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => KeystoreError::NotInitialized(dir.to_path_buf()),
-        _ => KeystoreError::Io(format!("reading {}", path.display()), e),
-    })?;
+/// Reads and parses the keystore document without unsealing (public
+/// metadata only).
+pub fn read_file(loc: impl Into<Location>) -> Result<KeystoreFile> {
+    let loc = loc.into();
+    let bytes = match &loc.shared {
+        Some(s) => s
+            .read()
+            .map_err(|e| {
+                KeystoreError::Io(format!("reading the keystore from {}", s.describe()), e)
+            })?
+            .ok_or_else(|| KeystoreError::NotInitialized(PathBuf::from(s.describe())))?,
+        None => {
+            let path = keystore_path(&loc.dir);
+            fs::read(&path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => KeystoreError::NotInitialized(loc.dir.clone()),
+                _ => KeystoreError::Io(format!("reading {}", path.display()), e),
+            })?
+        }
+    };
     let file: KeystoreFile =
         serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Corrupt(e.to_string()))?;
     if file.body.format != "phivault-keystore" {
@@ -127,23 +144,37 @@ fn mac_body(root: &SecretKey, body: &Body) -> Result<Vec<u8>> {
     Ok(mac_key(root)?.sign(&[&canon]))
 }
 
-fn write_file(dir: &Path, root: &SecretKey, body: &Body) -> Result<()> {
+fn write_file(loc: &Location, root: &SecretKey, body: &Body) -> Result<()> {
     let file = KeystoreFile {
         body: body.clone(),
         mac: B64.encode(mac_body(root, body)?),
     };
     let json = serde_json::to_vec_pretty(&file).expect("serializes");
-    let path = keystore_path(dir);
+    if let Some(s) = &loc.shared {
+        return s.write(&json, body.generation).map_err(|e| {
+            KeystoreError::Io(format!("writing the keystore to {}", s.describe()), e)
+        });
+    }
+    let path = keystore_path(&loc.dir);
     atomic::write_atomic(&path, &json)
         .map_err(|e| KeystoreError::Io(format!("writing {}", path.display()), e))
 }
 
-/// An exclusive advisory lock on the data dir's keystore, held for the
-/// length of a read-modify-write.
-struct Lock(#[allow(dead_code)] File);
+/// An exclusive lock on the keystore (a file lock in the data dir, or the
+/// shared document's lock), held for the length of a read-modify-write.
+#[allow(dead_code)]
+enum Lock {
+    File(File),
+    Shared(Box<dyn Send>),
+}
 
-fn lock(dir: &Path) -> Result<Lock> {
-    let p = dir.join(LOCK_FILE);
+fn lock(loc: &Location) -> Result<Lock> {
+    if let Some(s) = &loc.shared {
+        return s.lock().map(Lock::Shared).map_err(|e| {
+            KeystoreError::Io(format!("locking the keystore in {}", s.describe()), e)
+        });
+    }
+    let p = loc.dir.join(LOCK_FILE);
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -152,11 +183,14 @@ fn lock(dir: &Path) -> Result<Lock> {
         .map_err(|e| KeystoreError::Io(format!("opening {}", p.display()), e))?;
     f.lock()
         .map_err(|e| KeystoreError::Io(format!("locking {}", p.display()), e))?;
-    Ok(Lock(f))
+    Ok(Lock::File(f))
 }
 
-/// Creates a new keystore in `dir`. Refuses if one exists.
-pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
+/// Creates a new keystore at `loc` (a data dir, or a shared document).
+/// Refuses if one exists.
+pub fn init(loc: impl Into<Location>, method: InitMethod) -> Result<InitOutcome> {
+    let loc = loc.into();
+    let dir = loc.dir.as_path();
     if !dir.exists() {
         // Owner-only from the start: the data dir holds the keystore and
         // the agent's socket folder.
@@ -164,9 +198,11 @@ pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
             .create(dir)
             .map_err(|e| KeystoreError::Io(format!("creating {}", dir.display()), e))?;
     }
-    let _l = lock(dir)?;
-    if exists(dir) {
-        return Err(KeystoreError::AlreadyInitialized(dir.to_path_buf()));
+    let _l = lock(&loc)?;
+    if exists(&loc) {
+        return Err(KeystoreError::AlreadyInitialized(PathBuf::from(
+            loc.describe(),
+        )));
     }
     atomic::clean_stale_temps(dir);
     let id: [u8; 8] = crypto::random_array()?;
@@ -201,7 +237,7 @@ pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
                 &derived,
                 &root,
             )?;
-            write_file(dir, &root, &body)?;
+            write_file(&loc, &root, &body)?;
             return Ok(InitOutcome {
                 keystore_id: hex(&id),
                 shares: vec![],
@@ -219,7 +255,7 @@ pub fn init(dir: &Path, method: InitMethod) -> Result<InitOutcome> {
         }
     };
     let body = new_body(id, seal, &unseal_key, &root)?;
-    write_file(dir, &root, &body)?;
+    write_file(&loc, &root, &body)?;
     Ok(InitOutcome {
         keystore_id: hex(&id),
         shares: shares_out,
@@ -311,7 +347,7 @@ pub(crate) type RingExport = (String, Ring, Vec<(u32, SecretKey)>);
 
 /// An unsealed keystore.
 pub struct Keystore {
-    dir: PathBuf,
+    loc: Location,
     root: SecretKey,
     state: RwLock<State>,
     /// When this keystore was opened, and (ns after that) when a key use
@@ -338,9 +374,12 @@ struct State {
     stamp: Option<(u64, u64, i128)>,
 }
 
-fn file_stamp(dir: &Path) -> Option<(u64, u64, i128)> {
+fn file_stamp(loc: &Location) -> Option<(u64, u64, i128)> {
     use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata(keystore_path(dir)).ok()?;
+    if let Some(s) = &loc.shared {
+        return s.stamp().map(|g| (0, 0, i128::from(g)));
+    }
+    let m = fs::metadata(keystore_path(&loc.dir)).ok()?;
     Some((
         m.ino(),
         m.len(),
@@ -382,7 +421,7 @@ fn validate(body: &Body) -> Result<()> {
 
 impl core::fmt::Debug for Keystore {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Keystore({}, <unsealed>)", self.dir.display())
+        write!(f, "Keystore({}, <unsealed>)", self.loc.describe())
     }
 }
 
@@ -406,17 +445,18 @@ fn unwrap_all(root: &SecretKey, body: &Body) -> Result<BTreeMap<String, BTreeMap
 
 impl Keystore {
     /// Opens the keystore with its unseal key: unwraps the root, checks the MAC.
-    pub fn open_with_unseal_key(dir: &Path, unseal_key: &SecretKey) -> Result<Self> {
-        let file = read_file(dir)?;
+    pub fn open_with_unseal_key(loc: impl Into<Location>, unseal_key: &SecretKey) -> Result<Self> {
+        let loc = loc.into();
+        let file = read_file(&loc)?;
         let wrapped = B64
             .decode(&file.body.wrapped_root)
             .map_err(|_| KeystoreError::Corrupt("bad base64".into()))?;
         let root = crypto::unwrap_key256(unseal_key, &wrapped)
             .map_err(|_| KeystoreError::WrongUnsealKey)?;
-        Self::open_with_root(dir, root, file)
+        Self::open_with_root(&loc, root, file)
     }
 
-    fn open_with_root(dir: &Path, root: SecretKey, file: KeystoreFile) -> Result<Self> {
+    fn open_with_root(loc: &Location, root: SecretKey, file: KeystoreFile) -> Result<Self> {
         let mac = B64.decode(&file.mac).map_err(|_| KeystoreError::Tampered)?;
         let canon = serde_json::to_vec(&file.body).expect("serializes");
         mac_key(&root)?
@@ -425,12 +465,12 @@ impl Keystore {
         validate(&file.body)?;
         let keys = unwrap_all(&root, &file.body)?;
         Ok(Self {
-            dir: dir.to_path_buf(),
+            loc: loc.clone(),
             root,
             state: RwLock::new(State {
                 body: file.body,
                 keys,
-                stamp: file_stamp(dir),
+                stamp: file_stamp(loc),
             }),
             opened: std::time::Instant::now(),
             checked_ns: std::sync::atomic::AtomicU64::new(0),
@@ -440,12 +480,13 @@ impl Keystore {
 
     /// Dev mode: opens with the key file beside the data. Refused unless the
     /// keystore was created in dev mode.
-    pub fn open_dev(dir: &Path) -> Result<Self> {
-        let file = read_file(dir)?;
+    pub fn open_dev(loc: impl Into<Location>) -> Result<Self> {
+        let loc = loc.into();
+        let file = read_file(&loc)?;
         let Seal::Dev { key_file } = &file.body.seal else {
             return Err(KeystoreError::NotDevKeystore(file.body.seal.name()));
         };
-        let p = dir.join(key_file);
+        let p = loc.dir.join(key_file);
         let text = fs::read_to_string(&p)
             .map_err(|e| KeystoreError::Io(format!("reading {}", p.display()), e))?;
         let raw = zeroize::Zeroizing::new(
@@ -454,12 +495,17 @@ impl Keystore {
         );
         let key =
             SecretKey::from_slice(&raw).ok_or(KeystoreError::Corrupt("dev key file".into()))?;
-        Self::open_with_unseal_key(dir, &key)
+        Self::open_with_unseal_key(&loc, &key)
     }
 
     /// The data dir.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.loc.dir
+    }
+
+    /// Where the keystore document lives.
+    pub fn location(&self) -> &Location {
+        &self.loc
     }
 
     /// Public metadata snapshot.
@@ -490,21 +536,32 @@ impl Keystore {
 
     /// Re-reads the file if another process changed it (one stat(2) when not).
     fn refresh(&self) -> Result<()> {
-        if self
-            .state
-            .read()
-            .expect("lock")
-            .stamp
-            .is_some_and(|s| Some(s) == file_stamp(&self.dir))
+        self.refresh_if(false)
+    }
+
+    /// [`Self::refresh`]; with `force`, re-reads even when the stamp is
+    /// unchanged (a shared document's stamp may lag another node's write).
+    fn refresh_if(&self, force: bool) -> Result<()> {
+        if !force
+            && self
+                .state
+                .read()
+                .expect("lock")
+                .stamp
+                .is_some_and(|s| Some(s) == file_stamp(&self.loc))
         {
             return Ok(());
         }
-        let file = read_file(&self.dir)?;
+        let stamp = file_stamp(&self.loc);
+        let file = read_file(&self.loc)?;
         let cur = self.state.read().expect("lock").body.generation;
         if file.body.generation != cur {
-            let fresh = Self::open_with_root(&self.dir, self.root.duplicate(), file)?;
+            let fresh = Self::open_with_root(&self.loc, self.root.duplicate(), file)?;
             let st = fresh.state.into_inner().expect("lock");
             *self.state.write().expect("lock") = st;
+        } else {
+            // Same document: remember the stamp, so the next check is cheap.
+            self.state.write().expect("lock").stamp = stamp;
         }
         Ok(())
     }
@@ -512,8 +569,10 @@ impl Keystore {
     /// Read-modify-write under the file lock: re-read, apply, bump the
     /// generation, MAC and write atomically, then update memory.
     fn mutate<T>(&self, f: impl FnOnce(&mut Body, &SecretKey) -> Result<T>) -> Result<T> {
-        let _l = lock(&self.dir)?;
-        self.refresh()?;
+        let _l = lock(&self.loc)?;
+        // Under the lock the stored document is the truth: re-read a
+        // shared one whatever its (possibly lagging) stamp says.
+        self.refresh_if(self.loc.is_shared())?;
         let mut body = self.state.read().expect("lock").body.clone();
         let out = f(&mut body, &self.root)?;
         body.generation += 1;
@@ -521,8 +580,8 @@ impl Keystore {
         // reaches the disk.
         validate(&body)?;
         let keys = unwrap_all(&self.root, &body)?;
-        write_file(&self.dir, &self.root, &body)?;
-        let stamp = file_stamp(&self.dir);
+        write_file(&self.loc, &self.root, &body)?;
+        let stamp = file_stamp(&self.loc);
         *self.state.write().expect("lock") = State { body, keys, stamp };
         Ok(out)
     }

@@ -29,11 +29,15 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod keystore;
+pub use keystore::PgKeystoreDoc;
+
 /// The migrations, in order. Never edit one that shipped: add the next.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "records, indexes, subject keys, jobs",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "records, indexes, subject keys, jobs",
+        r#"
 CREATE TABLE pv_collections(
   name TEXT NOT NULL, version INTEGER NOT NULL, schema TEXT NOT NULL, created BIGINT NOT NULL,
   PRIMARY KEY(name, version));
@@ -55,7 +59,17 @@ CREATE TABLE pv_jobs(
   cursor TEXT, done BIGINT NOT NULL, total BIGINT NOT NULL, error TEXT, params TEXT NOT NULL,
   started BIGINT NOT NULL, updated BIGINT NOT NULL);
 "#,
-)];
+    ),
+    (
+        2,
+        "the shared keystore document",
+        r#"
+CREATE TABLE pv_keystore(
+  id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL, doc BYTEA NOT NULL,
+  updated BIGINT NOT NULL);
+"#,
+    ),
+];
 
 /// The table of applied migrations.
 const MIGRATIONS_TABLE: &str = "pv_migrations";
@@ -182,6 +196,22 @@ impl PgStore {
     /// Connects, checks TLS, and runs pending migrations (under an
     /// advisory lock).
     pub async fn connect(s: &PgSettings) -> Result<Self, StoreError> {
+        let (pool, tls, target) = open_pool(s, s.max_connections).await?;
+        Ok(Self { pool, tls, target })
+    }
+
+    /// What the most recent connection negotiated (`None` before one).
+    pub fn tls(&self) -> Option<DbTls> {
+        self.tls.lock().expect("lock").clone()
+    }
+}
+
+type SeenTls = Arc<Mutex<Option<DbTls>>>;
+
+/// Opens a pool (TLS checked on every connection) and runs pending
+/// migrations under the advisory lock.
+async fn open_pool(s: &PgSettings, max: u32) -> Result<(PgPool, SeenTls, String), StoreError> {
+    {
         let target = redact_url(&s.url);
         let mut opts = PgConnectOptions::from_str(&s.url).map_err(|e| {
             StoreError::Config(format!(
@@ -215,11 +245,7 @@ impl PgStore {
         let tls = Arc::new(Mutex::new(None));
         let seen = tls.clone();
         let pool = PgPoolOptions::new()
-            .max_connections(if s.max_connections == 0 {
-                16
-            } else {
-                s.max_connections
-            })
+            .max_connections(if max == 0 { 16 } else { max })
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 let seen = seen.clone();
@@ -281,14 +307,11 @@ impl PgStore {
         m.run(&pool)
             .await
             .map_err(|e| StoreError::Db(format!("migrating {target}: {e}")))?;
-        Ok(Self { pool, tls, target })
+        Ok((pool, tls, target))
     }
+}
 
-    /// What the most recent connection negotiated (`None` before one).
-    pub fn tls(&self) -> Option<DbTls> {
-        self.tls.lock().expect("lock").clone()
-    }
-
+impl PgStore {
     /// Where the store points (password removed).
     pub fn target(&self) -> &str {
         &self.target

@@ -391,10 +391,10 @@ async fn postgres_conformance_and_migrations() {
     for t in starts {
         stores.push(t.await.unwrap().unwrap());
     }
-    assert_eq!(stores[0].applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(stores[0].applied_migrations().await.unwrap(), vec![1, 2]);
     assert_eq!(
         pg.psql("race", "SELECT count(*) FROM pv_migrations"),
-        "1",
+        "2",
         "each migration applied once"
     );
     // What one node writes, another reads.
@@ -502,4 +502,70 @@ async fn postgres_restart_is_unavailable_then_recovers() {
         .await
         .unwrap();
     assert!(got[0].is_some() && got[1].is_none() && got[2].is_some());
+}
+
+/// The keystore document shared through PostgreSQL by two "nodes": a ring
+/// created or rotated on one is seen by the other within the poll
+/// interval, and concurrent lifecycle writes from both lose nothing.
+#[test]
+fn postgres_keystore_shared_by_two_nodes() {
+    use phivault_core::keys::{KeyDeriver, KeyRingName};
+    use phivault_keystore::{InitMethod, Keystore, Location};
+    use phivault_store::postgres::PgKeystoreDoc;
+    let p = pki(&["127.0.0.1"]);
+    let Some(pg) = PgCluster::start(Some(p.server.clone())) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let (a, b) = (dirs.path().join("a"), dirs.path().join("b"));
+    let st = settings(&pg, "postgres", &p.ca_pem);
+    let doc_a = PgKeystoreDoc::open(&st).unwrap();
+    let loc_a = Location::shared(&a, doc_a);
+    assert!(!phivault_keystore::store::exists(&loc_a));
+    phivault_keystore::store::init(&loc_a, InitMethod::Dev).unwrap();
+    assert!(
+        !a.join("keystore.json").exists(),
+        "the document is in PostgreSQL, not the data dir"
+    );
+    // Node B: only the unseal material (the dev key file) is local.
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(a.join("dev-unseal.key"), b.join("dev-unseal.key")).unwrap();
+    let ka = Keystore::open_dev(&loc_a).unwrap();
+    let kb = Keystore::open_dev(Location::shared(&b, PgKeystoreDoc::open(&st).unwrap())).unwrap();
+    let ring = KeyRingName::parse("app/shared").unwrap();
+    ka.create_ring(&ring, 365).unwrap();
+    let seen_within = |k: &Keystore, want: u32| {
+        let t0 = std::time::Instant::now();
+        loop {
+            if k.primary_version(&ring).map(|v| v.get()).ok() == Some(want) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(3),
+                "node B never saw version {want}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    seen_within(&kb, 1);
+    assert_eq!(kb.rotate(&ring).unwrap(), 2);
+    let lag = seen_within(&ka, 2);
+    assert!(lag < std::time::Duration::from_secs(2), "{lag:?}");
+    // 2 × 15 concurrent ring creations: every one lands.
+    std::thread::scope(|s| {
+        for (k, tag) in [(&ka, "a"), (&kb, "b")] {
+            s.spawn(move || {
+                for i in 0..15 {
+                    k.create_ring(&KeyRingName::parse(&format!("app/{tag}{i}")).unwrap(), 365)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let fresh = Keystore::open_dev(&loc_a).unwrap();
+    assert_eq!(fresh.list(Some("app")).unwrap().len(), 31);
+    assert_eq!(
+        fresh.body().generation,
+        ka.body().generation.max(kb.body().generation)
+    );
 }
