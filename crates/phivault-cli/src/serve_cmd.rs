@@ -123,11 +123,12 @@ pub fn ensure_ca_ring(ks: &Keystore) -> Result<()> {
 /// `serve --dev`: the data dir is made ready for a first try.
 fn dev_bootstrap(g: &Global, settings: &ServerSettings) -> Result<Keystore> {
     let dir = &g.data_dir;
-    if !store::exists(dir) {
-        store::init(dir, InitMethod::Dev)?;
-        eprintln!("Created an INSECURE dev keystore in {}.", dir.display());
+    let loc = settings.keystore_location();
+    if !store::exists(&loc) {
+        store::init(&loc, InitMethod::Dev)?;
+        eprintln!("Created an INSECURE dev keystore in {}.", loc.describe());
     }
-    let (_, seal) = seal::describe(dir)?;
+    let (_, seal) = seal::describe(&loc)?;
     if !matches!(seal, Seal::Dev { .. }) {
         bail!(
             "{} holds a real ({}) keystore; `serve --dev` only runs on a dev data dir. \
@@ -136,7 +137,7 @@ fn dev_bootstrap(g: &Global, settings: &ServerSettings) -> Result<Keystore> {
             seal.name()
         );
     }
-    let ks = Keystore::open_dev(dir)?;
+    let ks = Keystore::open_dev(&loc)?;
     ensure_ca_ring(&ks)?;
     let mut ca = if Ca::exists(dir) {
         Ca::open(dir, &ks)?
@@ -234,8 +235,8 @@ fn print_dev_help(g: &Global, addr: std::net::SocketAddr) {
 
 /// Opens the keystore at start when that needs no person: dev, or a
 /// passphrase keystore with PHIVAULT_PASSPHRASE(_FILE) set.
-fn open_at_start(g: &Global) -> Result<Option<Keystore>> {
-    let (_, seal) = seal::describe(&g.data_dir)?;
+fn open_at_start(g: &Global, loc: &phivault_keystore::Location) -> Result<Option<Keystore>> {
+    let (_, seal) = seal::describe(loc)?;
     match seal {
         Seal::Dev { .. } => {
             if !g.dev {
@@ -244,17 +245,41 @@ fn open_at_start(g: &Global) -> Result<Option<Keystore>> {
                     g.data_dir.display()
                 );
             }
-            Ok(Some(Keystore::open_dev(&g.data_dir)?))
+            Ok(Some(Keystore::open_dev(loc)?))
         }
         Seal::Passphrase { .. } => match ui::env_secret("PHIVAULT_PASSPHRASE")? {
             Some(p) => {
                 let p = phivault_core::secret::SecretBytes::new(p.as_bytes().to_vec());
-                Ok(Some(seal::open_with_passphrase(&g.data_dir, &p)?))
+                Ok(Some(seal::open_with_passphrase(loc, &p)?))
             }
             None => Ok(None),
         },
         _ => Ok(None),
     }
+}
+
+/// On PostgreSQL the keystore document lives in the database, shared by
+/// every node. A keystore file still in the data dir (the embedded
+/// default, or a fresh `phivault init`) is moved there on the first start.
+fn shared_keystore(
+    g: &Global,
+    settings: &ServerSettings,
+) -> Result<Option<phivault_keystore::Location>> {
+    let Some(pg) = &settings.storage.postgres else {
+        return Ok(None);
+    };
+    let doc = phivault_store::postgres::PgKeystoreDoc::open(pg)
+        .map_err(|e| anyhow::anyhow!("storage: {e}"))?;
+    let loc = phivault_keystore::Location::shared(&g.data_dir, doc);
+    if !store::exists(&loc) && store::exists(&g.data_dir) {
+        store::move_to_shared(&g.data_dir, &loc)?;
+        eprintln!(
+            "Moved the keystore of {} into {}; the local file is deleted.",
+            g.data_dir.display(),
+            loc.describe()
+        );
+    }
+    Ok(Some(loc))
 }
 
 pub fn serve(g: &Global, a: &ServeArgs, file: &FileConfig) -> Result<ExitCode> {
@@ -268,23 +293,28 @@ pub fn serve(g: &Global, a: &ServeArgs, file: &FileConfig) -> Result<ExitCode> {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     init_logging(a)?;
     let mut settings = settings(&g, a, file)?;
+    let shared = shared_keystore(&g, &settings)?;
+    settings.storage.keystore = shared.clone();
     let ks = if a.dev {
         ui::dev_warning(&g);
         let ks = dev_bootstrap(&g, &settings)?;
         // The bootstrap may have created the CA and its CRL.
         settings = self::settings(&g, a, file)?;
+        settings.storage.keystore = shared;
         Some(ks)
     } else {
-        if !store::exists(&g.data_dir) {
+        let loc = settings.keystore_location();
+        if !store::exists(&loc) {
             bail!(
-                "no keystore in {}; create one with `phivault init`, or try `phivault serve --dev`",
-                g.data_dir.display()
+                "no keystore in {}; create one with `phivault init` (on PostgreSQL: init one locally, then start \
+                 `phivault serve` with storage.url once: it moves the keystore into the database), or try `phivault serve --dev`",
+                loc.describe()
             );
         }
         if g.dev {
             ui::dev_warning(&g);
         }
-        open_at_start(&g)?
+        open_at_start(&g, &loc)?
     };
     for n in settings.validate().map_err(anyhow::Error::msg)? {
         tracing::info!("{n}");

@@ -124,6 +124,24 @@ fn two_nodes_share_one_postgres() {
     .unwrap();
     let url = pg.url("phivault", "");
     let (na, ua) = node(&a, &config, &url);
+    // Node A's first start on PostgreSQL moved its keystore there.
+    assert!(!a.join("keystore.json").exists());
+    assert_eq!(pg.psql("phivault", "SELECT count(*) FROM pv_keystore"), "1");
+    // Node B has no local state beyond config and unseal: the dev unseal
+    // key file and the TLS/CA files. No keystore, records or audit trail.
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(a.join("dev-unseal.key"), b.join("dev-unseal.key")).unwrap();
+    for sub in ["ca", "clients", "tls"] {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(a.join(sub))
+            .arg(&b)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let (nb, ub) = node(&b, &config, &url);
+    assert!(!b.join("keystore.json").exists());
 
     let schema = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/patients.schema.json"),
@@ -136,24 +154,51 @@ fn two_nodes_share_one_postgres() {
         Some(&schema),
     );
     assert!(code == 200 || code == 201, "{code} {v}");
-    // Node B gets a copy of the keystore (which now holds the collection's
-    // rings) and the CA; not the records, not the audit trail. (Sharing the
-    // keystore itself through PostgreSQL is not built yet: a ring created
-    // or rotated later on one node is not seen by the other.)
-    std::fs::create_dir_all(&b).unwrap();
-    for f in ["keystore.json", "dev-unseal.key"] {
-        std::fs::copy(a.join(f), b.join(f)).unwrap();
+    // A transit key created and rotated on node A is used by node B within
+    // the keystore poll interval (500 ms).
+    let (code, v) = curl(
+        &a,
+        &format!("{ua}/v1/transit/keys/shared"),
+        "POST",
+        Some("{}"),
+    );
+    assert!(code == 200 || code == 204, "{code} {v}");
+    let (code, v) = curl(
+        &a,
+        &format!("{ua}/v1/transit/keys/shared/rotate"),
+        "POST",
+        Some("{}"),
+    );
+    assert!(code == 200 || code == 204, "{code} {v}");
+    let (code, v) = curl(
+        &a,
+        &format!("{ua}/v1/transit/encrypt/shared"),
+        "POST",
+        Some(r#"{"plaintext":"aGVsbG8="}"#),
+    );
+    assert_eq!(code, 200, "{v}");
+    let ct = v["data"]["ciphertext"].as_str().unwrap().to_string();
+    assert_eq!(v["data"]["key_version"], 2, "{v}");
+    let t0 = Instant::now();
+    loop {
+        let (code, v) = curl(
+            &b,
+            &format!("{ub}/v1/transit/decrypt/shared"),
+            "POST",
+            Some(&serde_json::json!({ "ciphertext": ct }).to_string()),
+        );
+        if code == 200 {
+            assert_eq!(v["data"]["plaintext"], "aGVsbG8=");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "node B: {code} {v}");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    for sub in ["ca", "clients", "tls"] {
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(a.join(sub))
-            .arg(&b)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    let (nb, ub) = node(&b, &config, &url);
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
     let patients: Vec<serde_json::Value> = (0..200)
         .map(|i| {
             serde_json::json!({

@@ -262,6 +262,43 @@ pub fn init(loc: impl Into<Location>, method: InitMethod) -> Result<InitOutcome>
     })
 }
 
+/// Moves the keystore file of `dir` into the shared document of `to`,
+/// which must hold none yet, byte for byte (its MAC stays valid), then
+/// deletes the file: a stale local copy would keep ring versions that are
+/// later destroyed in the shared one (SECURITY.md §5). This is how a node
+/// moves from the embedded default to PostgreSQL.
+pub fn move_to_shared(dir: &Path, to: &Location) -> Result<()> {
+    let Some(shared) = &to.shared else {
+        return Err(KeystoreError::Corrupt(
+            "the target is not a shared keystore".into(),
+        ));
+    };
+    let _l = lock(to)?;
+    if exists(to) {
+        return Err(KeystoreError::AlreadyInitialized(PathBuf::from(
+            shared.describe(),
+        )));
+    }
+    let path = keystore_path(dir);
+    let bytes =
+        fs::read(&path).map_err(|e| KeystoreError::Io(format!("reading {}", path.display()), e))?;
+    let file = read_file(dir)?;
+    validate(&file.body)?;
+    shared.write(&bytes, file.body.generation).map_err(|e| {
+        KeystoreError::Io(format!("writing the keystore to {}", shared.describe()), e)
+    })?;
+    // Only once the shared copy is committed and reads back the same.
+    if shared.read().ok().flatten().as_deref() != Some(&bytes[..]) {
+        return Err(KeystoreError::Corrupt(
+            "the shared keystore does not read back what was written; the local file is kept"
+                .into(),
+        ));
+    }
+    fs::remove_file(&path)
+        .map_err(|e| KeystoreError::Io(format!("removing {}", path.display()), e))?;
+    Ok(())
+}
+
 fn new_body(id: [u8; 8], seal: Seal, unseal_key: &SecretKey, root: &SecretKey) -> Result<Body> {
     Ok(Body {
         format: "phivault-keystore".into(),

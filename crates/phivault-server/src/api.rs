@@ -577,7 +577,7 @@ async fn health(State(st): State<AppState>) -> Response {
 
 fn seal_status_body(st: &Shared) -> Value {
     let sealed = st.keystore.load().is_none();
-    let (method, seal) = phivault_keystore::seal::describe(&st.settings.data_dir)
+    let (method, seal) = phivault_keystore::seal::describe(st.settings.keystore_location())
         .map(|(_, s)| (s.name(), Some(s)))
         .unwrap_or(("unknown", None));
     let (t, n) = match seal {
@@ -633,7 +633,7 @@ async fn unseal(c: Ctx, body: Body) -> ApiResult {
     if st.keystore.load().is_some() {
         return Ok(axum::Json(seal_status_body(&st)).into_response());
     }
-    let dir = st.settings.data_dir.clone();
+    let dir = st.settings.keystore_location();
     if req.reset {
         *st.unsealer.lock().expect("lock") = None;
         return Ok(axum::Json(seal_status_body(&st)).into_response());

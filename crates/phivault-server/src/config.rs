@@ -141,6 +141,10 @@ pub struct StorageSettings {
     /// How to reach PostgreSQL (`None`: embedded SQLite).
     #[serde(skip)]
     pub postgres: Option<phivault_store::postgres::PgSettings>,
+    /// Where the keystore document lives when it is not `keystore.json`
+    /// in the data dir (on PostgreSQL: the shared `pv_keystore` row).
+    #[serde(skip)]
+    pub keystore: Option<phivault_keystore::Location>,
 }
 
 impl StorageSettings {
@@ -182,6 +186,7 @@ impl StorageSettings {
             backend: "postgres".into(),
             target: phivault_store::postgres::redact_url(&url),
             postgres: Some(pg),
+            keystore: None,
         })
     }
 }
@@ -598,6 +603,14 @@ impl ServerSettings {
             audit: AuditSettings::resolve(data_dir, &AuditFile::default())?,
             storage: StorageSettings::resolve(&StorageFile::default(), None)?,
         })
+    }
+
+    /// Where the keystore document lives.
+    pub fn keystore_location(&self) -> phivault_keystore::Location {
+        self.storage
+            .keystore
+            .clone()
+            .unwrap_or_else(|| phivault_keystore::Location::dir(&self.data_dir))
     }
 
     /// Applies a `[records]` section over the defaults.
