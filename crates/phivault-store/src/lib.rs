@@ -164,6 +164,27 @@ pub struct PlainFilter {
     pub value: serde_json::Value,
 }
 
+/// A record as stored, with what a write derives from it (for backups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordDump {
+    /// Record id.
+    pub id: String,
+    /// Subject handle.
+    pub subject: Vec<u8>,
+    /// Schema version.
+    pub version: u32,
+    /// Revision.
+    pub rev: u64,
+    /// The plain fields (JSON object).
+    pub plain: String,
+    /// The stored document (JSON).
+    pub body: String,
+    /// Unix seconds of the last write.
+    pub updated: i64,
+    /// `(index name, blind index value)` entries.
+    pub indexes: Vec<(String, Vec<u8>)>,
+}
+
 /// The storage port. Every call is atomic; a returned `Ok` is durable.
 pub trait RecordStore: Send + Sync + 'static {
     /// Adds a schema version; `Exists` if that version is taken.
@@ -231,6 +252,17 @@ pub trait RecordStore: Send + Sync + 'static {
     ) -> StoreFuture<'_, Vec<RecordRow>>;
     /// Counts records (optionally those below a schema version).
     fn count(&self, collection: &str, below_version: Option<u32>) -> StoreFuture<'_, u64>;
+
+    /// Records in id order after `after`, as stored (for backups).
+    fn dump_records(
+        &self,
+        collection: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<RecordDump>>;
+    /// Writes dumped records as they were (revision and time kept), all
+    /// or none; `Exists` if one is there (restores go into empty stores).
+    fn load_records(&self, collection: &str, rows: Vec<RecordDump>) -> StoreFuture<'_, ()>;
 
     /// Creates or updates a job.
     fn put_job(&self, job: JobRow) -> StoreFuture<'_, ()>;

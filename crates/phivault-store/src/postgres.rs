@@ -840,6 +840,94 @@ impl RecordStore for PgStore {
         })
     }
 
+    fn dump_records(
+        &self,
+        collection: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<RecordDump>> {
+        let coll = collection.to_owned();
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT r.id, r.subject, r.v, r.rev, r.plain::TEXT, r.body, r.updated,
+                   COALESCE((SELECT array_agg(i.name ORDER BY i.name, i.value) FROM pv_record_index i
+                     WHERE i.collection = r.collection AND i.id = r.id), '{}'),
+                   COALESCE((SELECT array_agg(i.value ORDER BY i.name, i.value) FROM pv_record_index i
+                     WHERE i.collection = r.collection AND i.id = r.id), '{}')
+                 FROM pv_records r WHERE r.collection = $1 AND r.id > $2 ORDER BY r.id LIMIT $3",
+            )
+            .bind(coll)
+            .bind(after.unwrap_or_default())
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    let names: Vec<String> = r.try_get(7).map_err(db)?;
+                    let values: Vec<Vec<u8>> = r.try_get(8).map_err(db)?;
+                    Ok(RecordDump {
+                        id: r.try_get(0).map_err(db)?,
+                        subject: r.try_get(1).map_err(db)?,
+                        version: r.try_get::<i32, _>(2).map_err(db)? as u32,
+                        rev: r.try_get::<i64, _>(3).map_err(db)? as u64,
+                        plain: r.try_get(4).map_err(db)?,
+                        body: r.try_get(5).map_err(db)?,
+                        updated: r.try_get(6).map_err(db)?,
+                        indexes: names.into_iter().zip(values).collect(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn load_records(&self, collection: &str, rows: Vec<RecordDump>) -> StoreFuture<'_, ()> {
+        let coll = collection.to_owned();
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            for r in &rows {
+                let plain: serde_json::Value = serde_json::from_str(&r.plain)
+                    .map_err(|e| StoreError::Db(format!("plain fields are not JSON: {e}")))?;
+                let n = sqlx::query(
+                    "INSERT INTO pv_records(collection, id, subject, v, rev, plain, body, updated)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(&coll)
+                .bind(&r.id)
+                .bind(&r.subject)
+                .bind(r.version as i32)
+                .bind(r.rev as i64)
+                .bind(sqlx::types::Json(&plain))
+                .bind(&r.body)
+                .bind(r.updated)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::Exists);
+                }
+                if !r.indexes.is_empty() {
+                    let (names, values): (Vec<String>, Vec<Vec<u8>>) =
+                        r.indexes.iter().cloned().unzip();
+                    sqlx::query(
+                        "INSERT INTO pv_record_index(collection, name, value, id)
+                         SELECT $1, n, v, $4 FROM unnest($2::TEXT[], $3::BYTEA[]) AS t(n, v)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&coll)
+                    .bind(&names)
+                    .bind(&values)
+                    .bind(&r.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+            }
+            tx.commit().await.map_err(db)
+        })
+    }
+
     fn put_job(&self, job: JobRow) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query(AssertSqlSafe(format!(

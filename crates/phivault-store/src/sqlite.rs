@@ -803,6 +803,93 @@ impl RecordStore for SqliteStore {
         })
     }
 
+    fn dump_records(
+        &self,
+        collection: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<RecordDump>> {
+        let coll = collection.to_owned();
+        self.read(Read::Blocking, move |c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT id, subject, v, rev, plain, body, updated FROM records
+                     WHERE collection = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                )
+                .map_err(db)?;
+            let mut rows: Vec<RecordDump> = s
+                .query_map(params![coll, after.unwrap_or_default(), limit], |r| {
+                    Ok(RecordDump {
+                        id: r.get(0)?,
+                        subject: r.get(1)?,
+                        version: r.get(2)?,
+                        rev: r.get::<_, i64>(3)? as u64,
+                        plain: r.get(4)?,
+                        body: r.get(5)?,
+                        updated: r.get(6)?,
+                        indexes: Vec::new(),
+                    })
+                })
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            let mut ix = c
+                .prepare_cached(
+                    "SELECT name, value FROM record_index WHERE collection = ?1 AND id = ?2 ORDER BY name, value",
+                )
+                .map_err(db)?;
+            for r in &mut rows {
+                r.indexes = ix
+                    .query_map(params![coll, r.id], |x| Ok((x.get(0)?, x.get(1)?)))
+                    .map_err(db)?
+                    .collect::<Result<_, _>>()
+                    .map_err(db)?;
+            }
+            Ok(rows)
+        })
+    }
+
+    fn load_records(&self, collection: &str, rows: Vec<RecordDump>) -> StoreFuture<'_, ()> {
+        let coll = collection.to_owned();
+        self.write_op(false, move |c| {
+            let mut ins = c
+                .prepare_cached(
+                    "INSERT INTO records(collection, id, subject, v, rev, plain, body, updated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(db)?;
+            let mut ix = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO record_index(collection, name, value, id) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
+            for r in &rows {
+                match ins.execute(params![
+                    coll,
+                    r.id,
+                    r.subject,
+                    r.version,
+                    r.rev as i64,
+                    r.plain,
+                    r.body,
+                    r.updated
+                ]) {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        return Err(StoreError::Exists);
+                    }
+                    Err(e) => return Err(db(e)),
+                }
+                for (n, v) in &r.indexes {
+                    ix.execute(params![coll, n, v, r.id]).map_err(db)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn put_job(&self, job: JobRow) -> StoreFuture<'_, ()> {
         self.write_op(false, move |c| {
             c.prepare_cached(&format!(
