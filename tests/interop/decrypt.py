@@ -2,10 +2,13 @@
 """Independent phivault decryptor, written from docs/FORMAT.md alone.
 
 No phivault code is used: only the Python standard library and the
-`cryptography` package (AES-256-GCM). It decrypts every vector in
-tests/vectors/{envelope,stream}.json, checks that every "invalid" entry is
-rejected for the reason its `expect` field names (§8), and that every
-`invalid_texts` string is rejected as a text form (§3.1).
+`cryptography` package (AES-256-GCM; for backups also ECDH P-384, HKDF,
+Ed25519 and ECDSA). It decrypts every vector in
+tests/vectors/{envelope,stream,backup}.json, checks that every "invalid"
+entry is rejected for the reason its `expect` (backups: `verify`,
+`decrypt`) field names (§10), and that every `invalid_texts` string is
+rejected as a text form (§3.1). Backups are also verified without their
+private key (§13.5).
 
 Usage: python3 tests/interop/decrypt.py      (exit status 0 iff all pass)
 Byte ranges "a … b" are half-open [a, b) (§0).
@@ -20,15 +23,19 @@ import struct
 import sys
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 
 class Reject(Exception):
-    """The input must be rejected. `kind` is one of the §8 reasons:
-    malformed, unsupported, commitment, tag, truncated."""
+    """The input must be rejected. `kind` is one of the §10 reasons:
+    malformed, unsupported, commitment, tag, truncated; for backups also
+    incomplete, signer, signature, recipient."""
 
     def __init__(self, kind: str, msg: str):
         super().__init__(msg)
@@ -150,7 +157,13 @@ def decrypt_stream(data: bytes, lookup) -> bytes:
         raise Reject("malformed", "truncated header")
     dk = derive_checked(lookup, name, version, STREAM_LABEL,
                         data[:p + 32], data[p + 32:p + 64])
-    body, seg = data[p + 64:], (1 << e) + 16              # segments at 76+n
+    return open_segments(data[p + 64:], e, dk)            # segments at 76+n
+
+
+def open_segments(body: bytes, e: int, dk: bytes) -> bytes:
+    """§4 segments: S = 2^e plaintext bytes each, the final one ends at the
+    end of `body`."""
+    seg = (1 << e) + 16
     if not body:
         raise Reject("truncated", "no segments")
     chunks = [body[i:i + seg] for i in range(0, len(body), seg)]
@@ -176,7 +189,125 @@ def decrypt_stream(data: bytes, lookup) -> bytes:
     return b"".join(out)
 
 
-# --- §8 Test vectors ------------------------------------------------------
+# --- §13 Backup file ---------------------------------------------------------
+
+BACKUP_KDF_LABEL = b"phivault backup v1"
+BACKUP_SIG_LABEL = b"phivault backup signature v1"
+SIGNERS = {0x01: ("ed25519", 32), 0x02: ("ecdsa-p256", 65)}   # id: (name, p)
+
+
+def parse_backup_meta(raw: bytes) -> dict:
+    """§13.3: a JSON object with string `created` and `source` and a list of
+    strings `contents`; other members are ignored."""
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise Reject("malformed", "metadata is not JSON") from None
+    if not (isinstance(meta, dict) and isinstance(meta.get("created"), str)
+            and isinstance(meta.get("source"), str) and isinstance(meta.get("contents"), list)
+            and all(isinstance(c, str) for c in meta["contents"])):
+        raise Reject("malformed", "metadata is not the §13.3 object")
+    return meta
+
+
+def parse_backup(data: bytes, expected_signer=None) -> dict:
+    """§13.5 steps 1-4: footer, header, expected signer, stream header."""
+    if len(data) < 8 or data[-6:] != b"PVBEND":                  # step 1
+        raise Reject("incomplete", "the file does not end with PVBEND")
+    (s,) = struct.unpack(">H", data[-8:-6])
+    t = len(data) - 8 - s
+    if s < 1 or t < 0:
+        raise Reject("malformed", f"signature length {s} out of range")
+    signed, sig = data[:t], data[t:t + s]
+    if signed[:3] != b"PVB" or len(signed) < 22:                 # step 2
+        raise Reject("malformed", "bad magic or too short")
+    if signed[3] != 0x01:
+        raise Reject("unsupported", f"format version {signed[3]}")
+    if signed[4] != 0x01:
+        raise Reject("unsupported", f"algorithm id {signed[4]}")
+    if signed[5] not in SIGNERS:
+        raise Reject("unsupported", f"signer algorithm {signed[5]}")
+    signer_alg, p = SIGNERS[signed[5]]
+    if len(signed) < 123 + p:
+        raise Reject("malformed", "header truncated")
+    key_id, e_pub, signer_pub = signed[6:22], signed[22:119], signed[119:119 + p]
+    if e_pub[0] != 0x04:
+        raise Reject("malformed", "ephemeral key is not an uncompressed point")
+    try:    # full public-key validation: on the curve, coordinates < p
+        ephemeral = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), e_pub)
+    except ValueError:
+        raise Reject("malformed", "ephemeral key is not a P-384 point") from None
+    if signer_alg == "ecdsa-p256" and signer_pub[0] != 0x04:
+        raise Reject("malformed", "signer key is not an uncompressed point")
+    (m,) = struct.unpack_from(">I", signed, 119 + p)
+    if not 2 <= m <= 65536:
+        raise Reject("malformed", f"metadata length {m} out of range")
+    h = 123 + p + m
+    if len(signed) < h:
+        raise Reject("malformed", "header runs into the trailer")
+    meta = parse_backup_meta(signed[123 + p:h])
+    if expected_signer is not None and signer_pub != expected_signer:   # step 3
+        raise Reject("signer", "signed by another key than the expected one")
+    stream = signed[h:]                                            # step 4 (§4.1)
+    check_magic_version_alg(stream, b"PVS")
+    if len(stream) < 71:
+        raise Reject("malformed", "stream header truncated")
+    if not 12 <= stream[5] <= 24:
+        raise Reject("malformed", f"segment exponent {stream[5]} out of range")
+    if stream[6] != 0x02:
+        raise Reject("malformed", f"stream key source {stream[6]}, not 0x02")
+    return dict(signed=signed, sig=sig, header=signed[:h], key_id=key_id, e_pub=e_pub,
+                ephemeral=ephemeral, signer_alg=signer_alg, signer_pub=signer_pub,
+                meta=meta, stream=stream)
+
+
+def verify_backup(data: bytes, expected_signer=None) -> dict:
+    """§13.5 without the private key. Returns the parsed backup."""
+    b = parse_backup(data, expected_signer)
+    digest = hashlib.sha256(b["signed"]).digest()                  # step 5 (§13.4)
+    message = BACKUP_SIG_LABEL + b"\x00" + digest
+    try:
+        if b["signer_alg"] == "ed25519":
+            ed25519.Ed25519PublicKey.from_public_bytes(b["signer_pub"]).verify(b["sig"], message)
+        else:
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b["signer_pub"]).verify(
+                b["sig"], message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        raise Reject("signature", "the signature does not verify") from None
+    body, slot = len(b["stream"]) - 71, (1 << b["stream"][5]) + 16  # step 6 (§4)
+    n = -(-body // slot)
+    final = body - (n - 1) * slot
+    if body <= 0 or final < 16 or (final == 16 and n > 1):
+        raise Reject("malformed", "the segments' lengths are not a valid layout")
+    b["digest"] = digest
+    return b
+
+
+def backup_key(private_der: bytes, b: dict) -> bytes:
+    """§13.6 step 2 and §13.2: check the key id, then K from ECDH and HKDF."""
+    priv = serialization.load_der_private_key(private_der, password=None)
+    assert isinstance(priv, ec.EllipticCurvePrivateKey) and priv.curve.name == "secp384r1"
+    r_pub = priv.public_key().public_bytes(serialization.Encoding.X962,
+                                           serialization.PublicFormat.UncompressedPoint)
+    if hashlib.sha256(r_pub).digest()[:16] != b["key_id"]:
+        raise Reject("recipient", "the backup is for another backup key")
+    z = priv.exchange(ec.ECDH(), b["ephemeral"])
+    return HKDF(algorithm=hashes.SHA384(), length=32, salt=b["e_pub"] + r_pub,
+                info=BACKUP_KDF_LABEL + b"\x00" + b["header"]).derive(z)
+
+
+def decrypt_backup(data: bytes, private_der: bytes, expected_signer=None) -> bytes:
+    """§13.6, checking everything of §13.5 first (the whole file is in memory)."""
+    b = verify_backup(data, expected_signer)
+    k = backup_key(private_der, b)
+    stream = b["stream"]                                           # §4.1 under K
+    dk, c = kbkdf_dk_c(k, STREAM_LABEL, stream[:39])
+    if not hmac.compare_digest(c, stream[39:71]):
+        raise Reject("commitment", "commitment mismatch")
+    return open_segments(stream[71:], stream[5], dk)
+
+
+# --- §10 Test vectors ------------------------------------------------------
 
 def keyring(key_hex, name=None, version=None):
     """A one-key ring; name/version None mean "whatever the header names"."""
@@ -188,17 +319,18 @@ def main() -> int:
     results = []
 
     def run(label, fn, expect):
-        """expect: plaintext bytes, or a §8 reason string the input must be
-        rejected for."""
+        """expect: plaintext bytes (or b"ok" for a check that returns it),
+        or a §10 reason string the input must be rejected for ("fail": any)."""
         try:
             got = fn()
             if isinstance(expect, str):
                 ok, why = False, f"accepted, expected rejection ({expect})"
             else:
                 ok = got == expect
-                why = "plaintext matches" if ok else "WRONG plaintext"
+                why = "plaintext matches" if expect != b"ok" else "accepted"
+                why = why if ok else f"WRONG result {got!r:.60}"
         except Reject as exc:
-            ok = exc.kind == expect
+            ok = exc.kind == expect or expect == "fail"
             why = f"rejected ({exc.kind}: {exc})" + ("" if ok else f", expected {expect!r}")
         results.append(ok)
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {why}")
@@ -238,6 +370,30 @@ def main() -> int:
         ring = keyring(v["ring_key"], "test/vectors", st.get("invalid_ring_version", 3))
         run(f"stream invalid {v['name']!r}",
             lambda: decrypt_stream(bytes.fromhex(v["ciphertext"]), ring), v["expect"])
+
+    bk = json.loads((VECTORS / "backup.json").read_text())
+    recipient = bytes.fromhex(bk["recipient_private_key"])
+    other = bytes.fromhex(bk["other_private_key"])
+    for v in bk["vectors"]:
+        ct, signer = bytes.fromhex(v["backup"]), bytes.fromhex(v["signer_public_key"])
+        pt = bytes(i % 251 for i in range(v["plaintext_len"]))
+        run(f"backup {v['name']!r} (decrypt)", lambda: decrypt_backup(ct, recipient, signer), pt)
+
+        def verify_steps(ct=ct, signer=signer, v=v):
+            b = verify_backup(ct, signer)
+            ok = (b["digest"].hex() == v["digest"]
+                  and backup_key(recipient, b).hex() == v["backup_key"]
+                  and b["meta"] == v["meta"] and b["key_id"].hex() == bk["recipient_key_id"])
+            return b"ok" if ok else b"digest, key, metadata or key id differs"
+        run(f"backup {v['name']!r} (verify without the key; digest, K)", verify_steps, b"ok")
+    for v in bk["invalid"]:
+        ct = bytes.fromhex(v["backup"])
+        signer = bytes.fromhex(v["expected_signer"]) if "expected_signer" in v else None
+        key = other if v.get("decrypt_with") == "other" else recipient
+        run(f"backup invalid {v['name']!r} (verify)", lambda: verify_backup(ct, signer) and b"ok",
+            b"ok" if v["verify"] == "ok" else v["verify"])
+        run(f"backup invalid {v['name']!r} (decrypt)",
+            lambda: decrypt_backup(ct, key, signer), v["decrypt"])
 
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")

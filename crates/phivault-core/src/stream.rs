@@ -18,9 +18,17 @@
 //! reader thread and a writer thread overlap I/O with the crypto, and a batch
 //! reaches the writer only after every segment in it has authenticated, so
 //! no unauthenticated plaintext is ever released.
+//!
+//! A stream can also be keyed directly with a given 256-bit key instead of
+//! a key ring (key source 0x02, docs/FORMAT.md §4.1). Only the backup format
+//! (`crate::backup`) writes such streams, through the push-style `Sealer`
+//! and pull-style `Opener` here, which seal and open the same segments.
 
 use crate::crypto::{self, AEAD_TAG_LEN, Aes256GcmKey, CryptoError};
-use crate::keys::{self, KeyDeriver, KeyError, KeyRingName, KeyUse, KeyVersion, MAX_RING_NAME_LEN};
+use crate::keys::{
+    self, DerivedKey, KeyDeriver, KeyError, KeyRingName, KeyUse, KeyVersion, MAX_RING_NAME_LEN,
+};
+use crate::secret::SecretKey;
 use rayon::prelude::*;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc;
@@ -48,6 +56,10 @@ const LABEL: &[u8] = b"phivault stream v1";
 const NONCE_LEN: usize = keys::MESSAGE_NONCE_LEN;
 const COMMIT_LEN: usize = keys::COMMITMENT_LEN;
 const SOURCE_KEY_RING: u8 = 0x01;
+/// Key source 0x02: the key is given by the enclosing format (a backup).
+const SOURCE_GIVEN_KEY: u8 = 0x02;
+/// Length of a header with key source 0x02: 7 fixed bytes, nonce, commitment.
+const KEYED_HEADER_LEN: usize = 7 + NONCE_LEN + COMMIT_LEN;
 
 /// Algorithm ids for streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,19 +173,15 @@ fn read_exact_or(r: &mut impl Read, buf: &mut [u8], what: &'static str) -> Resul
 pub fn read_header(r: &mut impl Read) -> Result<Header, StreamError> {
     let mut fixed = [0u8; 8];
     read_exact_or(r, &mut fixed, "too short for a header")?;
-    if &fixed[..3] != MAGIC {
-        return Err(StreamError::Malformed("bad magic"));
-    }
-    if fixed[3] != VERSION {
-        return Err(StreamError::UnsupportedVersion(fixed[3]));
-    }
-    let algorithm = Algorithm::from_id(fixed[4]).ok_or(StreamError::UnknownAlgorithm(fixed[4]))?;
-    let segment_exp = fixed[5];
-    if !SEGMENT_EXP_RANGE.contains(&segment_exp) {
-        return Err(StreamError::Malformed("segment size out of range"));
-    }
-    if fixed[6] != SOURCE_KEY_RING {
-        return Err(StreamError::Malformed("unknown key source"));
+    let (algorithm, segment_exp) = parse_prefix(&fixed)?;
+    match fixed[6] {
+        SOURCE_KEY_RING => {}
+        SOURCE_GIVEN_KEY => {
+            return Err(StreamError::Malformed(
+                "key source 0x02 marks the stream inside a backup file; read it as a backup",
+            ));
+        }
+        _ => return Err(StreamError::Malformed("unknown key source")),
     }
     let n = fixed[7] as usize;
     if n == 0 || n > MAX_RING_NAME_LEN {
@@ -201,6 +209,83 @@ pub fn read_header(r: &mut impl Read) -> Result<Header, StreamError> {
         commitment,
         bytes,
     })
+}
+
+/// Checks magic, version, algorithm and segment size (bytes 0 … 6).
+fn parse_prefix(fixed: &[u8]) -> Result<(Algorithm, u8), StreamError> {
+    if &fixed[..3] != MAGIC {
+        return Err(StreamError::Malformed("bad magic"));
+    }
+    if fixed[3] != VERSION {
+        return Err(StreamError::UnsupportedVersion(fixed[3]));
+    }
+    let algorithm = Algorithm::from_id(fixed[4]).ok_or(StreamError::UnknownAlgorithm(fixed[4]))?;
+    let segment_exp = fixed[5];
+    if !SEGMENT_EXP_RANGE.contains(&segment_exp) {
+        return Err(StreamError::Malformed("segment size out of range"));
+    }
+    Ok((algorithm, segment_exp))
+}
+
+/// A parsed header with key source 0x02 (docs/FORMAT.md §4.1): no key ring,
+/// the key comes from the enclosing format.
+pub(crate) struct KeyedHeader {
+    bytes: [u8; KEYED_HEADER_LEN],
+}
+
+impl KeyedHeader {
+    /// log2 of the segment plaintext size.
+    pub(crate) fn segment_exp(&self) -> u8 {
+        self.bytes[5]
+    }
+
+    /// Derives the file key from the given key and checks the commitment
+    /// (§2) before any segment is opened.
+    pub(crate) fn open(&self, key: &SecretKey) -> Result<Aes256GcmKey, StreamError> {
+        let (prefix, commitment) = self.bytes.split_at(KEYED_HEADER_LEN - COMMIT_LEN);
+        let derived = DerivedKey::derive(key, &fixed_info(prefix))?;
+        if !crypto::constant_time_eq(&derived.commitment, commitment) {
+            return Err(StreamError::DecryptionFailed);
+        }
+        Ok(Aes256GcmKey::new(&derived.key)?)
+    }
+}
+
+/// Reads a header with key source 0x02, leaving `r` at the first segment.
+pub(crate) fn read_keyed_header(r: &mut impl Read) -> Result<KeyedHeader, StreamError> {
+    let mut bytes = [0u8; KEYED_HEADER_LEN];
+    read_exact_or(r, &mut bytes, "too short for a header")?;
+    parse_prefix(&bytes)?;
+    if bytes[6] != SOURCE_GIVEN_KEY {
+        return Err(StreamError::Malformed("key source is not 0x02 (given key)"));
+    }
+    Ok(KeyedHeader { bytes })
+}
+
+/// Writes a header with key source 0x02 for `key` and returns the file's
+/// AEAD key. `key` must be used for this one stream only.
+fn write_keyed_header(
+    key: &SecretKey,
+    nonce: [u8; NONCE_LEN],
+    segment_exp: u8,
+    output: &mut impl Write,
+) -> Result<Aes256GcmKey, StreamError> {
+    if !SEGMENT_EXP_RANGE.contains(&segment_exp) {
+        return Err(StreamError::Malformed("segment size out of range"));
+    }
+    let mut header = Vec::with_capacity(KEYED_HEADER_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&[
+        VERSION,
+        Algorithm::Aes256GcmStreamKbkdfSha256Commit.id(),
+        segment_exp,
+        SOURCE_GIVEN_KEY,
+    ]);
+    header.extend_from_slice(&nonce);
+    let derived = DerivedKey::derive(key, &fixed_info(&header))?;
+    header.extend_from_slice(&derived.commitment);
+    output.write_all(&header)?;
+    Ok(Aes256GcmKey::new(&derived.key)?)
 }
 
 /// How to run a stream operation.
@@ -860,7 +945,13 @@ pub fn layout(h: &Header, total_len: u64) -> Result<Layout, StreamError> {
     let body = total_len
         .checked_sub(h.len() as u64)
         .ok_or(StreamError::Truncated)?;
-    let slot = (h.segment_size() + AEAD_TAG_LEN) as u64;
+    body_layout(h.segment_exp, body)
+}
+
+/// [`layout`] from the segment size exponent and the length of the
+/// segments (everything after the header).
+pub(crate) fn body_layout(segment_exp: u8, body: u64) -> Result<Layout, StreamError> {
+    let slot = (1u64 << segment_exp) + AEAD_TAG_LEN as u64;
     if body == 0 {
         return Err(StreamError::Truncated);
     }
@@ -923,6 +1014,209 @@ pub fn decrypt_range<R: Read + Seek, W: Write>(
     }
     output.flush()?;
     Ok(written)
+}
+
+/// Push-style encryption with a given key (key source 0x02): bytes are
+/// written in, and sealed segments come out a batch at a time. A segment is
+/// sealed only once it is known whether it is the last, so a full batch
+/// waits for the next byte (or for [`Sealer::finish`]).
+pub(crate) struct Sealer<'a> {
+    aead: Aes256GcmKey,
+    pool: Option<&'a rayon::ThreadPool>,
+    seg: usize,
+    slot: usize,
+    batch: Batch,
+    /// Plaintext bytes in the batch; segment `j` is at `buf[j*slot ..]`.
+    filled: usize,
+}
+
+impl<'a> Sealer<'a> {
+    /// Writes the header (key source 0x02) for `key` and `nonce`. `key`
+    /// must be used for this one stream (the nonce then need not be fresh,
+    /// but callers draw it from the DRBG all the same).
+    pub(crate) fn new(
+        key: &SecretKey,
+        nonce: [u8; NONCE_LEN],
+        opts: Options<'a>,
+        output: &mut impl Write,
+    ) -> Result<Self, StreamError> {
+        let aead = write_keyed_header(key, nonce, opts.segment_exp, output)?;
+        let seg = 1usize << opts.segment_exp;
+        let slot = seg + AEAD_TAG_LEN;
+        Ok(Self {
+            aead,
+            pool: opts.pool,
+            seg,
+            slot,
+            batch: Batch {
+                buf: vec![0u8; batch_len(slot) * slot],
+                lens: Vec::with_capacity(batch_len(slot)),
+                first: 0,
+                eof: false,
+            },
+            filled: 0,
+        })
+    }
+
+    /// Takes `data`; writes out every batch that fills up and is followed
+    /// by more data.
+    pub(crate) fn write(
+        &mut self,
+        mut data: &[u8],
+        output: &mut impl Write,
+    ) -> Result<(), StreamError> {
+        let capacity = batch_len(self.slot) * self.seg;
+        while !data.is_empty() {
+            if self.filled == capacity {
+                self.seal_batch(false, output)?;
+            }
+            let (j, off) = (self.filled / self.seg, self.filled % self.seg);
+            let n = (self.seg - off).min(data.len()).min(capacity - self.filled);
+            let at = j * self.slot + off;
+            self.batch.buf[at..at + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Seals what is left with the last segment marked final. An empty
+    /// stream is one empty final segment.
+    pub(crate) fn finish(mut self, output: &mut impl Write) -> Result<(), StreamError> {
+        self.seal_batch(true, output)
+    }
+
+    fn seal_batch(&mut self, last: bool, output: &mut impl Write) -> Result<(), StreamError> {
+        let b = &mut self.batch;
+        b.lens.clear();
+        let mut left = self.filled;
+        loop {
+            let n = left.min(self.seg);
+            b.lens.push(n);
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        b.eof = last;
+        let aead = &self.aead;
+        for_each_segment(self.pool, b, self.slot, |i, last, chunk, len| {
+            seal_segment(aead, i, last, chunk, len)
+        })?;
+        emit_sealed(output, b, self.slot)?;
+        b.first += b.lens.len() as u64;
+        self.filled = 0;
+        Ok(())
+    }
+}
+
+/// Pull-style decryption of a stream whose header was already read and
+/// opened: [`Opener::load`] reads and authenticates a batch of segments,
+/// then [`Opener::take`] hands out its plaintext. Nothing of a batch is
+/// available before every segment in it has authenticated, and the final
+/// batch is the one that ends at the end of the input.
+pub(crate) struct Opener<'a, R> {
+    aead: Aes256GcmKey,
+    reader: PeekReader<R>,
+    pool: Option<&'a rayon::ThreadPool>,
+    slot: usize,
+    batch: Batch,
+    /// Position in the batch: segment `seg`, byte `off`.
+    seg: usize,
+    off: usize,
+    started: bool,
+}
+
+impl<'a, R: Read> Opener<'a, R> {
+    /// Opens the segments that follow in `input` with `aead` (from
+    /// [`KeyedHeader::open`]).
+    pub(crate) fn new(
+        aead: Aes256GcmKey,
+        segment_exp: u8,
+        input: R,
+        pool: Option<&'a rayon::ThreadPool>,
+    ) -> Self {
+        let slot = (1usize << segment_exp) + AEAD_TAG_LEN;
+        Self {
+            aead,
+            reader: PeekReader {
+                inner: input,
+                carry: None,
+            },
+            pool,
+            slot,
+            batch: Batch {
+                buf: vec![0u8; batch_len(slot) * slot],
+                lens: Vec::new(),
+                first: 0,
+                eof: false,
+            },
+            seg: 0,
+            off: 0,
+            started: false,
+        }
+    }
+
+    /// Makes plaintext available: returns `Ok(true)` when some is, and
+    /// `Ok(false)` once the final segment has been handed out.
+    pub(crate) fn load(&mut self) -> Result<bool, StreamError> {
+        while self.seg < self.batch.lens.len() && self.off == self.batch.lens[self.seg] {
+            self.seg += 1;
+            self.off = 0;
+        }
+        if self.seg < self.batch.lens.len() {
+            return Ok(true);
+        }
+        if self.batch.eof {
+            return Ok(false);
+        }
+        let b = &mut self.batch;
+        b.first += b.lens.len() as u64;
+        (self.seg, self.off) = (0, 0);
+        fill_batch(&mut self.reader, b, self.slot, self.slot)?;
+        if b.lens.is_empty() {
+            // Only possible for the first batch: there is no segment at all
+            // (`fill_batch` looks ahead one byte before a full batch ends).
+            return Err(StreamError::Truncated);
+        }
+        let aead = &self.aead;
+        let opened = for_each_segment(self.pool, b, self.slot, |i, last, chunk, len| {
+            open_segment(aead, i, last, &mut chunk[..len]).map(|_| ())
+        });
+        if let Err(e) = opened {
+            b.lens.clear();
+            b.eof = true;
+            return Err(e);
+        }
+        for l in b.lens.iter_mut() {
+            *l -= AEAD_TAG_LEN;
+        }
+        self.started = true;
+        // An empty stream's one segment has no plaintext: go round again.
+        self.load()
+    }
+
+    /// Whether the loaded batch is the final one (the input has ended).
+    pub(crate) fn at_final_batch(&self) -> bool {
+        self.started && self.batch.eof
+    }
+
+    /// Copies available plaintext into `out`; call [`Opener::load`] first.
+    pub(crate) fn take(&mut self, out: &mut [u8]) -> usize {
+        let Some(&len) = self.batch.lens.get(self.seg) else {
+            return 0;
+        };
+        let n = (len - self.off).min(out.len());
+        let at = self.seg * self.slot + self.off;
+        out[..n].copy_from_slice(&self.batch.buf[at..at + n]);
+        self.off += n;
+        n
+    }
+
+    /// The input (positioned after everything read so far).
+    pub(crate) fn input_mut(&mut self) -> &mut R {
+        &mut self.reader.inner
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! HMAC-SHA-256/384/512 (FIPS 198-1), and SHA-256 for fingerprints.
+//! HMAC-SHA-256/384/512 (FIPS 198-1), and SHA-256 (FIPS 180-4) for
+//! fingerprints and the digests that signatures cover.
 
 use super::CryptoError;
 use aws_lc_rs::{digest, hmac};
@@ -78,4 +79,40 @@ pub fn sha256_concat(parts: &[&[u8]]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
+}
+
+/// An incremental SHA-256, for digests of data too large to hold in memory
+/// (a backup file, hashed as it is written or read).
+#[derive(Clone)]
+pub struct Sha256(digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Sha256")
+    }
+}
+
+impl Sha256 {
+    /// An empty hash.
+    pub fn new() -> Self {
+        Self(digest::Context::new(&digest::SHA256))
+    }
+
+    /// Hashes `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything passed to [`Sha256::update`].
+    pub fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        out
+    }
 }

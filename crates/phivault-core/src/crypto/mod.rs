@@ -12,6 +12,7 @@
 //! | key wrapping       | AES-256-KWP                       | SP 800-38F, RFC 5649 |
 //! | MAC                | HMAC-SHA-256, HMAC-SHA-384        | FIPS 198-1        |
 //! | key derivation     | HKDF-SHA-256/384; KBKDF counter-mode HMAC-SHA-256 | SP 800-56C, SP 800-108 |
+//! | key agreement      | ECDH P-384 (ephemeral-static), then HKDF-SHA-384 | SP 800-56A r3, SP 800-56C r2 |
 //! | passphrases        | PBKDF2-HMAC-SHA-256               | SP 800-132        |
 //! | signatures         | ECDSA P-256/P-384, Ed25519        | FIPS 186-5        |
 //! | randomness         | the module's CTR-DRBG             | SP 800-90A        |
@@ -19,6 +20,7 @@
 //! This module must never log, print or return secret bytes in an error.
 
 mod aead;
+mod ecdh;
 pub mod ff1;
 mod kdf;
 mod mac;
@@ -26,12 +28,13 @@ mod sig;
 mod wrap;
 
 pub use aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN, Aes256GcmKey};
+pub use ecdh::{EcdhP384PrivateKey, EcdhP384PublicKey, P384_POINT_LEN};
 pub use ff1::Ff1;
 pub use kdf::{
     PBKDF2_MIN_ITERATIONS, PBKDF2_SALT_LEN, hkdf_sha256, hkdf_sha384, kbkdf_ctr_hmac_sha256,
     pbkdf2_hmac_sha256,
 };
-pub use mac::{HmacAlgorithm, HmacKey, sha256, sha256_concat};
+pub use mac::{HmacAlgorithm, HmacKey, Sha256, sha256, sha256_concat};
 pub use sig::{SignatureAlgorithm, SigningKey, generate_rsa, verify_signature};
 pub use wrap::{KWP_OVERHEAD_MAX, unwrap_key, unwrap_key256, wrap_key};
 
