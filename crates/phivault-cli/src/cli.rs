@@ -140,6 +140,27 @@ pub enum Command {
     /// and docs/FORMAT.md §11. Connects to --addr with a client certificate
     /// that has records:admin:COLLECTION (default: the dev admin's).
     Records(RecordsArgs),
+    /// Encrypted backups of the whole store to an offline key: keygen,
+    /// create, verify, restore.
+    ///
+    /// A backup holds the keystore document (sealed), every collection's
+    /// schemas, records and subject keys, and the audit trail, in one file
+    /// encrypted to a backup PUBLIC key (ECDH P-384 + HKDF-SHA-384 +
+    /// AES-256-GCM, docs/FORMAT.md §13) and signed with the audit trail's
+    /// key. The private key stays offline, away from the data keys: the
+    /// server that writes backups cannot read them.
+    ///
+    ///   phivault backup keygen --out backup.key --public backup.pub   (offline)
+    ///   phivault backup create --recipient backup.pub --out nightly.pvb
+    ///   phivault backup verify nightly.pvb                 (no key: signature)
+    ///   phivault backup verify nightly.pvb --key backup.key (full decryption)
+    ///   phivault backup restore nightly.pvb --key backup.key --data-dir NEW
+    ///
+    /// The store is the data dir's SQLite, or PostgreSQL when storage.url
+    /// (or PHIVAULT_STORAGE_URL) is set: restoring a SQLite backup with
+    /// storage.url set is the migration path to PostgreSQL.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Examine and verify the audit trail: verify, search, hash, tail,
     /// export, report, prove.
     ///
@@ -469,6 +490,59 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. info or phivault_server=debug.
     #[arg(long, env = "PHIVAULT_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// `phivault backup` subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum BackupCommand {
+    /// Create a backup key pair (P-384). Run it where the private key will
+    /// live (offline); give the public key to the servers.
+    Keygen {
+        /// The private key (PKCS#8 PEM), written 0600. Keep it offline,
+        /// apart from the data keys and their custodians.
+        #[arg(long)]
+        out: PathBuf,
+        /// The public key (SPKI PEM) [default: OUT with .pub].
+        #[arg(long)]
+        public: Option<PathBuf>,
+    },
+    /// Back up the whole store into one encrypted, signed file.
+    ///
+    /// Needs the unsealed keystore (to sign with the audit key): dev,
+    /// PHIVAULT_PASSPHRASE, or the key agent.
+    Create {
+        /// The backup public key (SPKI PEM from `backup keygen`).
+        #[arg(long, env = "PHIVAULT_BACKUP_RECIPIENT")]
+        recipient: PathBuf,
+        /// The backup file (written atomically; refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a backup: without --key its signature and structure (anyone
+    /// can); with --key also that every byte decrypts.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+        /// The backup private key, for a full check.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The signer's public key (hex), e.g. from `phivault audit
+        /// verify --json` (`public_key`); the backup must be signed by it.
+        #[arg(long)]
+        signer: Option<String>,
+    },
+    /// Restore a backup into an EMPTY store (new data dir, or an empty
+    /// PostgreSQL database with storage.url set).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The backup private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The signer's public key (hex) the backup must carry.
+        #[arg(long)]
+        signer: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -16,7 +16,13 @@ use std::time::{Duration, Instant};
 /// passphrase keystore opened in-process from PHIVAULT_PASSPHRASE, or the
 /// running agent.
 pub fn service(g: &Global) -> Result<Box<dyn KeyService>> {
-    let (_, seal) = seal::describe(&g.data_dir)?;
+    service_at(g, &phivault_keystore::Location::dir(&g.data_dir))
+}
+
+/// [`service`] for a keystore at `loc` (a shared one in PostgreSQL opens
+/// in-process only: dev, or PHIVAULT_PASSPHRASE).
+pub fn service_at(g: &Global, loc: &phivault_keystore::Location) -> Result<Box<dyn KeyService>> {
+    let (_, seal) = seal::describe(loc)?;
     match seal {
         Seal::Dev { .. } => {
             if !g.dev {
@@ -27,16 +33,21 @@ pub fn service(g: &Global) -> Result<Box<dyn KeyService>> {
                 );
             }
             ui::dev_warning(g);
-            Ok(Box::new(Local(Keystore::open_dev(&g.data_dir)?)))
+            Ok(Box::new(Local(Keystore::open_dev(loc)?)))
         }
         _ => {
             // For scripts: a passphrase keystore opens in-process when the
             // passphrase is in the environment.
             if let (Seal::Passphrase { .. }, Ok(p)) = (&seal, std::env::var("PHIVAULT_PASSPHRASE"))
             {
-                let ks =
-                    seal::open_with_passphrase(&g.data_dir, &SecretBytes::new(p.into_bytes()))?;
+                let ks = seal::open_with_passphrase(loc, &SecretBytes::new(p.into_bytes()))?;
                 return Ok(Box::new(Local(ks)));
+            }
+            if loc.is_shared() {
+                bail!(
+                    "the keystore in {} is sealed; set PHIVAULT_PASSPHRASE (or PHIVAULT_PASSPHRASE_FILE) to open it here",
+                    loc.describe()
+                );
             }
             match AgentClient::connect(&g.data_dir) {
                 Some(a) => Ok(Box::new(a)),

@@ -6,6 +6,7 @@
 mod at_rest_cmd;
 mod audit_cmd;
 mod audit_report;
+mod backup_cmd;
 mod ca_cmd;
 mod chart;
 mod cli;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
         Command::Ca(c) => ca_cmd::run(&cli.global, c),
         Command::Records(a) => records_cmd::run(&cli.global, a),
         Command::Audit(a) => audit_cmd::run(&cli.global, a),
+        Command::Backup(b) => backup_cmd::run(&cli.global, b, &file),
         Command::Scan(cli::ScanCommand::Tls(a)) => scan_cmd::tls(&cli.global, a),
         Command::Scan(cli::ScanCommand::AtRest(a)) => at_rest_cmd::run(&cli.global, a),
         Command::Scan(cli::ScanCommand::Phi(a)) => phi_cmd::run(&cli.global, a),

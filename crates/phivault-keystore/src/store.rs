@@ -262,6 +262,58 @@ pub fn init(loc: impl Into<Location>, method: InitMethod) -> Result<InitOutcome>
     })
 }
 
+/// The keystore document's bytes as stored (sealed and MACed: no key in
+/// the clear), for backups.
+pub fn read_raw(loc: impl Into<Location>) -> Result<Vec<u8>> {
+    let loc = loc.into();
+    read_file(&loc)?; // parses: what is backed up is a keystore
+    match &loc.shared {
+        Some(s) => s
+            .read()
+            .map_err(|e| {
+                KeystoreError::Io(format!("reading the keystore from {}", s.describe()), e)
+            })?
+            .ok_or_else(|| KeystoreError::NotInitialized(PathBuf::from(s.describe()))),
+        None => {
+            let path = keystore_path(&loc.dir);
+            fs::read(&path).map_err(|e| KeystoreError::Io(format!("reading {}", path.display()), e))
+        }
+    }
+}
+
+/// Installs a keystore document (from a backup) where none exists, byte
+/// for byte, so its MAC still holds. It is parsed and checked first.
+pub fn install_raw(loc: impl Into<Location>, doc: &[u8]) -> Result<()> {
+    let loc = loc.into();
+    let file: KeystoreFile =
+        serde_json::from_slice(doc).map_err(|e| KeystoreError::Corrupt(e.to_string()))?;
+    if file.body.format != "phivault-keystore" {
+        return Err(KeystoreError::Corrupt("not a phivault keystore".into()));
+    }
+    validate(&file.body)?;
+    if !loc.dir.exists() {
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&loc.dir)
+            .map_err(|e| KeystoreError::Io(format!("creating {}", loc.dir.display()), e))?;
+    }
+    let _l = lock(&loc)?;
+    if exists(&loc) {
+        return Err(KeystoreError::AlreadyInitialized(PathBuf::from(
+            loc.describe(),
+        )));
+    }
+    match &loc.shared {
+        Some(s) => s
+            .write(doc, file.body.generation)
+            .map_err(|e| KeystoreError::Io(format!("writing the keystore to {}", s.describe()), e)),
+        None => {
+            let path = keystore_path(&loc.dir);
+            atomic::write_atomic(&path, doc)
+                .map_err(|e| KeystoreError::Io(format!("writing {}", path.display()), e))
+        }
+    }
+}
+
 /// Moves the keystore file of `dir` into the shared document of `to`,
 /// which must hold none yet, byte for byte (its MAC stays valid), then
 /// deletes the file: a stale local copy would keep ring versions that are

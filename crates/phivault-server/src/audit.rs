@@ -110,10 +110,14 @@ fn derive(kd: &dyn KeyDeriver, label: &[u8]) -> Result<phivault_core::secret::Se
 
 /// The checkpoint signer (name `phivault-audit`).
 pub fn signer(kd: &dyn KeyDeriver) -> Result<NoteSigner, String> {
+    NoteSigner::new("phivault-audit", signing_key(kd)?).map_err(|e| e.to_string())
+}
+
+/// The trail's Ed25519 signing key itself; backups are signed with it too,
+/// so one pinned public key checks both.
+pub fn signing_key(kd: &dyn KeyDeriver) -> Result<crypto::SigningKey, String> {
     let seed = derive(kd, SIGNING_LABEL)?;
-    let sk = crypto::SigningKey::ed25519_from_seed(&seed)
-        .map_err(|e| format!("audit signing key: {e}"))?;
-    NoteSigner::new("phivault-audit", sk).map_err(|e| e.to_string())
+    crypto::SigningKey::ed25519_from_seed(&seed).map_err(|e| format!("audit signing key: {e}"))
 }
 
 /// The key that hashes record and subject ids in the trail (what

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod metrics;

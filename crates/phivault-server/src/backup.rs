@@ -1,0 +1,478 @@
+//! What a backup holds: the whole store as one stream of JSON lines
+//! (docs/FORMAT.md §14), written into and read out of the encrypted,
+//! signed backup file of `phivault_core::backup` (§13).
+//!
+//! Order matters for a backup taken while nodes write: schemas, then
+//! records, then subject keys. A subject key is stored before the records
+//! that need it, so every record in the backup has its key in the backup
+//! too, unless the subject was shredded meanwhile (then it stays
+//! shredded). The keystore document comes first, the audit trail's files
+//! last, and an `end` line with the counts closes the archive: a restore
+//! without it fails (the file's signature already rules out truncation;
+//! this guards the archive's own logic).
+//!
+//! No I/O of its own beyond the store port, the keystore [`Location`] and
+//! the audit folder it is given.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use phivault_keystore::Location;
+use phivault_store::{RecordDump, RecordStore, SchemaRow, StoreError, SubjectKeyRow};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// The archive's format name and version (first line).
+pub const FORMAT: &str = "phivault-archive";
+/// Rows per store page.
+const PAGE: u32 = 500;
+/// Audit file chunk size.
+const CHUNK: usize = 1 << 20;
+
+/// Errors of backup archives. Never holds record contents or key bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The keystore failed.
+    #[error("keystore: {0}")]
+    Keystore(#[from] phivault_keystore::KeystoreError),
+    /// Reading or writing failed.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// The archive is not what this version writes.
+    #[error(
+        "the backup's contents are malformed ({0}); it was not written by phivault, or by a newer version"
+    )]
+    Malformed(String),
+    /// A restore target is not empty.
+    #[error("{0} is not empty; restore into an empty store (a new data dir or an empty database)")]
+    NotEmpty(String),
+}
+
+/// One line of the archive.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum Line {
+    Header {
+        format: String,
+        version: u32,
+    },
+    Keystore {
+        doc: String,
+    },
+    Schema {
+        collection: String,
+        version: u32,
+        schema: String,
+        created: i64,
+    },
+    Record {
+        collection: String,
+        id: String,
+        subject: String,
+        v: u32,
+        rev: u64,
+        plain: String,
+        body: String,
+        updated: i64,
+        indexes: Vec<(String, String)>,
+    },
+    SubjectKey {
+        collection: String,
+        handle: String,
+        wrapped: String,
+    },
+    AuditChunk {
+        path: String,
+        offset: u64,
+        data: String,
+    },
+    End {
+        counts: Counts,
+    },
+}
+
+/// What an archive holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Keystore documents (0 or 1).
+    pub keystore: u64,
+    /// Schema versions.
+    pub schemas: u64,
+    /// Records.
+    pub records: u64,
+    /// Subject keys.
+    pub subject_keys: u64,
+    /// Audit trail files.
+    pub audit_files: u64,
+    /// Audit trail bytes.
+    pub audit_bytes: u64,
+}
+
+fn put(w: &mut impl Write, line: &Line) -> Result<(), ArchiveError> {
+    let mut v = serde_json::to_vec(line).expect("serializes");
+    v.push(b'\n');
+    w.write_all(&v)
+        .map_err(|e| ArchiveError::Io("writing the backup".into(), e))
+}
+
+/// Files under `dir`, relative, sorted; symlinks are not followed.
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
+    let mut out = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let rd = match std::fs::read_dir(dir.join(&rel)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.as_os_str().is_empty() => {
+                return Ok(out);
+            }
+            Err(e) => return Err(ArchiveError::Io(format!("reading {}", dir.display()), e)),
+        };
+        for e in rd.flatten() {
+            let ft = e
+                .file_type()
+                .map_err(|x| ArchiveError::Io("stat".into(), x))?;
+            let r = rel.join(e.file_name());
+            if ft.is_dir() {
+                todo.push(r);
+            } else if ft.is_file() {
+                out.push(r);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes the archive of `store`, the keystore at `keystore`, and the
+/// audit trail in `audit_dir` to `w`. `progress` gets the counts so far.
+pub async fn write(
+    store: &dyn RecordStore,
+    keystore: &Location,
+    audit_dir: &Path,
+    w: &mut (impl Write + Send),
+    progress: &(dyn Fn(&Counts) + Sync),
+) -> Result<Counts, ArchiveError> {
+    let mut c = Counts::default();
+    put(
+        w,
+        &Line::Header {
+            format: FORMAT.into(),
+            version: 1,
+        },
+    )?;
+    if phivault_keystore::store::exists(keystore) {
+        let doc = phivault_keystore::store::read_raw(keystore)?;
+        put(
+            w,
+            &Line::Keystore {
+                doc: B64.encode(doc),
+            },
+        )?;
+        c.keystore = 1;
+    }
+    let collections = store.collections().await?;
+    for coll in &collections {
+        for s in store.schemas(&coll.collection).await? {
+            put(
+                w,
+                &Line::Schema {
+                    collection: s.collection,
+                    version: s.version,
+                    schema: s.schema,
+                    created: s.created,
+                },
+            )?;
+            c.schemas += 1;
+        }
+    }
+    for coll in &collections {
+        let name = &coll.collection;
+        let mut after = None;
+        loop {
+            let page = store.dump_records(name, after.clone(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for r in page {
+                put(
+                    w,
+                    &Line::Record {
+                        collection: name.clone(),
+                        id: r.id,
+                        subject: B64.encode(r.subject),
+                        v: r.version,
+                        rev: r.rev,
+                        plain: r.plain,
+                        body: r.body,
+                        updated: r.updated,
+                        indexes: r
+                            .indexes
+                            .into_iter()
+                            .map(|(n, v)| (n, B64.encode(v)))
+                            .collect(),
+                    },
+                )?;
+                c.records += 1;
+            }
+            progress(&c);
+        }
+    }
+    for coll in &collections {
+        let name = &coll.collection;
+        let mut after = None;
+        loop {
+            let page = store.subject_keys(name, after.clone(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.handle.clone());
+            for k in page {
+                put(
+                    w,
+                    &Line::SubjectKey {
+                        collection: name.clone(),
+                        handle: B64.encode(k.handle),
+                        wrapped: B64.encode(k.wrapped),
+                    },
+                )?;
+                c.subject_keys += 1;
+            }
+        }
+    }
+    progress(&c);
+    for rel in files_under(audit_dir)? {
+        let path = audit_dir.join(&rel);
+        let mut f = std::fs::File::open(&path)
+            .map_err(|e| ArchiveError::Io(format!("reading {}", path.display()), e))?;
+        let mut offset = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)
+                .map_err(|e| ArchiveError::Io(format!("reading {}", path.display()), e))?;
+            if n == 0 && offset > 0 {
+                break;
+            }
+            put(
+                w,
+                &Line::AuditChunk {
+                    path: rel.to_string_lossy().into_owned(),
+                    offset,
+                    data: B64.encode(&buf[..n]),
+                },
+            )?;
+            offset += n as u64;
+            if n == 0 {
+                break;
+            }
+        }
+        c.audit_files += 1;
+        c.audit_bytes += offset;
+        progress(&c);
+    }
+    put(w, &Line::End { counts: c })?;
+    Ok(c)
+}
+
+fn b64(what: &str, s: &str) -> Result<Vec<u8>, ArchiveError> {
+    B64.decode(s)
+        .map_err(|_| ArchiveError::Malformed(format!("{what} is not base64")))
+}
+
+/// A relative path inside the audit folder: no `..`, no root.
+fn safe_rel(p: &str) -> Result<PathBuf, ArchiveError> {
+    let rel = PathBuf::from(p);
+    let ok = !p.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if ok {
+        Ok(rel)
+    } else {
+        Err(ArchiveError::Malformed(format!("audit file path '{p}'")))
+    }
+}
+
+/// Restores an archive into an EMPTY store, keystore location and audit
+/// folder. Returns what it restored.
+pub async fn restore(
+    r: &mut (impl BufRead + Send),
+    store: &dyn RecordStore,
+    keystore: &Location,
+    audit_dir: &Path,
+    progress: &(dyn Fn(&Counts) + Sync),
+) -> Result<Counts, ArchiveError> {
+    if !store.collections().await?.is_empty() {
+        return Err(ArchiveError::NotEmpty("the record store".into()));
+    }
+    if phivault_keystore::store::exists(keystore) {
+        return Err(ArchiveError::NotEmpty(keystore.describe()));
+    }
+    if !files_under(audit_dir)?.is_empty() {
+        return Err(ArchiveError::NotEmpty(audit_dir.display().to_string()));
+    }
+    let mut c = Counts::default();
+    let mut line = String::new();
+    let mut first = true;
+    let mut batch: Vec<RecordDump> = Vec::new();
+    let mut batch_coll = String::new();
+    let mut keys: Vec<SubjectKeyRow> = Vec::new();
+    let mut keys_coll = String::new();
+    let mut open: Option<(PathBuf, std::fs::File)> = None;
+    let end = loop {
+        line.clear();
+        let n = r
+            .read_line(&mut line)
+            .map_err(|e| ArchiveError::Io("reading the backup".into(), e))?;
+        if n == 0 {
+            return Err(ArchiveError::Malformed(
+                "it ends before its end line".into(),
+            ));
+        }
+        let l: Line = serde_json::from_str(&line)
+            .map_err(|e| ArchiveError::Malformed(format!("line {}: {e}", c.records + 1)))?;
+        if first {
+            match &l {
+                Line::Header { format, version } if format == FORMAT && *version == 1 => {
+                    first = false;
+                    continue;
+                }
+                _ => return Err(ArchiveError::Malformed("no archive header".into())),
+            }
+        }
+        // Flush batches when the kind or collection changes.
+        if !batch.is_empty()
+            && !matches!(&l, Line::Record { collection, .. } if *collection == batch_coll)
+        {
+            store
+                .load_records(&batch_coll, std::mem::take(&mut batch))
+                .await?;
+            progress(&c);
+        }
+        if !keys.is_empty()
+            && !matches!(&l, Line::SubjectKey { collection, .. } if *collection == keys_coll)
+        {
+            store
+                .put_subject_keys(&keys_coll, std::mem::take(&mut keys))
+                .await?;
+        }
+        match l {
+            Line::Header { .. } => return Err(ArchiveError::Malformed("a second header".into())),
+            Line::Keystore { doc } => {
+                phivault_keystore::store::install_raw(keystore, &b64("keystore", &doc)?)?;
+                c.keystore += 1;
+            }
+            Line::Schema {
+                collection,
+                version,
+                schema,
+                created,
+            } => {
+                store
+                    .put_schema(SchemaRow {
+                        collection,
+                        version,
+                        schema,
+                        created,
+                    })
+                    .await?;
+                c.schemas += 1;
+            }
+            Line::Record {
+                collection,
+                id,
+                subject,
+                v,
+                rev,
+                plain,
+                body,
+                updated,
+                indexes,
+            } => {
+                batch_coll = collection;
+                batch.push(RecordDump {
+                    id,
+                    subject: b64("subject", &subject)?,
+                    version: v,
+                    rev,
+                    plain,
+                    body,
+                    updated,
+                    indexes: indexes
+                        .into_iter()
+                        .map(|(n, v)| Ok((n, b64("index", &v)?)))
+                        .collect::<Result<_, ArchiveError>>()?,
+                });
+                c.records += 1;
+                if batch.len() >= PAGE as usize {
+                    store
+                        .load_records(&batch_coll, std::mem::take(&mut batch))
+                        .await?;
+                    progress(&c);
+                }
+            }
+            Line::SubjectKey {
+                collection,
+                handle,
+                wrapped,
+            } => {
+                keys_coll = collection;
+                keys.push(SubjectKeyRow {
+                    handle: b64("handle", &handle)?,
+                    wrapped: b64("wrapped key", &wrapped)?,
+                });
+                c.subject_keys += 1;
+                if keys.len() >= PAGE as usize {
+                    store
+                        .put_subject_keys(&keys_coll, std::mem::take(&mut keys))
+                        .await?;
+                }
+            }
+            Line::AuditChunk { path, offset, data } => {
+                let rel = safe_rel(&path)?;
+                let data = b64("audit data", &data)?;
+                let fresh = open.as_ref().is_none_or(|(p, _)| *p != rel);
+                if fresh {
+                    if offset != 0 {
+                        return Err(ArchiveError::Malformed(format!(
+                            "{path} starts at {offset}"
+                        )));
+                    }
+                    let dest = audit_dir.join(&rel);
+                    if let Some(parent) = dest.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| {
+                            ArchiveError::Io(format!("creating {}", parent.display()), e)
+                        })?;
+                    }
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&dest)
+                        .map_err(|e| ArchiveError::Io(format!("creating {}", dest.display()), e))?;
+                    if let Some((_, f)) = open.take() {
+                        f.sync_all()
+                            .map_err(|e| ArchiveError::Io("syncing the audit trail".into(), e))?;
+                    }
+                    open = Some((rel.clone(), f));
+                    c.audit_files += 1;
+                }
+                let (_, f) = open.as_mut().expect("opened");
+                f.write_all(&data)
+                    .map_err(|e| ArchiveError::Io(format!("writing {path}"), e))?;
+                c.audit_bytes += data.len() as u64;
+            }
+            Line::End { counts } => break counts,
+        }
+    };
+    if let Some((_, f)) = open.take() {
+        f.sync_all()
+            .map_err(|e| ArchiveError::Io("syncing the audit trail".into(), e))?;
+    }
+    if end != c {
+        return Err(ArchiveError::Malformed(format!(
+            "its end line counts {end:?}, but it held {c:?}"
+        )));
+    }
+    progress(&c);
+    Ok(c)
+}
