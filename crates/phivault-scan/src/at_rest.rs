@@ -1513,6 +1513,17 @@ fn classify_backup(path: &Path, data_dir: &Path) -> BackupFile {
     } else if head.starts_with(phivault_core::stream::MAGIC) {
         b.kind = "stream".into();
         b.encrypted = true;
+    } else if head.starts_with(phivault_core::backup::MAGIC) {
+        // `phivault backup create`: the header is read, not trusted (its
+        // signature is checked by `phivault backup verify`).
+        b.kind = "phivault backup".into();
+        b.encrypted = true;
+        if let Ok(h) = std::fs::File::open(path)
+            .map_err(|_| ())
+            .and_then(|mut f| phivault_core::backup::read_header(&mut f).map_err(|_| ()))
+        {
+            b.created = Some(h.meta.created);
+        }
     } else if is_ciphertext(&head) {
         b.kind = "envelope".into();
         b.encrypted = true;
