@@ -545,38 +545,7 @@ fn bad_targets_are_clear_errors() {
 }
 
 /// The PostgreSQL 15 binaries, if installed.
-fn pg_bin() -> Option<std::path::PathBuf> {
-    let found = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .find(|b| b.join("initdb").exists());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("PHIVAULT_REQUIRE_ALL_TESTS").is_none(),
-            "PostgreSQL binaries are missing"
-        );
-        eprintln!("SKIPPED: no PostgreSQL binaries under /usr/lib/postgresql");
-    }
-    found
-}
-
-/// Runs a command as `nobody` when we are root (PostgreSQL refuses root).
-fn as_pg_user(bin: &Path, args: &[&str]) -> Command {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--"]).arg(bin).args(args);
-        c
-    } else {
-        let mut c = Command::new(bin);
-        c.args(args);
-        c
-    }
-}
+use phivault_testpg::{as_pg_user, pg_bin};
 
 #[test]
 fn postgres_behind_starttls() {
