@@ -187,9 +187,10 @@ fn entry_json(e: &Entry) -> Value {
     v
 }
 
-pub fn run(g: &Global, a: &AuditArgs) -> Result<ExitCode> {
+pub fn run(g: &Global, a: &AuditArgs, file: &crate::config::FileConfig) -> Result<ExitCode> {
     let d = dir(g, a);
     match &a.command {
+        AuditCommand::Pull { node, to } => pull(g, file, node.as_deref(), to.as_deref()),
         AuditCommand::Verify { key, witness } => verify_cmd(g, &d, key, witness),
         AuditCommand::Search { filter: f, limit } => {
             let f = filter(g, f)?;
@@ -394,6 +395,69 @@ fn report_table(title: &str, v: &[Entry]) -> String {
         );
     }
     s
+}
+
+/// `audit pull`: a node's mirrored trail from PostgreSQL into a folder.
+fn pull(
+    g: &Global,
+    file: &crate::config::FileConfig,
+    node: Option<&str>,
+    to: Option<&Path>,
+) -> Result<ExitCode> {
+    let storage = phivault_server::config::StorageSettings::resolve(
+        &file.storage,
+        std::env::var("PHIVAULT_STORAGE_URL").ok(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let Some(pg) = &storage.postgres else {
+        anyhow::bail!(
+            "audit pull reads the trails that nodes on PostgreSQL mirror; set storage.url or PHIVAULT_STORAGE_URL"
+        );
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = phivault_store::postgres::PgStore::connect(pg).await?;
+        let nodes = phivault_store::postgres::audit_nodes(store.pool()).await?;
+        let (Some(node), Some(to)) = (node, to) else {
+            if g.json {
+                println!("{}", serde_json::json!({ "nodes": nodes }));
+            } else {
+                for n in &nodes {
+                    println!("{n}");
+                }
+                if nodes.is_empty() {
+                    eprintln!("no node has mirrored an audit trail into {} yet", storage.target);
+                } else {
+                    eprintln!("pull one with: phivault audit pull --node NODE --to FOLDER");
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        if !nodes.iter().any(|n| n == node) {
+            anyhow::bail!(
+                "no audit trail of node '{node}' in {}; nodes: {}",
+                storage.target,
+                nodes.join(", ")
+            );
+        }
+        if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
+            anyhow::bail!("{} is not empty; pull into a new folder", to.display());
+        }
+        std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+        let n = phivault_store::postgres::pull_audit(store.pool(), node, to).await?;
+        if g.json {
+            println!("{}", serde_json::json!({ "node": node, "to": to, "files": n }));
+        } else {
+            println!(
+                "Pulled {n} files of node {node}'s audit trail into {}; verify it with `phivault audit --audit-dir {} verify --key <the log's key>`",
+                to.display(),
+                to.display()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn verify_cmd(g: &Global, d: &Path, key: &[String], witness: &[PathBuf]) -> Result<ExitCode> {

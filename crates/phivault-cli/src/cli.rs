@@ -300,6 +300,19 @@ pub struct AuditFilter {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
+    /// Copy a node's audit trail out of PostgreSQL (where every node on
+    /// storage.url mirrors its trail each second) into a folder, to verify
+    /// or search it there: `phivault audit pull --node vault-1 --to /tmp/t`
+    /// then `phivault audit --audit-dir /tmp/t verify --key …`.
+    /// Without --node, lists the nodes.
+    Pull {
+        /// The node (its `audit.node`, by default its host name).
+        #[arg(long)]
+        node: Option<String>,
+        /// An empty (or new) folder.
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
     /// Verify the whole trail against its signed checkpoints. Needs no
     /// secret: only the log's public key (--key; by default DATA/audit/log.pub,
     /// which an attacker with write access could replace: pin the key).

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve_cmd::serve(&cli.global, a, &file),
         Command::Ca(c) => ca_cmd::run(&cli.global, c),
         Command::Records(a) => records_cmd::run(&cli.global, a),
-        Command::Audit(a) => audit_cmd::run(&cli.global, a),
+        Command::Audit(a) => audit_cmd::run(&cli.global, a, &file),
         Command::Backup(b) => backup_cmd::run(&cli.global, b, &file),
         Command::Scan(cli::ScanCommand::Tls(a)) => scan_cmd::tls(&cli.global, a),
         Command::Scan(cli::ScanCommand::AtRest(a)) => at_rest_cmd::run(&cli.global, a),

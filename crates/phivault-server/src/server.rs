@@ -167,6 +167,29 @@ impl Running {
     }
 }
 
+/// Copies this node's audit trail into PostgreSQL every second
+/// (`phivault audit pull` reads it back; SECURITY.md §5c).
+fn spawn_audit_mirror(mut m: phivault_store::postgres::AuditMirror, dir: std::path::PathBuf) {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match m.sync(&dir).await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("the audit trail's copy in PostgreSQL is up to date again");
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "copying the audit trail into PostgreSQL failed; the local trail is complete, retrying every second");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
 /// Builds the shared state.
 pub async fn state(
     settings: ServerSettings,
@@ -216,6 +239,13 @@ pub async fn state(
                 .map_err(|e| crate::ServeError::Storage(e.to_string()))?;
             let tls = store.tls().unwrap_or_default();
             tracing::info!(target = %store.target(), tls_version = %tls.version, tls_cipher = %tls.cipher, "records in PostgreSQL");
+            spawn_audit_mirror(
+                phivault_store::postgres::AuditMirror::new(
+                    store.pool().clone(),
+                    &settings.audit.node,
+                ),
+                settings.audit.dir.clone(),
+            );
             Some(Arc::new(store))
         }
         None => match phivault_store::sqlite::SqliteStore::open(&settings.data_dir) {

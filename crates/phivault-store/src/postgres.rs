@@ -29,7 +29,9 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod audit_mirror;
 mod keystore;
+pub use audit_mirror::{AuditMirror, SyncStats, audit_nodes, pull_audit};
 pub use keystore::PgKeystoreDoc;
 
 /// The migrations, in order. Never edit one that shipped: add the next.
@@ -67,6 +69,15 @@ CREATE TABLE pv_jobs(
 CREATE TABLE pv_keystore(
   id INTEGER PRIMARY KEY CHECK (id = 1), generation BIGINT NOT NULL, doc BYTEA NOT NULL,
   updated BIGINT NOT NULL);
+"#,
+    ),
+    (
+        3,
+        "the nodes' audit trails, mirrored",
+        r#"
+CREATE TABLE pv_audit_chunks(
+  node TEXT NOT NULL, path TEXT COLLATE "C" NOT NULL, off BIGINT NOT NULL, data BYTEA NOT NULL,
+  PRIMARY KEY(node, path, off));
 "#,
     ),
 ];

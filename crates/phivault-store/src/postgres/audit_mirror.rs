@@ -1,0 +1,281 @@
+//! Each node's audit trail, mirrored into PostgreSQL.
+//!
+//! A node writes its trail to local files first (group commit, fsync,
+//! fail closed: the write path stays local and fast), and this mirror
+//! copies what the files hold into `pv_audit_chunks` every second: appended
+//! bytes as new chunks, a rewritten or shrunk file (the `checkpoint` file,
+//! a pruned segment) as a fresh set of chunks, a deleted file's chunks
+//! removed. So the database holds every node's trail, verifiable with the
+//! same verifier after `phivault audit pull`, and a node that loses its
+//! disk loses at most the last second (which its signed checkpoints, also
+//! mirrored, bound).
+//!
+//! The mirror copies bytes; it never interprets them, so the trail's
+//! formats stay one (docs/FORMAT.md §12).
+
+use super::db;
+use crate::StoreError;
+use sqlx::{PgPool, Row};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Largest chunk stored in one row.
+const CHUNK: usize = 1 << 20;
+
+/// What the mirror last copied of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    len: u64,
+    ino: u64,
+    mtime_ns: i128,
+}
+
+/// A node's mirror; keep one per node and call [`AuditMirror::sync`]
+/// periodically.
+pub struct AuditMirror {
+    pool: PgPool,
+    node: String,
+    seen: BTreeMap<PathBuf, Seen>,
+    loaded: bool,
+}
+
+/// What one sync copied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Files added, extended or rewritten.
+    pub files: u64,
+    /// Files removed.
+    pub removed: u64,
+}
+
+fn stat(p: &Path) -> Option<Seen> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).ok()?;
+    m.is_file().then(|| Seen {
+        len: m.len(),
+        ino: m.ino(),
+        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+    })
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        for e in std::fs::read_dir(dir.join(&rel))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let r = rel.join(e.file_name());
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(r),
+                Ok(t) if t.is_file() => out.push(r),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn rel_str(p: &Path) -> String {
+    p.to_string_lossy().replace('\\', "/")
+}
+
+impl AuditMirror {
+    /// A mirror of node `node`'s trail through `pool`.
+    pub fn new(pool: PgPool, node: &str) -> Self {
+        Self {
+            pool,
+            node: node.to_owned(),
+            seen: BTreeMap::new(),
+            loaded: false,
+        }
+    }
+
+    /// Copies what changed in `dir` since the last call.
+    pub async fn sync(&mut self, dir: &Path) -> Result<SyncStats, StoreError> {
+        if !self.loaded {
+            // After a restart: what the database already holds per file.
+            let rows = sqlx::query(
+                "SELECT path, COALESCE(max(off + length(data)), 0) FROM pv_audit_chunks
+                 WHERE node = $1 GROUP BY path",
+            )
+            .bind(&self.node)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            for r in rows {
+                let path: String = r.try_get(0).map_err(db)?;
+                let len: i64 = r.try_get(1).map_err(db)?;
+                // Inode and time unknown: the next sync re-checks the
+                // length only for these (an append continues, a shorter
+                // file is re-sent).
+                self.seen.insert(
+                    PathBuf::from(path),
+                    Seen {
+                        len: len as u64,
+                        ino: 0,
+                        mtime_ns: 0,
+                    },
+                );
+            }
+            self.loaded = true;
+        }
+        let mut st = SyncStats::default();
+        let now: Vec<PathBuf> = files_under(dir);
+        for rel in &now {
+            let Some(cur) = stat(&dir.join(rel)) else {
+                continue;
+            };
+            let prev = self.seen.get(rel).copied();
+            if prev == Some(cur) {
+                continue;
+            }
+            let bytes = match std::fs::read(dir.join(rel)) {
+                Ok(b) => b,
+                Err(_) => continue, // removed meanwhile: the next sync sees it
+            };
+            // Appended (same file, longer): send the tail. Otherwise the
+            // whole file again. After a restart (inode unknown) an append
+            // is trusted only if the database's last chunk still matches
+            // the file: recovery may have cut a torn tail and rewritten it.
+            let append_from = match prev {
+                Some(p) if p.ino == cur.ino && cur.len >= p.len && p.len > 0 => Some(p.len),
+                Some(p) if p.ino == 0 && cur.len >= p.len && p.len > 0 => {
+                    let last = sqlx::query(
+                        "SELECT off, data FROM pv_audit_chunks WHERE node = $1 AND path = $2
+                         ORDER BY off DESC LIMIT 1",
+                    )
+                    .bind(&self.node)
+                    .bind(rel_str(rel))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                    let same = last.is_some_and(|r| {
+                        let off = r.try_get::<i64, _>(0).unwrap_or(-1);
+                        let data: Vec<u8> = r.try_get(1).unwrap_or_default();
+                        off >= 0
+                            && bytes.get(off as usize..off as usize + data.len()) == Some(&data[..])
+                    });
+                    same.then_some(p.len)
+                }
+                _ => None,
+            };
+            if append_from == Some(bytes.len() as u64) {
+                self.seen.insert(rel.clone(), cur);
+                continue;
+            }
+            let from = append_from.unwrap_or(0).min(bytes.len() as u64) as usize;
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            if from == 0 {
+                sqlx::query("DELETE FROM pv_audit_chunks WHERE node = $1 AND path = $2")
+                    .bind(&self.node)
+                    .bind(rel_str(rel))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            let mut off = from;
+            loop {
+                let end = (off + CHUNK).min(bytes.len());
+                sqlx::query(
+                    "INSERT INTO pv_audit_chunks(node, path, off, data) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (node, path, off) DO UPDATE SET data = EXCLUDED.data",
+                )
+                .bind(&self.node)
+                .bind(rel_str(rel))
+                .bind(off as i64)
+                .bind(&bytes[off..end])
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                st.bytes += (end - off) as u64;
+                off = end;
+                if off >= bytes.len() {
+                    break;
+                }
+            }
+            tx.commit().await.map_err(db)?;
+            st.files += 1;
+            self.seen.insert(
+                rel.clone(),
+                Seen {
+                    len: bytes.len() as u64,
+                    ..cur
+                },
+            );
+        }
+        let gone: Vec<PathBuf> = self
+            .seen
+            .keys()
+            .filter(|p| now.binary_search(p).is_err())
+            .cloned()
+            .collect();
+        for rel in gone {
+            sqlx::query("DELETE FROM pv_audit_chunks WHERE node = $1 AND path = $2")
+                .bind(&self.node)
+                .bind(rel_str(&rel))
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            self.seen.remove(&rel);
+            st.removed += 1;
+        }
+        Ok(st)
+    }
+}
+
+/// The nodes whose trails the database holds.
+pub async fn audit_nodes(pool: &PgPool) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT DISTINCT node FROM pv_audit_chunks ORDER BY node")
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
+}
+
+/// Writes node `node`'s mirrored trail into the empty folder `dest`;
+/// returns the number of files.
+pub async fn pull_audit(pool: &PgPool, node: &str, dest: &Path) -> Result<u64, StoreError> {
+    let rows = sqlx::query(
+        "SELECT path, off, data FROM pv_audit_chunks WHERE node = $1 ORDER BY path, off",
+    )
+    .bind(node)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for r in rows {
+        let path: String = r.try_get(0).map_err(db)?;
+        let off: i64 = r.try_get(1).map_err(db)?;
+        let data: Vec<u8> = r.try_get(2).map_err(db)?;
+        let f = files.entry(path).or_default();
+        if f.len() as i64 != off {
+            return Err(StoreError::Db(format!(
+                "the mirrored audit trail of {node} has a gap; sync it again from the node"
+            )));
+        }
+        f.extend_from_slice(&data);
+    }
+    for (path, data) in &files {
+        let rel = PathBuf::from(path);
+        if !rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(StoreError::Db(format!(
+                "a mirrored audit path is unsafe: {path}"
+            )));
+        }
+        let p = dest.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Db(e.to_string()))?;
+        }
+        std::fs::write(&p, data).map_err(|e| StoreError::Db(format!("{}: {e}", p.display())))?;
+    }
+    Ok(files.len() as u64)
+}
