@@ -1,6 +1,7 @@
 //! The server's parsers of untrusted input: scopes, bearer tokens, client
 //! certificates (identity and scopes extension), server certificates
-//! against the profile, durations, and transit HMAC strings. The first
+//! against the profile, durations, transit HMAC strings, and a backup's
+//! contents (the archive's JSON lines). The first
 //! byte picks the parser. None may panic.
 #![no_main]
 #![forbid(unsafe_code)]
@@ -19,7 +20,7 @@ fn authority() -> &'static TokenAuthority {
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(rest);
-    match sel % 5 {
+    match sel % 6 {
         0 => {
             if let Ok(s) = Scopes::parse(text.split_whitespace()) {
                 let _ = s.allows("transit:encrypt:billing");
@@ -41,6 +42,10 @@ fuzz_target!(|data: &[u8]| {
         }
         3 => {
             let _ = pki::check_server_cert(rest, false);
+        }
+        4 => {
+            // A backup's decrypted contents (FORMAT.md §14).
+            let _ = phivault_server::backup::check(rest);
         }
         _ => {
             let _ = phivault_server::transit::parse_duration(&text);

@@ -6,7 +6,7 @@ use crate::config::FileConfig;
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use phivault_core::backup::{BackupMeta, BackupReader, verify_full, verify_integrity};
+use phivault_core::backup::{BackupMeta, BackupReader, verify_integrity};
 use phivault_core::crypto::{EcdhP384PrivateKey, EcdhP384PublicKey};
 use phivault_core::secret::SecretBytes;
 use phivault_keystore::Location;
@@ -289,7 +289,16 @@ fn verify(g: &Global, f: &Path, key: Option<&Path>, signer: Option<&str>) -> Res
         None => verify_integrity(open_file(f)?, signer.as_deref()),
         Some(k) => {
             let key = private_key(k)?;
-            verify_full(open_file(f)?, &key, signer.as_deref(), Default::default())
+            // Decrypt everything, and check what is inside is a whole archive.
+            BackupReader::open(open_file(f)?, &key, signer.as_deref(), Default::default()).and_then(
+                |r| {
+                    let mut br = std::io::BufReader::with_capacity(1 << 20, r);
+                    phivault_server::backup::check(&mut br).map_err(|e| {
+                        phivault_core::backup::BackupError::Io(std::io::Error::other(e.to_string()))
+                    })?;
+                    br.into_inner().into_info()
+                },
+            )
         }
     }
     .with_context(|| format!("{} did not verify", f.display()))?;

@@ -293,6 +293,205 @@ fn safe_rel(p: &str) -> Result<PathBuf, ArchiveError> {
     }
 }
 
+/// One checked item of an archive.
+#[derive(Debug)]
+pub enum Item {
+    /// The keystore document's bytes.
+    Keystore(Vec<u8>),
+    /// A schema version.
+    Schema(SchemaRow),
+    /// A record of a collection.
+    Record(String, RecordDump),
+    /// A subject key of a collection.
+    SubjectKey(String, SubjectKeyRow),
+    /// Bytes of an audit file at `offset` (0 starts a new file).
+    AuditChunk {
+        /// Path relative to the audit folder (checked: no `..`, no root).
+        rel: PathBuf,
+        /// Offset in the file.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+}
+
+/// Reads an archive line by line, checking its structure (FORMAT.md §14):
+/// the header first, known kinds, base64, safe paths, audit chunks in
+/// order, and an `end` line whose counts match. `next` returns `None`
+/// after a valid `end` line.
+pub struct ArchiveReader<R> {
+    r: R,
+    line: String,
+    started: bool,
+    done: bool,
+    counts: Counts,
+    file: Option<(PathBuf, u64)>,
+}
+
+impl<R: BufRead> ArchiveReader<R> {
+    /// Reads from `r`.
+    pub fn new(r: R) -> Self {
+        Self {
+            r,
+            line: String::new(),
+            started: false,
+            done: false,
+            counts: Counts::default(),
+            file: None,
+        }
+    }
+
+    /// What the items so far held.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The next item; `None` after the `end` line.
+    pub fn next_item(&mut self) -> Result<Option<Item>, ArchiveError> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            self.line.clear();
+            let n = self
+                .r
+                .read_line(&mut self.line)
+                .map_err(|e| ArchiveError::Io("reading the backup".into(), e))?;
+            if n == 0 || !self.line.ends_with('\n') {
+                return Err(ArchiveError::Malformed(
+                    "it ends before its end line".into(),
+                ));
+            }
+            let l: Line = serde_json::from_str(&self.line).map_err(|e| {
+                ArchiveError::Malformed(format!("a line is not an archive item: {e}"))
+            })?;
+            let c = &mut self.counts;
+            if !self.started {
+                match &l {
+                    Line::Header { format, version } if format == FORMAT && *version == 1 => {
+                        self.started = true;
+                        continue;
+                    }
+                    _ => return Err(ArchiveError::Malformed("no archive header".into())),
+                }
+            }
+            return Ok(Some(match l {
+                Line::Header { .. } => {
+                    return Err(ArchiveError::Malformed("a second header".into()));
+                }
+                Line::Keystore { doc } => {
+                    if c.keystore > 0 {
+                        return Err(ArchiveError::Malformed("a second keystore".into()));
+                    }
+                    c.keystore += 1;
+                    Item::Keystore(b64("keystore", &doc)?)
+                }
+                Line::Schema {
+                    collection,
+                    version,
+                    schema,
+                    created,
+                } => {
+                    c.schemas += 1;
+                    Item::Schema(SchemaRow {
+                        collection,
+                        version,
+                        schema,
+                        created,
+                    })
+                }
+                Line::Record {
+                    collection,
+                    id,
+                    subject,
+                    v,
+                    rev,
+                    plain,
+                    body,
+                    updated,
+                    indexes,
+                } => {
+                    c.records += 1;
+                    Item::Record(
+                        collection,
+                        RecordDump {
+                            id,
+                            subject: b64("subject", &subject)?,
+                            version: v,
+                            rev,
+                            plain,
+                            body,
+                            updated,
+                            indexes: indexes
+                                .into_iter()
+                                .map(|(n, v)| Ok((n, b64("index", &v)?)))
+                                .collect::<Result<_, ArchiveError>>()?,
+                        },
+                    )
+                }
+                Line::SubjectKey {
+                    collection,
+                    handle,
+                    wrapped,
+                } => {
+                    c.subject_keys += 1;
+                    Item::SubjectKey(
+                        collection,
+                        SubjectKeyRow {
+                            handle: b64("handle", &handle)?,
+                            wrapped: b64("wrapped key", &wrapped)?,
+                        },
+                    )
+                }
+                Line::AuditChunk { path, offset, data } => {
+                    let rel = safe_rel(&path)?;
+                    let data = b64("audit data", &data)?;
+                    let expected = match &self.file {
+                        Some((p, next)) if *p == rel => *next,
+                        _ => {
+                            c.audit_files += 1;
+                            0
+                        }
+                    };
+                    if offset != expected {
+                        return Err(ArchiveError::Malformed(format!(
+                            "audit file {path}: a chunk at {offset}, expected {expected}"
+                        )));
+                    }
+                    c.audit_bytes += data.len() as u64;
+                    self.file = Some((rel.clone(), offset + data.len() as u64));
+                    Item::AuditChunk { rel, offset, data }
+                }
+                Line::End { counts } => {
+                    if counts != *c {
+                        return Err(ArchiveError::Malformed(format!(
+                            "its end line counts {counts:?}, but it held {c:?}"
+                        )));
+                    }
+                    self.line.clear();
+                    let extra = self
+                        .r
+                        .read_line(&mut self.line)
+                        .map_err(|e| ArchiveError::Io("reading the backup".into(), e))?;
+                    if extra != 0 {
+                        return Err(ArchiveError::Malformed("data after the end line".into()));
+                    }
+                    self.done = true;
+                    return Ok(None);
+                }
+            }));
+        }
+    }
+}
+
+/// Checks a whole archive's structure without restoring anything (what
+/// `phivault backup verify --key` adds after decrypting).
+pub fn check(r: impl BufRead) -> Result<Counts, ArchiveError> {
+    let mut a = ArchiveReader::new(r);
+    while a.next_item()?.is_some() {}
+    Ok(a.counts())
+}
+
 /// Restores an archive into an EMPTY store, keystore location and audit
 /// folder. Returns what it restored.
 pub async fn restore(
@@ -311,132 +510,54 @@ pub async fn restore(
     if !files_under(audit_dir)?.is_empty() {
         return Err(ArchiveError::NotEmpty(audit_dir.display().to_string()));
     }
-    let mut c = Counts::default();
-    let mut line = String::new();
-    let mut first = true;
+    let mut a = ArchiveReader::new(r);
     let mut batch: Vec<RecordDump> = Vec::new();
     let mut batch_coll = String::new();
     let mut keys: Vec<SubjectKeyRow> = Vec::new();
     let mut keys_coll = String::new();
-    let mut open: Option<(PathBuf, std::fs::File)> = None;
-    let end = loop {
-        line.clear();
-        let n = r
-            .read_line(&mut line)
-            .map_err(|e| ArchiveError::Io("reading the backup".into(), e))?;
-        if n == 0 {
-            return Err(ArchiveError::Malformed(
-                "it ends before its end line".into(),
-            ));
-        }
-        let l: Line = serde_json::from_str(&line)
-            .map_err(|e| ArchiveError::Malformed(format!("line {}: {e}", c.records + 1)))?;
-        if first {
-            match &l {
-                Line::Header { format, version } if format == FORMAT && *version == 1 => {
-                    first = false;
-                    continue;
-                }
-                _ => return Err(ArchiveError::Malformed("no archive header".into())),
-            }
-        }
-        // Flush batches when the kind or collection changes.
-        if !batch.is_empty()
-            && !matches!(&l, Line::Record { collection, .. } if *collection == batch_coll)
-        {
+    let mut open: Option<std::fs::File> = None;
+    loop {
+        let item = a.next_item()?;
+        // Flush batches when the kind or collection changes (or at the end).
+        if !batch.is_empty() && !matches!(&item, Some(Item::Record(c, _)) if *c == batch_coll) {
             store
                 .load_records(&batch_coll, std::mem::take(&mut batch))
                 .await?;
-            progress(&c);
+            progress(&a.counts());
         }
-        if !keys.is_empty()
-            && !matches!(&l, Line::SubjectKey { collection, .. } if *collection == keys_coll)
-        {
+        if !keys.is_empty() && !matches!(&item, Some(Item::SubjectKey(c, _)) if *c == keys_coll) {
             store
                 .put_subject_keys(&keys_coll, std::mem::take(&mut keys))
                 .await?;
         }
-        match l {
-            Line::Header { .. } => return Err(ArchiveError::Malformed("a second header".into())),
-            Line::Keystore { doc } => {
-                phivault_keystore::store::install_raw(keystore, &b64("keystore", &doc)?)?;
-                c.keystore += 1;
-            }
-            Line::Schema {
-                collection,
-                version,
-                schema,
-                created,
-            } => {
-                store
-                    .put_schema(SchemaRow {
-                        collection,
-                        version,
-                        schema,
-                        created,
-                    })
-                    .await?;
-                c.schemas += 1;
-            }
-            Line::Record {
-                collection,
-                id,
-                subject,
-                v,
-                rev,
-                plain,
-                body,
-                updated,
-                indexes,
-            } => {
-                batch_coll = collection;
-                batch.push(RecordDump {
-                    id,
-                    subject: b64("subject", &subject)?,
-                    version: v,
-                    rev,
-                    plain,
-                    body,
-                    updated,
-                    indexes: indexes
-                        .into_iter()
-                        .map(|(n, v)| Ok((n, b64("index", &v)?)))
-                        .collect::<Result<_, ArchiveError>>()?,
-                });
-                c.records += 1;
+        let Some(item) = item else { break };
+        match item {
+            Item::Keystore(doc) => phivault_keystore::store::install_raw(keystore, &doc)?,
+            Item::Schema(row) => store.put_schema(row).await?,
+            Item::Record(coll, r) => {
+                batch_coll = coll;
+                batch.push(r);
                 if batch.len() >= PAGE as usize {
                     store
                         .load_records(&batch_coll, std::mem::take(&mut batch))
                         .await?;
-                    progress(&c);
+                    progress(&a.counts());
                 }
             }
-            Line::SubjectKey {
-                collection,
-                handle,
-                wrapped,
-            } => {
-                keys_coll = collection;
-                keys.push(SubjectKeyRow {
-                    handle: b64("handle", &handle)?,
-                    wrapped: b64("wrapped key", &wrapped)?,
-                });
-                c.subject_keys += 1;
+            Item::SubjectKey(coll, k) => {
+                keys_coll = coll;
+                keys.push(k);
                 if keys.len() >= PAGE as usize {
                     store
                         .put_subject_keys(&keys_coll, std::mem::take(&mut keys))
                         .await?;
                 }
             }
-            Line::AuditChunk { path, offset, data } => {
-                let rel = safe_rel(&path)?;
-                let data = b64("audit data", &data)?;
-                let fresh = open.as_ref().is_none_or(|(p, _)| *p != rel);
-                if fresh {
-                    if offset != 0 {
-                        return Err(ArchiveError::Malformed(format!(
-                            "{path} starts at {offset}"
-                        )));
+            Item::AuditChunk { rel, offset, data } => {
+                if offset == 0 {
+                    if let Some(f) = open.take() {
+                        f.sync_all()
+                            .map_err(|e| ArchiveError::Io("syncing the audit trail".into(), e))?;
                     }
                     let dest = audit_dir.join(&rel);
                     if let Some(parent) = dest.parent() {
@@ -444,35 +565,102 @@ pub async fn restore(
                             ArchiveError::Io(format!("creating {}", parent.display()), e)
                         })?;
                     }
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&dest)
-                        .map_err(|e| ArchiveError::Io(format!("creating {}", dest.display()), e))?;
-                    if let Some((_, f)) = open.take() {
-                        f.sync_all()
-                            .map_err(|e| ArchiveError::Io("syncing the audit trail".into(), e))?;
-                    }
-                    open = Some((rel.clone(), f));
-                    c.audit_files += 1;
+                    open = Some(
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&dest)
+                            .map_err(|e| {
+                                ArchiveError::Io(format!("creating {}", dest.display()), e)
+                            })?,
+                    );
                 }
-                let (_, f) = open.as_mut().expect("opened");
+                let f = open.as_mut().ok_or_else(|| {
+                    ArchiveError::Malformed("an audit chunk without its file".into())
+                })?;
                 f.write_all(&data)
-                    .map_err(|e| ArchiveError::Io(format!("writing {path}"), e))?;
-                c.audit_bytes += data.len() as u64;
+                    .map_err(|e| ArchiveError::Io(format!("writing {}", rel.display()), e))?;
             }
-            Line::End { counts } => break counts,
         }
-    };
-    if let Some((_, f)) = open.take() {
+    }
+    if let Some(f) = open.take() {
         f.sync_all()
             .map_err(|e| ArchiveError::Io("syncing the audit trail".into(), e))?;
     }
-    if end != c {
-        return Err(ArchiveError::Malformed(format!(
-            "its end line counts {end:?}, but it held {c:?}"
-        )));
+    progress(&a.counts());
+    Ok(a.counts())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(lines: &[&str]) -> Vec<u8> {
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect()
     }
-    progress(&c);
-    Ok(c)
+
+    const HEAD: &str = r#"{"t":"header","format":"phivault-archive","version":1}"#;
+
+    #[test]
+    fn structure_is_checked() {
+        let ok = archive(&[
+            HEAD,
+            r#"{"t":"audit_chunk","path":"segments/a.seg","offset":0,"data":"AAE="}"#,
+            r#"{"t":"audit_chunk","path":"segments/a.seg","offset":2,"data":"Ag=="}"#,
+            r#"{"t":"end","counts":{"keystore":0,"schemas":0,"records":0,"subject_keys":0,"audit_files":1,"audit_bytes":3}}"#,
+        ]);
+        assert_eq!(check(&ok[..]).unwrap().audit_bytes, 3);
+        let bad = |lines: &[&str], why: &str| {
+            let e = check(&archive(lines)[..]).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        };
+        bad(&[], "ends before");
+        bad(&[r#"{"t":"keystore","doc":""}"#], "no archive header");
+        bad(&[HEAD, HEAD], "second header");
+        bad(&[HEAD, r#"{"t":"nope"}"#], "not an archive item");
+        bad(
+            &[
+                HEAD,
+                r#"{"t":"audit_chunk","path":"../x","offset":0,"data":""}"#,
+            ],
+            "audit file path",
+        );
+        bad(
+            &[
+                HEAD,
+                r#"{"t":"audit_chunk","path":"/etc/x","offset":0,"data":""}"#,
+            ],
+            "audit file path",
+        );
+        bad(
+            &[
+                HEAD,
+                r#"{"t":"audit_chunk","path":"a","offset":5,"data":""}"#,
+            ],
+            "expected 0",
+        );
+        bad(&[HEAD, r#"{"t":"keystore","doc":"!!"}"#], "not base64");
+        bad(
+            &[
+                HEAD,
+                r#"{"t":"end","counts":{"keystore":1,"schemas":0,"records":0,"subject_keys":0,"audit_files":0,"audit_bytes":0}}"#,
+            ],
+            "end line counts",
+        );
+        let mut extra = ok.clone();
+        extra.extend_from_slice(b"{}\n");
+        assert!(
+            check(&extra[..])
+                .unwrap_err()
+                .to_string()
+                .contains("after the end")
+        );
+        // Every truncation of a valid archive fails.
+        for n in 0..ok.len() {
+            assert!(check(&ok[..n]).is_err(), "{n}");
+        }
+    }
 }
