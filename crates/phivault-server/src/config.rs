@@ -127,7 +127,7 @@ pub struct StorageFile {
     /// Why the URL may use an `sslmode` weaker than verify-full (a
     /// documented risk decision); without it such URLs are refused.
     pub insecure_db_tls_reason: Option<String>,
-    /// Connections per node (default 16).
+    /// Connections per node (default 32).
     pub max_connections: Option<u32>,
 }
 
@@ -180,7 +180,7 @@ impl StorageSettings {
             client_cert_pem: read("client_cert", &f.client_cert)?,
             client_key_pem: read("client_key", &f.client_key)?,
             insecure_tls_reason: f.insecure_db_tls_reason.clone(),
-            max_connections: f.max_connections.unwrap_or(16),
+            max_connections: f.max_connections.unwrap_or(32),
         };
         Ok(Self {
             backend: "postgres".into(),

@@ -100,7 +100,7 @@ pub struct PgSettings {
     /// Why the URL may use an `sslmode` weaker than `verify-full` (an
     /// operator's recorded risk decision); `None` refuses such URLs.
     pub insecure_tls_reason: Option<String>,
-    /// Pool size (default 16).
+    /// Pool size (default 32).
     pub max_connections: u32,
 }
 
@@ -256,7 +256,7 @@ async fn open_pool(s: &PgSettings, max: u32) -> Result<(PgPool, SeenTls, String)
         let tls = Arc::new(Mutex::new(None));
         let seen = tls.clone();
         let pool = PgPoolOptions::new()
-            .max_connections(if max == 0 { 16 } else { max })
+            .max_connections(if max == 0 { 32 } else { max })
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 let seen = seen.clone();
@@ -575,6 +575,15 @@ impl RecordStore for PgStore {
             let (handles, wrapped): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
                 keys.into_iter().map(|k| (k.handle, k.wrapped)).unzip();
             let mut tx = self.pool.begin().await.map_err(db)?;
+            // No fsync of its own: a subject key is only ever needed by a
+            // record written after it, and that record's (synchronous)
+            // commit flushes the WAL up to and past this commit. A crash
+            // before that loses only a key no acknowledged record uses.
+            // Halves the fsyncs of a create.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             sqlx::query(
                 "INSERT INTO pv_subject_keys(collection, handle, wrapped, created)
                  SELECT $1, h, w, $4 FROM unnest($2::BYTEA[], $3::BYTEA[]) AS t(h, w)
