@@ -197,7 +197,22 @@ impl IntoResponse for ApiError {
 
 impl From<TransitError> for ApiError {
     fn from(e: TransitError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        // The keystore's storage (its file, or its document in PostgreSQL)
+        // could not be read, locked or written: an outage to retry after,
+        // not a server fault (tests/faults.rs: a rotation while
+        // PostgreSQL is down).
+        if let TransitError::Keystore(m) = &e
+            && [
+                "reading the keystore from ",
+                "locking the keystore in ",
+                "writing the keystore to ",
+            ]
+            .iter()
+            .any(|p| m.starts_with(p))
+        {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
         if status.is_server_error() {
             tracing::error!(error = %e, "transit failure");
         }

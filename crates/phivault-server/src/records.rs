@@ -119,6 +119,9 @@ impl RecordsError {
             Self::Shredded => 410,
             Self::Conflict | Self::Exists => 409,
             Self::Store(StoreError::Unavailable(_)) => 503,
+            // SQLite's SQLITE_FULL: out of disk space, not a server fault
+            // (tests/faults.rs fills the data dir's disk).
+            Self::Store(StoreError::Db(m)) if m.contains("database or disk is full") => 507,
             Self::Store(_) | Self::Keys(_) => 500,
         }
     }
