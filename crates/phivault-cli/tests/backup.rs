@@ -7,29 +7,11 @@
 //! trail still verifying.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod common;
-use common::{Server, pv, run};
+use common::{pv, run};
 
-fn curl(dir: &Path, url: &str, method: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-    let mut args = vec![
-        "-X",
-        method,
-        "-H",
-        "X-Purpose-Of-Use: TREAT",
-        "-H",
-        "Content-Type: application/json",
-    ];
-    if let Some(b) = body {
-        args.extend(["--data-binary", b]);
-    }
-    let (code, body) = common::curl_admin(dir, url, &args);
-    (
-        code,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-    )
-}
+use common::curl_json as curl;
 
 fn search(dir: &Path, url: &str, mrn: &str) -> serde_json::Value {
     let (code, v) = curl(
@@ -42,53 +24,8 @@ fn search(dir: &Path, url: &str, mrn: &str) -> serde_json::Value {
     v["records"].clone()
 }
 
-/// Copies what is not in a backup: the unseal material (a dev key file)
-/// and the TLS configuration.
-fn copy_config(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    std::fs::copy(from.join("dev-unseal.key"), to.join("dev-unseal.key")).unwrap();
-    for sub in ["ca", "clients", "tls"] {
-        assert!(
-            Command::new("cp")
-                .arg("-a")
-                .arg(from.join(sub))
-                .arg(to)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
-fn serve_at(dir: &Path, env: &[(&str, &str)], config: Option<&Path>) -> (Server, String) {
-    let mut c = pv(dir);
-    c.envs(env.iter().copied());
-    if let Some(cf) = config {
-        c.arg("--config").arg(cf);
-    }
-    c.args([
-        "--json",
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--log",
-        "warn",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
-    let mut child = c.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
-    (Server(child), v["listening"].as_str().unwrap().to_string())
-}
+use common::copy_node_config as copy_config;
+use common::serve_with as serve_at;
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|_| panic!("not JSON: {out}"))
@@ -240,25 +177,7 @@ fn backup_verify_restore_sqlite_and_postgres() {
     common::stop(s);
 
     // Restore into an empty PostgreSQL database: the migration path.
-    let (code, _, err) = run(pv(&a).args([
-        "--insecure-dev",
-        "ca",
-        "issue",
-        "server",
-        "--name",
-        "db.phivault.test",
-        "--san",
-        "127.0.0.1",
-        "--cert",
-        d.join("db.pem").to_str().unwrap(),
-        "--key",
-        d.join("db.key").to_str().unwrap(),
-    ]));
-    assert_eq!(code, 0, "{err}");
-    let Some(pg) = phivault_testpg::PgCluster::start(Some(phivault_testpg::ServerTls {
-        cert_pem: std::fs::read_to_string(d.join("db.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(d.join("db.key")).unwrap(),
-    })) else {
+    let Some(pg) = common::postgres_with_phivault_ca(&a, d) else {
         return;
     };
     pg.create_db("restored");

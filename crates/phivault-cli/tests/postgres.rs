@@ -6,58 +6,15 @@
 //! connection. Skipped (loudly) without PostgreSQL; CI makes that a failure.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::{Server, pv, run};
 
-fn curl(dir: &Path, url: &str, method: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-    let mut args = vec![
-        "-X",
-        method,
-        "-H",
-        "X-Purpose-Of-Use: TREAT",
-        "-H",
-        "Content-Type: application/json",
-    ];
-    if let Some(b) = body {
-        args.extend(["--data-binary", b]);
-    }
-    let (code, body) = common::curl_admin(dir, url, &args);
-    (
-        code,
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-    )
-}
+use common::curl_json as curl;
 
 fn node(dir: &Path, config: &Path, url: &str) -> (Server, String) {
-    let mut c = pv(dir);
-    c.env("PHIVAULT_STORAGE_URL", url)
-        .args(["--config"])
-        .arg(config)
-        .args([
-            "--json",
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = c.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
-    (Server(child), v["listening"].as_str().unwrap().to_string())
+    common::serve_with(dir, &[("PHIVAULT_STORAGE_URL", url)], Some(config))
 }
 
 fn grep_tree(root: &Path, needle: &[u8], hits: &mut Vec<String>) {
@@ -76,30 +33,9 @@ fn two_nodes_share_one_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (a, b) = (d.join("a"), d.join("b"));
-    // Node A's first start bootstraps the dev keystore and phivault's CA …
-    let (s, _) = common::spawn_dev_server(&a, &[], "warn", Stdio::null());
-    common::stop(Server(s));
-    // … which issues PostgreSQL's server certificate.
-    let (code, _, err) = run(pv(&a).args([
-        "--insecure-dev",
-        "ca",
-        "issue",
-        "server",
-        "--name",
-        "db.phivault.test",
-        "--san",
-        "127.0.0.1",
-        "--cert",
-        d.join("db.pem").to_str().unwrap(),
-        "--key",
-        d.join("db.key").to_str().unwrap(),
-    ]));
-    assert_eq!(code, 0, "{err}");
-    let tls = phivault_testpg::ServerTls {
-        cert_pem: std::fs::read_to_string(d.join("db.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(d.join("db.key")).unwrap(),
-    };
-    let Some(pg) = phivault_testpg::PgCluster::start(Some(tls)) else {
+    // Node A's first start bootstraps the dev keystore and phivault's CA,
+    // which issues PostgreSQL's server certificate.
+    let Some(pg) = common::postgres_with_phivault_ca(&a, d) else {
         return;
     };
     pg.create_db("phivault");
@@ -135,17 +71,7 @@ fn two_nodes_share_one_postgres() {
     assert_eq!(pg.psql("phivault", "SELECT count(*) FROM pv_keystore"), "1");
     // Node B has no local state beyond config and unseal: the dev unseal
     // key file and the TLS/CA files. No keystore, records or audit trail.
-    std::fs::create_dir_all(&b).unwrap();
-    std::fs::copy(a.join("dev-unseal.key"), b.join("dev-unseal.key")).unwrap();
-    for sub in ["ca", "clients", "tls"] {
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(a.join(sub))
-            .arg(&b)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    common::copy_node_config(&a, &b);
     let (nb, ub) = node(&b, &config_b, &url);
     assert!(!b.join("keystore.json").exists());
 

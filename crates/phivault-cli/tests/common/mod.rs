@@ -104,3 +104,111 @@ pub fn curl_admin(dir: &Path, url: &str, args: &[&str]) -> (u16, String) {
     let (b, c) = t.rsplit_once('\n').unwrap();
     (c.trim().parse().unwrap(), b.into())
 }
+
+/// curl as the dev admin with a purpose of use and a JSON body: (status,
+/// parsed body or Null).
+pub fn curl_json(
+    dir: &Path,
+    url: &str,
+    method: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut args = vec![
+        "-X",
+        method,
+        "-H",
+        "X-Purpose-Of-Use: TREAT",
+        "-H",
+        "Content-Type: application/json",
+    ];
+    if let Some(b) = body {
+        args.extend(["--data-binary", b]);
+    }
+    let (code, body) = curl_admin(dir, url, &args);
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `serve --dev` in `dir` with extra environment and an optional config
+/// file; stderr passes through. Returns the guard and the https:// URL.
+pub fn serve_with(dir: &Path, env: &[(&str, &str)], config: Option<&Path>) -> (Server, String) {
+    let mut c = pv(dir);
+    c.envs(env.iter().copied());
+    if let Some(cf) = config {
+        c.arg("--config").arg(cf);
+    }
+    c.args([
+        "--json",
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "warn",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
+    (Server(child), v["listening"].as_str().unwrap().to_string())
+}
+
+/// Bootstraps a dev data dir `a` (keystore, CA) with one short `serve
+/// --dev`, has its CA issue a certificate for 127.0.0.1 (into `work`), and
+/// starts a throwaway PostgreSQL with it (TLS required). `None`: no
+/// PostgreSQL here (skipped, or a failure under PHIVAULT_REQUIRE_ALL_TESTS).
+pub fn postgres_with_phivault_ca(a: &Path, work: &Path) -> Option<phivault_testpg::PgCluster> {
+    if !a.join("ca/ca.pem").exists() {
+        let (s, _) = spawn_dev_server(a, &[], "warn", Stdio::null());
+        stop(Server(s));
+    }
+    let (cert, key) = (work.join("db.pem"), work.join("db.key"));
+    let (code, _, err) = run(pv(a)
+        .args([
+            "--insecure-dev",
+            "ca",
+            "issue",
+            "server",
+            "--name",
+            "db.phivault.test",
+            "--san",
+            "127.0.0.1",
+            "--cert",
+        ])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key));
+    assert_eq!(code, 0, "{err}");
+    phivault_testpg::PgCluster::start(Some(phivault_testpg::ServerTls {
+        cert_pem: std::fs::read_to_string(&cert).unwrap(),
+        key_pem: std::fs::read_to_string(&key).unwrap(),
+    }))
+}
+
+/// Gives a second node what is not shared through the database or a
+/// backup: the dev unseal key file and the TLS/CA files.
+pub fn copy_node_config(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::copy(from.join("dev-unseal.key"), to.join("dev-unseal.key")).unwrap();
+    for sub in ["ca", "clients", "tls"] {
+        assert!(
+            Command::new("cp")
+                .arg("-a")
+                .arg(from.join(sub))
+                .arg(to)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
