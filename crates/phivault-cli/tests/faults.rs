@@ -1121,7 +1121,7 @@ fn kill9_under_load(b: Backend) {
     // The kills really landed mid-load: writes were acknowledged in the
     // cycles, and requests were in flight when the server died.
     let (mut acked, mut cut) = (vec![0usize; n], vec![0usize; n]);
-    let (mut unexpected, mut races) = (Vec::new(), 0);
+    let mut unexpected = Vec::new();
     for e in &book.events {
         let kill = kills[e.cycle];
         if e.write && e.ok() {
@@ -1130,10 +1130,6 @@ fn kill9_under_load(b: Backend) {
             cut[e.cycle] += 1;
         } else if e.status == 0 && e.start >= kill {
             // Sent as the server was being taken away: refused.
-        } else if !e.ok() && e.msg.contains("is not the primary") {
-            // The known race of an encryption with a rotation (see
-            // transit_encrypt_races_rotation): counted, not failed on.
-            races += 1;
         } else if !(e.ok() || e.op == "collection.rotate" && e.status == 400) {
             // (400: a rewrap job still runs, so the collection can't rotate.)
             unexpected.push(format!(
@@ -1143,12 +1139,6 @@ fn kill9_under_load(b: Backend) {
         }
     }
     eprintln!("{}: {}", b.name, histogram(&book));
-    if races > 0 {
-        eprintln!(
-            "{}: KNOWN BUG: {races} requests refused with 'not the primary' (a rotation raced them)",
-            b.name
-        );
-    }
     assert!(
         unexpected.is_empty(),
         "{}: unexpected failures on a live server:\n{}",
@@ -1310,8 +1300,6 @@ fn postgres_restart_under_load() {
             // Only a 503 that names the cause: the database (records), or
             // the keystore's document in PostgreSQL (rotations).
             503 if e.msg.contains("database") || e.msg.contains("postgres://") => refused += 1,
-            // The known race with a rotation (transit_encrypt_races_rotation).
-            _ if e.msg.contains("is not the primary") => {}
             s => bad.push(format!(
                 "phase {} {} → {s} {} ({took:.1?})",
                 e.cycle, e.op, e.msg
@@ -1382,7 +1370,8 @@ fn postgres_restart_under_load() {
 /// the runner marks a job `failed` on any error, a transient
 /// `StoreError::Unavailable` included.
 #[test]
-#[ignore = "known bug: a transient database outage marks a running rewrap job failed for good (records.rs, run_pending_jobs)"]
+// Regression: a transient database outage used to mark a running rewrap
+// job failed for good (records.rs, run_pending_jobs).
 fn postgres_restart_during_a_rewrap_job() {
     let _g = serial();
     // Small, paced rewrap pages: the job is still running at the outage.
@@ -1601,7 +1590,7 @@ fn disk_full_on_the_sqlite_data_dir() {
     eprintln!("disk full test took {:.1?}", t_all.elapsed());
 }
 
-// ------------------------------------------------------------ known races
+// ------------------------------------------------------------ races with rotation
 
 /// Transit encrypt while the key rotates: every request must succeed. It
 /// does not yet: `encrypt_ring` reads the primary version, then derives
@@ -1610,7 +1599,8 @@ fn disk_full_on_the_sqlite_data_dir() {
 /// primary", a 400). Found by the kill -9 test above (1 in ~7000
 /// encryptions there).
 #[test]
-#[ignore = "known bug: a transit encrypt racing a rotation fails with 400 'not the primary' (transit.rs encrypt_ring / keystore derive)"]
+// Regression: a transit encrypt racing a rotation used to fail with 400
+// "not the primary" (Transit::encrypt_ring now reads the primary again).
 fn transit_encrypt_races_rotation() {
     let _g = serial();
     let b = sqlite_backend("");

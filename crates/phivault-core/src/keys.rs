@@ -127,6 +127,10 @@ pub enum KeyError {
     /// The keystore is sealed.
     #[error("the keystore is sealed; unseal it with `phivault unseal`")]
     Sealed,
+    /// Encrypting under a version that is no longer the primary (the ring
+    /// was rotated after the version was read).
+    #[error("version {1} of '{0}' is not the primary (the ring was rotated); retry")]
+    NotPrimary(String, u32),
     /// The key service could not be reached or failed.
     #[error("key service: {0}")]
     Service(String),

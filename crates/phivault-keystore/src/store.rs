@@ -1053,10 +1053,7 @@ impl KeyDeriver for Keystore {
                 if primary(r) != Some(v)
                     && (r.min_encryption_version == 0 || v < r.min_encryption_version) =>
             {
-                return Err(KeyError::Service(format!(
-                    "version {v} of '{}' is not the primary",
-                    name()
-                )));
+                return Err(KeyError::NotPrimary(name(), v));
             }
             KeyUse::Decrypt if v < r.min_decryption_version => {
                 return Err(KeyError::BelowMinimum(name(), v, r.min_decryption_version));

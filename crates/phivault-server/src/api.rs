@@ -1266,11 +1266,10 @@ async fn encrypt(c: Ctx, Path(name): Path<String>, body: Body) -> ApiResult {
     .await?;
     let t = Transit::new(&ks);
     let r = t.ring_for_encrypt(&name)?;
-    // The primary version, looked up once for the whole batch.
-    let default_version = match req.key_version {
-        Some(v) => Some(v),
-        None => Some(t.primary(&r.ring, &name)?),
-    };
+    // Without a requested version each item takes the primary at the
+    // moment it is sealed (a rotation racing the request is retried, not
+    // refused: Transit::encrypt_ring).
+    let default_version = req.key_version;
     run_items(&st, &req, |i| {
         let pt = transit::b64("plaintext", need("plaintext", &i.plaintext)?)?;
         let pt = zeroize::Zeroizing::new(pt);

@@ -1054,6 +1054,14 @@ impl Records {
             tokio::spawn(async move {
                 let id = j.id.clone();
                 if let Err(e) = me.run_job(&ks, j.clone()).await {
+                    if e.status() == 503 {
+                        // The database is away for a moment: the job stays
+                        // `running` and resumes from its cursor on the next
+                        // pass (every 2 s).
+                        tracing::warn!(job = %id, error = %e, "records job paused: storage unavailable; it resumes");
+                        me.jobs_running.lock().expect("lock").remove(&id);
+                        return;
+                    }
                     tracing::error!(job = %id, error = %e, "records job failed");
                     let _ = me
                         .store

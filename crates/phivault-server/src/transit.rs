@@ -543,14 +543,27 @@ impl<'a> Transit<'a> {
         b: &Binding,
         key_version: Option<u32>,
     ) -> Result<Sealed, TransitError> {
-        let v = self.version(&k.ring, name, key_version)?;
         let ctx = envelope_context(&b.context, &b.associated_data);
-        let ct = envelope::encrypt_with(self.ks, k.algorithm, &k.ring, v, &ctx, plaintext)
-            .map_err(|e| from_env(name, e))?;
-        Ok(Sealed {
-            ciphertext: envelope::to_text(&ct),
-            key_version: v.get(),
-        })
+        // The primary is read, then used: a rotation in between makes the
+        // version stale. Read it again (a few times; rotations are rare).
+        let mut attempts = 0;
+        loop {
+            let v = self.version(&k.ring, name, key_version)?;
+            match envelope::encrypt_with(self.ks, k.algorithm, &k.ring, v, &ctx, plaintext) {
+                Ok(ct) => {
+                    return Ok(Sealed {
+                        ciphertext: envelope::to_text(&ct),
+                        key_version: v.get(),
+                    });
+                }
+                Err(EnvelopeError::Key(KeyError::NotPrimary(..)))
+                    if key_version.is_none() && attempts < 3 =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(from_env(name, e)),
+            }
+        }
     }
 
     /// The primary version of a ring.
