@@ -354,30 +354,9 @@ fn pg_backend(config: &str) -> Option<Backend> {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let dir = d.join("data");
-    // The first start bootstraps the dev keystore and phivault's CA …
-    let (s, _) = common::spawn_dev_server(&dir, &[], "warn", Stdio::null());
-    common::stop(common::Server(s));
-    // … which issues PostgreSQL's server certificate.
-    let (code, _, err) = common::run(pv(&dir).args([
-        "--insecure-dev",
-        "ca",
-        "issue",
-        "server",
-        "--name",
-        "db.phivault.test",
-        "--san",
-        "127.0.0.1",
-        "--cert",
-        d.join("db.pem").to_str().unwrap(),
-        "--key",
-        d.join("db.key").to_str().unwrap(),
-    ]));
-    assert_eq!(code, 0, "{err}");
-    let tls = phivault_testpg::ServerTls {
-        cert_pem: std::fs::read_to_string(d.join("db.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(d.join("db.key")).unwrap(),
-    };
-    let pg = phivault_testpg::PgCluster::start(Some(tls))?;
+    // The first start bootstraps the dev keystore and phivault's CA, which
+    // issues PostgreSQL's server certificate.
+    let pg = common::postgres_with_phivault_ca(&dir, d)?;
     pg.create_db("phivault");
     for f in ["records.db", "subject-keys.db"] {
         for suffix in ["", "-wal", "-shm"] {
