@@ -13,29 +13,11 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 40;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+mod common;
+use common::Rng;
 
 fn rng() -> Rng {
-    let seed = std::env::var("PHIVAULT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("crash test seed: {seed}");
-    Rng(seed)
+    Rng(common::seed("PHIVAULT_CRASH_SEED", "crash test"))
 }
 
 fn pv(dir: &Path) -> Command {

@@ -63,37 +63,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 // ------------------------------------------------------------ randomness
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
+use common::Rng;
 
 fn seed(test: &str) -> u64 {
-    let s = std::env::var("PHIVAULT_FAULTS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("{test}: seed {s} (PHIVAULT_FAULTS_SEED={s} replays it)");
-    s
+    common::seed("PHIVAULT_FAULTS_SEED", test)
 }
 
 fn cycles() -> usize {

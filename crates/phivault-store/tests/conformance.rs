@@ -395,6 +395,11 @@ struct Pki {
 }
 
 fn pki(names: &[&str]) -> Pki {
+    pki_with(names, false)
+}
+
+/// [`pki`]; `expired`: the server certificate's validity ended in 2021.
+fn pki_with(names: &[&str], expired: bool) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -404,8 +409,12 @@ fn pki(names: &[&str]) -> Pki {
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, &ca_key);
     let key = KeyPair::generate().unwrap();
-    let p =
+    let mut p =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if expired {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
     let cert = p.signed_by(&key, &issuer).unwrap();
     Pki {
         ca_pem: ca_cert.pem(),
@@ -638,4 +647,22 @@ fn postgres_keystore_shared_by_two_nodes() {
         fresh.body().generation,
         ka.body().generation.max(kb.body().generation)
     );
+}
+
+/// A database whose certificate expired is refused (verify-full checks the
+/// validity period, not only the chain and the name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_expired_certificate_is_refused() {
+    let p = pki_with(&["127.0.0.1"], true);
+    let Some(pg) = PgCluster::start(Some(p.server.clone())) else {
+        return;
+    };
+    match PgStore::connect(&settings(&pg, "postgres", &p.ca_pem)).await {
+        Ok(_) => panic!("connected to a database with an expired certificate"),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("expired"), "{e}");
+            assert!(!e.contains(pg.password()), "{e}");
+        }
+    }
 }

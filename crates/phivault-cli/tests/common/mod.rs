@@ -23,7 +23,6 @@ pub fn spawn_dev_server(
     log: &str,
     stderr: std::process::Stdio,
 ) -> (std::process::Child, String) {
-    use std::io::BufRead;
     let mut child = pv(dir)
         .args(global)
         .args([
@@ -40,14 +39,20 @@ pub fn spawn_dev_server(
         .stderr(stderr)
         .spawn()
         .unwrap();
+    let url = ready_url(&mut child);
+    (child, url)
+}
+
+/// Reads `serve --json`'s ready line from the child's stdout: its URL.
+fn ready_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
-    let url = v["listening"].as_str().unwrap().to_string();
-    (child, url)
+    v["listening"].as_str().unwrap().to_string()
 }
 
 /// Runs a command with no stdin: (exit code, stdout, stderr).
@@ -152,15 +157,8 @@ pub fn serve_with(dir: &Path, env: &[(&str, &str)], config: Option<&Path>) -> (S
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     let mut child = c.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("ready line: {line}"));
-    (Server(child), v["listening"].as_str().unwrap().to_string())
+    let url = ready_url(&mut child);
+    (Server(child), url)
 }
 
 /// Bootstraps a dev data dir `a` (keystore, CA) with one short `serve
@@ -211,4 +209,42 @@ pub fn copy_node_config(from: &Path, to: &Path) {
                 .success()
         );
     }
+}
+
+/// A small deterministic PRNG (xorshift64*) for test schedules.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// A duration in `lo..hi` milliseconds.
+    pub fn millis(&mut self, lo: u64, hi: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(lo + self.next() % (hi - lo))
+    }
+}
+
+/// A seed from the environment variable `env` (to replay a run) or the
+/// clock; printed with how to replay it.
+pub fn seed(env: &str, test: &str) -> u64 {
+    let s = std::env::var(env)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("{test}: seed {s} ({env}={s} replays it)");
+    s
 }
