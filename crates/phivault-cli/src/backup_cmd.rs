@@ -200,7 +200,16 @@ fn create(g: &Global, file: &FileConfig, recipient: &Path, out: &Path) -> Result
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
+    // Named `.OUT.XXXXXX.partial`, so a run killed midway leaves a file
+    // that says what it is (it holds ciphertext only; delete it).
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
         .with_context(|| format!("creating a file in {}", dir.display()))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .build()
@@ -233,6 +242,8 @@ fn create(g: &Global, file: &FileConfig, recipient: &Path, out: &Path) -> Result
     tmp.persist_noclobber(out)
         .map_err(|e| e.error)
         .with_context(|| format!("renaming the backup to {}", out.display()))?;
+    phivault_keystore::atomic::sync_dir(dir)
+        .with_context(|| format!("syncing {}", dir.display()))?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -285,6 +296,7 @@ fn open_file(f: &Path) -> Result<std::io::BufReader<std::fs::File>> {
 fn verify(g: &Global, f: &Path, key: Option<&Path>, signer: Option<&str>) -> Result<ExitCode> {
     let signer = signer_bytes(signer)?;
     let t0 = std::time::Instant::now();
+    let mut counts = None;
     let info = match key {
         None => verify_integrity(open_file(f)?, signer.as_deref()),
         Some(k) => {
@@ -293,9 +305,9 @@ fn verify(g: &Global, f: &Path, key: Option<&Path>, signer: Option<&str>) -> Res
             BackupReader::open(open_file(f)?, &key, signer.as_deref(), Default::default()).and_then(
                 |r| {
                     let mut br = std::io::BufReader::with_capacity(1 << 20, r);
-                    phivault_server::backup::check(&mut br).map_err(|e| {
+                    counts = Some(phivault_server::backup::check(&mut br).map_err(|e| {
                         phivault_core::backup::BackupError::Io(std::io::Error::other(e.to_string()))
-                    })?;
+                    })?);
                     br.into_inner().into_info()
                 },
             )
@@ -303,11 +315,10 @@ fn verify(g: &Global, f: &Path, key: Option<&Path>, signer: Option<&str>) -> Res
     }
     .with_context(|| format!("{} did not verify", f.display()))?;
     let h = &info.header;
-    let full = key.is_some();
     if g.json {
         println!(
             "{}",
-            serde_json::json!({"file": f, "ok": true, "decrypted": full, "bytes": info.total_len,
+            serde_json::json!({"file": f, "ok": true, "decrypted": counts.is_some(), "counts": counts, "bytes": info.total_len,
                 "plaintext_bytes": info.plaintext_len, "meta": h.meta,
                 "recipient_key_id": hex::encode(h.recipient_key_id),
                 "signer": hex::encode(&h.signer_public_key), "seconds": t0.elapsed().as_secs_f64()})
@@ -316,10 +327,12 @@ fn verify(g: &Global, f: &Path, key: Option<&Path>, signer: Option<&str>) -> Res
         println!(
             "{}: OK — signature valid{}; {} bytes, created {} by {}; encrypted to key {}; signed by {}{}",
             f.display(),
-            if full {
-                ", every segment decrypts"
-            } else {
-                " (no key given: not decrypted)"
+            match &counts {
+                Some(c) => format!(
+                    ", every segment decrypts and the archive is whole ({} records, {} subject keys, {} schema versions, {} audit files)",
+                    c.records, c.subject_keys, c.schemas, c.audit_files
+                ),
+                None => " (no key given: not decrypted)".to_string(),
             },
             info.total_len,
             h.meta.created,

@@ -21,6 +21,13 @@ pub trait SharedDoc: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// The stored document, or `None` if none was stored yet.
     fn read(&self) -> std::io::Result<Option<Vec<u8>>>;
+    /// The document as of the latest [`stamp`](Self::stamp), from a copy
+    /// the adapter keeps if it has one: read on key uses, so it should
+    /// not wait on a network. Writes are always preceded by [`read`](Self::read)
+    /// under the lock.
+    fn read_cached(&self) -> std::io::Result<Option<Vec<u8>>> {
+        self.read()
+    }
     /// A cheap value that changes whenever the document does: it is
     /// checked on key uses, so it must not do I/O. It may lag a change
     /// made elsewhere by a bounded, documented time.

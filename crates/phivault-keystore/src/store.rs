@@ -104,10 +104,14 @@ pub fn exists(loc: impl Into<Location>) -> bool {
 /// Reads and parses the keystore document without unsealing (public
 /// metadata only).
 pub fn read_file(loc: impl Into<Location>) -> Result<KeystoreFile> {
-    let loc = loc.into();
+    read_file_from(&loc.into(), true)
+}
+
+/// [`read_file`]; without `fresh`, a shared document may come from the
+/// copy its adapter keeps (no network on a key use).
+fn read_file_from(loc: &Location, fresh: bool) -> Result<KeystoreFile> {
     let bytes = match &loc.shared {
-        Some(s) => s
-            .read()
+        Some(s) => if fresh { s.read() } else { s.read_cached() }
             .map_err(|e| {
                 KeystoreError::Io(format!("reading the keystore from {}", s.describe()), e)
             })?
@@ -642,7 +646,9 @@ impl Keystore {
             return Ok(());
         }
         let stamp = file_stamp(&self.loc);
-        let file = read_file(&self.loc)?;
+        // Forced (under the lock): the stored document itself. Otherwise
+        // (a key use saw the stamp move): the copy matching the stamp.
+        let file = read_file_from(&self.loc, force)?;
         let cur = self.state.read().expect("lock").body.generation;
         if file.body.generation != cur {
             let fresh = Self::open_with_root(&self.loc, self.root.duplicate(), file)?;

@@ -1562,12 +1562,13 @@ async fn around(State(st): State<AppState>, mut req: Request, next: Next) -> Res
     let status = resp.status().as_u16();
     st.metrics
         .request(route, method, status, start.elapsed().as_secs_f64());
+    let ms = start.elapsed().as_millis() as u64;
     if status >= 500 {
-        tracing::error!(route, method, status, "request failed");
+        tracing::error!(route, method, status, ms, "request failed");
     } else if status >= 400 {
-        tracing::info!(route, method, status, "request refused");
+        tracing::info!(route, method, status, ms, "request refused");
     } else {
-        tracing::debug!(route, method, status, "request");
+        tracing::debug!(route, method, status, ms, "request");
     }
     resp
 }

@@ -698,13 +698,19 @@ impl Records {
     }
 
     /// The (normalized) subject ids of documents about to be written.
-    pub async fn subjects_of(&self, ks: &Keystore, coll: &str, docs: &[Value]) -> Vec<String> {
-        let Ok(c) = self.collection(ks, coll).await else {
-            return Vec::new();
-        };
-        docs.iter()
+    /// An error (the collection can't be loaded) is the request's error:
+    /// swallowing it would make a request wait out the database twice.
+    pub async fn subjects_of(
+        &self,
+        ks: &Keystore,
+        coll: &str,
+        docs: &[Value],
+    ) -> Result<Vec<String>> {
+        let c = self.collection(ks, coll).await?;
+        Ok(docs
+            .iter()
             .filter_map(|d| document::subject_of(c.schema(), d).ok().flatten())
-            .collect()
+            .collect())
     }
 
     /// The (normalized) subject id of an opened record.

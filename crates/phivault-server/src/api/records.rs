@@ -395,7 +395,7 @@ async fn store_new(
 ) -> Result<Vec<String>, ApiError> {
     let svc = service(&c.st)?;
     let n = docs.len() as u64;
-    let subjects = svc.subjects_of(ks, coll, &docs).await;
+    let subjects = svc.subjects_of(ks, coll, &docs).await?;
     let ids = svc.create(ks, coll, docs).await?;
     c.st.metrics.records_done(coll, "create", n);
     access(
@@ -551,7 +551,7 @@ async fn update(c: Ctx, coll: String, id: String, body: Body, is_patch: bool) ->
     let doc = read_document(&st, &svc, body).await?;
     let subjects = svc
         .subjects_of(&ks, &coll, std::slice::from_ref(&doc))
-        .await;
+        .await?;
     let new_rev = service(&st)?
         .update(&ks, &coll, &id, doc, is_patch, rev)
         .await?;

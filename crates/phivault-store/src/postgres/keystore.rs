@@ -13,6 +13,11 @@
 //!   [`POLL`]. A ring rotated, disabled or destroyed on one node is
 //!   honoured by every other node within that interval plus the keystore's
 //!   own key-use recheck (1 ms).
+//! * **Copy:** the poller fetches a changed document along with its
+//!   generation, so the stamp always names a document held in memory and
+//!   a key use that sees the stamp move never waits on the database (it
+//!   would wait out a whole outage otherwise). Only writes, under the
+//!   lock, read the row itself.
 
 use super::{PgSettings, open_pool};
 use crate::StoreError;
@@ -41,8 +46,26 @@ enum Req {
 /// The keystore document in table `pv_keystore` (one row).
 pub struct PgKeystoreDoc {
     tx: std::sync::Mutex<mpsc::Sender<Req>>,
-    generation: Arc<AtomicU64>,
+    latest: Arc<Latest>,
     target: String,
+}
+
+/// The newest document this node has seen, and its generation (the
+/// stamp). The stamp is only ever set together with its document.
+struct Latest {
+    doc: std::sync::Mutex<Option<(u64, Vec<u8>)>>,
+    generation: AtomicU64,
+}
+
+impl Latest {
+    /// Keeps `doc` unless a newer generation is held already.
+    fn offer(&self, g: u64, doc: Vec<u8>) {
+        let mut d = self.doc.lock().expect("lock");
+        if d.as_ref().is_none_or(|(held, _)| g >= *held) {
+            *d = Some((g, doc));
+            self.generation.store(g, Ordering::SeqCst);
+        }
+    }
 }
 
 fn io(e: impl std::fmt::Display) -> std::io::Error {
@@ -64,8 +87,11 @@ impl PgKeystoreDoc {
     pub fn open(s: &PgSettings) -> Result<Arc<Self>, StoreError> {
         let (tx, rx) = mpsc::channel::<Req>();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let generation = Arc::new(AtomicU64::new(NONE));
-        let (gen2, s) = (generation.clone(), s.clone());
+        let latest = Arc::new(Latest {
+            doc: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(NONE),
+        });
+        let (latest2, s) = (latest.clone(), s.clone());
         std::thread::Builder::new()
             .name("phivault-pg-keystore".into())
             .spawn(move || {
@@ -79,13 +105,13 @@ impl PgKeystoreDoc {
                         return;
                     }
                 };
-                rt.block_on(serve(s, rx, gen2, ready_tx));
+                rt.block_on(serve(s, rx, latest2, ready_tx));
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;
         let target = ready_rx.recv().map_err(|_| StoreError::Closed)??;
         Ok(Arc::new(Self {
             tx: std::sync::Mutex::new(tx),
-            generation,
+            latest,
             target,
         }))
     }
@@ -97,8 +123,20 @@ impl PgKeystoreDoc {
             .expect("lock")
             .send(make(tx))
             .map_err(|_| io("the keystore's database thread stopped"))?;
-        rx.recv()
-            .map_err(|_| io("the keystore's database thread stopped"))?
+        // The wait can last the pool's acquire timeout while the database
+        // is away. On a multi-threaded runtime's worker (a request handler
+        // rotating a key) hand the worker's other tasks off first: a
+        // blocked worker would otherwise hold a task queued behind it, and
+        // a request that never touched the keystore would hang as long.
+        let wait = || {
+            rx.recv()
+                .map_err(|_| io("the keystore's database thread stopped"))?
+        };
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
     }
 }
 
@@ -110,16 +148,30 @@ async fn read_generation(pool: &sqlx::PgPool) -> Result<Option<i64>, sqlx::Error
         .transpose()
 }
 
+/// The stored document (offered to `latest`), or `None` before the first.
+async fn read_doc(pool: &sqlx::PgPool, latest: &Latest) -> std::io::Result<Option<Vec<u8>>> {
+    let Some(r) = sqlx::query("SELECT doc, generation FROM pv_keystore WHERE id = 1")
+        .fetch_optional(pool)
+        .await
+        .map_err(io)?
+    else {
+        return Ok(None);
+    };
+    let doc: Vec<u8> = r.try_get(0).map_err(io)?;
+    let g: i64 = r.try_get(1).map_err(io)?;
+    latest.offer(g as u64, doc.clone());
+    Ok(Some(doc))
+}
+
 async fn serve(
     s: PgSettings,
     rx: mpsc::Receiver<Req>,
-    generation: Arc<AtomicU64>,
+    latest: Arc<Latest>,
     ready: mpsc::SyncSender<Result<String, StoreError>>,
 ) {
     let pool = match open_pool(&s, 4).await {
         Ok((pool, _, target)) => {
-            let g = read_generation(&pool).await.ok().flatten();
-            generation.store(g.map_or(NONE, |g| g as u64), Ordering::SeqCst);
+            let _ = read_doc(&pool, &latest).await;
             let _ = ready.send(Ok(format!("{target} (table pv_keystore)")));
             pool
         }
@@ -130,12 +182,14 @@ async fn serve(
     };
     // The poller: another node's write shows up here within POLL.
     {
-        let (pool, generation) = (pool.clone(), generation.clone());
+        let (pool, latest) = (pool.clone(), latest.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(POLL).await;
-                if let Ok(g) = read_generation(&pool).await {
-                    generation.store(g.map_or(NONE, |g| g as u64), Ordering::SeqCst);
+                if let Ok(Some(g)) = read_generation(&pool).await
+                    && g as u64 != latest.generation.load(Ordering::SeqCst)
+                {
+                    let _ = read_doc(&pool, &latest).await;
                 }
             }
         });
@@ -152,25 +206,13 @@ async fn serve(
     });
     while let Some(req) = arx.recv().await {
         let pool = pool.clone();
-        let generation = generation.clone();
+        let latest = latest.clone();
         // Each request runs on its own task: a lock waiting for another
         // node must not hold up this node's reads.
         tokio::spawn(async move {
             match req {
                 Req::Read(reply) => {
-                    let r = sqlx::query("SELECT doc, generation FROM pv_keystore WHERE id = 1")
-                        .fetch_optional(&pool)
-                        .await
-                        .map_err(io)
-                        .and_then(|r| {
-                            r.map(|r| {
-                                let g: i64 = r.try_get(1).map_err(io)?;
-                                generation.store(g as u64, Ordering::SeqCst);
-                                r.try_get::<Vec<u8>, _>(0).map_err(io)
-                            })
-                            .transpose()
-                        });
-                    let _ = reply.send(r);
+                    let _ = reply.send(read_doc(&pool, &latest).await);
                 }
                 Req::Write(doc, g, reply) => {
                     let r = sqlx::query(
@@ -181,7 +223,7 @@ async fn serve(
                          WHERE pv_keystore.generation < EXCLUDED.generation",
                     )
                     .bind(g as i64)
-                    .bind(doc)
+                    .bind(&doc)
                     .execute(&pool)
                     .await
                     .map_err(io)
@@ -189,7 +231,7 @@ async fn serve(
                         // Generations only grow: a write that does not
                         // advance it lost a race it should not have run.
                         if r.rows_affected() == 1 {
-                            generation.store(g, Ordering::SeqCst);
+                            latest.offer(g, doc);
                             Ok(())
                         } else {
                             Err(io("the keystore was changed by another node; retry"))
@@ -242,8 +284,22 @@ impl SharedDoc for PgKeystoreDoc {
         self.ask(Req::Read)
     }
 
+    fn read_cached(&self) -> std::io::Result<Option<Vec<u8>>> {
+        let held = self
+            .latest
+            .doc
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|(_, d)| d.clone());
+        match held {
+            Some(d) => Ok(Some(d)),
+            None => self.read(),
+        }
+    }
+
     fn stamp(&self) -> Option<u64> {
-        Some(self.generation.load(Ordering::SeqCst)).filter(|g| *g != NONE)
+        Some(self.latest.generation.load(Ordering::SeqCst)).filter(|g| *g != NONE)
     }
 
     fn lock(&self) -> std::io::Result<Box<dyn Send>> {
