@@ -11,6 +11,8 @@
 //!   checkpoint                 the newest signed checkpoint (atomic replace)
 //!   log.pub                    the checkpoint verifier key(s), one a line
 //!   torn/                      bytes cut from a torn tail at start, kept
+//!   trail-id                   this trail's random id (binds a node name
+//!                              to it in a shared database)
 //!   LOCK                       flock: one writer at a time
 //! ```
 //!
@@ -160,6 +162,33 @@ impl std::fmt::Debug for AuditLog {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
     let what = what.into();
     move |e| LogError::Io(what, e)
+}
+
+/// This trail's id: 128 random bits in hex, made (atomically) the first
+/// time it is asked for and kept in `dir/trail-id`. Nodes sharing one
+/// database bind their node name to it, so two trails never share a name.
+pub fn trail_id(dir: &Path) -> Result<String> {
+    let p = dir.join("trail-id");
+    match fs::read_to_string(&p) {
+        Ok(s) if s.trim().len() == 32 && s.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Ok(s.trim().to_owned());
+        }
+        Ok(_) => {
+            return Err(LogError::Format(format!(
+                "{} is not a trail id",
+                p.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LogError::Io(format!("reading {}", p.display()), e)),
+    }
+    fs::create_dir_all(dir).map_err(io("creating the audit folder"))?;
+    let id = hex::encode(
+        phivault_core::crypto::random_array::<16>().map_err(|e| LogError::Format(e.to_string()))?,
+    );
+    phivault_keystore::atomic::write_atomic(&p, format!("{id}\n").as_bytes())
+        .map_err(io("writing audit/trail-id"))?;
+    Ok(id)
 }
 
 /// The segments of a log, oldest first: (first seq, path).

@@ -284,3 +284,67 @@ fn two_nodes_share_one_postgres() {
     let (mirrored, local) = (search(&pulled), search(&a.join("audit")));
     assert!(mirrored >= 1 && mirrored == local, "{mirrored} of {local}");
 }
+
+#[test]
+fn an_audit_node_name_belongs_to_one_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, c) = (d.join("a"), d.join("c"));
+    let Some(pg) = common::postgres_with_phivault_ca(&a, d) else {
+        return;
+    };
+    pg.create_db("phivault");
+    let config = d.join("a.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nca_file = \"{}\"\n[audit]\nnode = \"ward-1\"\n",
+            a.join("ca/ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let url = pg.url("phivault", "");
+    let (na, _) = node(&a, &config, &url);
+    // Another node given the same name (a copied config) is refused at
+    // start, and told what to do: two trails under one name would
+    // overwrite each other's copy in the database.
+    common::copy_node_config(&a, &c);
+    let mut child = pv(&c)
+        .env("PHIVAULT_STORAGE_URL", &url)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("a second node named ward-1 started");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success());
+    assert!(
+        err.contains("\"ward-1\" already belongs to another node's audit trail")
+            && err.contains("[audit]"),
+        "{err}"
+    );
+    assert!(!err.contains(&pg.password()), "{err}");
+    // Node A itself restarts under its name (same trail).
+    drop(na);
+    let (na, _) = node(&a, &config, &url);
+    drop(na);
+    assert_eq!(
+        pg.psql("phivault", "SELECT count(*) FROM pv_audit_nodes"),
+        "1"
+    );
+}

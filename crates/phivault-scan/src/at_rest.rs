@@ -593,7 +593,7 @@ fn own_file(rel: &str) -> bool {
         "audit" => {
             matches!(
                 rest,
-                "LOCK" | "leaves" | "checkpoints.log" | "checkpoint" | "log.pub"
+                "LOCK" | "leaves" | "checkpoints.log" | "checkpoint" | "log.pub" | "trail-id"
             ) || tmp(rest)
                 || rest.strip_prefix("segments/").is_some_and(|n| {
                     n.strip_suffix(".seg")

@@ -239,13 +239,18 @@ pub async fn state(
                 .map_err(|e| crate::ServeError::Storage(e.to_string()))?;
             let tls = store.tls().unwrap_or_default();
             tracing::info!(target = %store.target(), tls_version = %tls.version, tls_cipher = %tls.cipher, "records in PostgreSQL");
-            spawn_audit_mirror(
-                phivault_store::postgres::AuditMirror::new(
-                    store.pool().clone(),
-                    &settings.audit.node,
-                ),
-                settings.audit.dir.clone(),
+            // This node's name must be its trail's alone in the database.
+            let mirror = phivault_store::postgres::AuditMirror::new(
+                store.pool().clone(),
+                &settings.audit.node,
             );
+            let trail = phivault_audit::log::trail_id(&settings.audit.dir)
+                .map_err(|e| crate::ServeError::Storage(e.to_string()))?;
+            mirror
+                .claim(&trail)
+                .await
+                .map_err(|e| crate::ServeError::Storage(e.to_string()))?;
+            spawn_audit_mirror(mirror, settings.audit.dir.clone());
             Some(Arc::new(store))
         }
         None => match phivault_store::sqlite::SqliteStore::open(&settings.data_dir) {

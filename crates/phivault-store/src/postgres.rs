@@ -80,6 +80,14 @@ CREATE TABLE pv_audit_chunks(
   PRIMARY KEY(node, path, off));
 "#,
     ),
+    (
+        4,
+        "each audit node name bound to one trail",
+        r#"
+CREATE TABLE pv_audit_nodes(
+  node TEXT PRIMARY KEY, trail TEXT NOT NULL, first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL);
+"#,
+    ),
 ];
 
 /// The table of applied migrations.

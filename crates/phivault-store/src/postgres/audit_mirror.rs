@@ -96,6 +96,41 @@ impl AuditMirror {
         }
     }
 
+    /// Binds this node's name to its trail (`trail`: the trail's random
+    /// id, kept in its folder), or refuses: two nodes under one name
+    /// would overwrite each other's copy, and neither copy would verify.
+    /// The first claim of a name binds it for good.
+    pub async fn claim(&self, trail: &str) -> Result<(), StoreError> {
+        let now = super::now();
+        sqlx::query(
+            "INSERT INTO pv_audit_nodes(node, trail, first_seen, last_seen) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (node) DO NOTHING",
+        )
+        .bind(&self.node)
+        .bind(trail)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        let r = sqlx::query("SELECT trail, last_seen FROM pv_audit_nodes WHERE node = $1")
+            .bind(&self.node)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let held: String = r.try_get(0).map_err(db)?;
+        let last: i64 = r.try_get(1).map_err(db)?;
+        if held != trail {
+            return Err(StoreError::Config(format!(
+                "the audit node name \"{}\" already belongs to another node's audit trail in this database \
+                 (that node was last seen {} s ago); give this node its own name with `node = \"…\"` under \
+                 [audit] in its config (each node keeps its own trail, SECURITY.md §5c)",
+                self.node,
+                (now - last).max(0)
+            )));
+        }
+        Ok(())
+    }
+
     /// Copies what changed in `dir` since the last call.
     pub async fn sync(&mut self, dir: &Path) -> Result<SyncStats, StoreError> {
         if !self.loaded {
@@ -225,6 +260,13 @@ impl AuditMirror {
             self.seen.remove(&rel);
             st.removed += 1;
         }
+        // The node is alive: `claim`'s refusal says when it was last seen.
+        sqlx::query("UPDATE pv_audit_nodes SET last_seen = $2 WHERE node = $1")
+            .bind(&self.node)
+            .bind(super::now())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(st)
     }
 }
