@@ -338,7 +338,7 @@ fn an_audit_node_name_belongs_to_one_trail() {
             && err.contains("[audit]"),
         "{err}"
     );
-    assert!(!err.contains(&pg.password()), "{err}");
+    assert!(!err.contains(pg.password()), "{err}");
     // Node A itself restarts under its name (same trail).
     drop(na);
     let (na, _) = node(&a, &config, &url);

@@ -470,7 +470,10 @@ async fn postgres_conformance_and_migrations() {
     for t in starts {
         stores.push(t.await.unwrap().unwrap());
     }
-    assert_eq!(stores[0].applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        stores[0].applied_migrations().await.unwrap(),
+        vec![1, 2, 3, 4]
+    );
     assert_eq!(
         pg.psql("race", "SELECT count(*) FROM pv_migrations"),
         "4",
