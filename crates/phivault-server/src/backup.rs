@@ -3,13 +3,19 @@
 //! signed backup file of `phivault_core::backup` (§13).
 //!
 //! Order matters for a backup taken while nodes write: schemas, then
-//! records, then subject keys. A subject key is stored before the records
-//! that need it, so every record in the backup has its key in the backup
-//! too, unless the subject was shredded meanwhile (then it stays
-//! shredded). The keystore document comes first, the audit trail's files
-//! last, and an `end` line with the counts closes the archive: a restore
-//! without it fails (the file's signature already rules out truncation;
-//! this guards the archive's own logic).
+//! records, then subject keys, then the keystore document. A subject key
+//! is stored before the records that need it, so every record in the
+//! backup has its key in the backup too, unless the subject was shredded
+//! meanwhile (then it stays shredded). The keystore is read after the
+//! subject keys, so it holds every ring version they are wrapped with,
+//! even when the collection's ring rotated and its keys were rewrapped
+//! during the backup (tested). A version *destroyed* during the subject
+//! keys' dump could leave keys the archive's keystore can't unwrap: the
+//! backup then fails and says to run it again (tested). The audit trail's
+//! files come last, and an `end` line with the counts closes the archive:
+//! a restore without it fails (the file's signature already rules out
+//! truncation; this guards the archive's own logic). Readers take the
+//! keystore line anywhere (archives before this order have it first).
 //!
 //! No I/O of its own beyond the store port, the keystore [`Location`] and
 //! the audit folder it is given.
@@ -47,6 +53,10 @@ pub enum ArchiveError {
         "the backup's contents are malformed ({0}); it was not written by phivault, or by a newer version"
     )]
     Malformed(String),
+    /// The store changed under the backup in a way it can't hold (a key
+    /// version destroyed while it ran); nothing usable was written.
+    #[error("{0}")]
+    Raced(String),
     /// A restore target is not empty.
     #[error("{0} is not empty; restore into an empty store (a new data dir or an empty database)")]
     NotEmpty(String),
@@ -164,16 +174,7 @@ pub async fn write(
             version: 1,
         },
     )?;
-    if phivault_keystore::store::exists(keystore) {
-        let doc = phivault_keystore::store::read_raw(keystore)?;
-        put(
-            w,
-            &Line::Keystore {
-                doc: B64.encode(doc),
-            },
-        )?;
-        c.keystore = 1;
-    }
+    let has_keystore = phivault_keystore::store::exists(keystore);
     let collections = store.collections().await?;
     for coll in &collections {
         for s in store.schemas(&coll.collection).await? {
@@ -220,6 +221,11 @@ pub async fn write(
             progress(&c);
         }
     }
+    let destroyed_before = if has_keystore {
+        destroyed(&phivault_keystore::store::read_file(keystore)?)
+    } else {
+        Default::default()
+    };
     for coll in &collections {
         let name = &coll.collection;
         let mut after = None;
@@ -241,6 +247,27 @@ pub async fn write(
         }
     }
     progress(&c);
+    // Read now: it holds every version the subject keys above are wrapped
+    // with, unless one was destroyed while they were read.
+    if has_keystore {
+        let doc = phivault_keystore::store::read_raw(keystore)?;
+        let file: phivault_keystore::model::KeystoreFile = serde_json::from_slice(&doc)
+            .map_err(|e| phivault_keystore::KeystoreError::Corrupt(e.to_string()))?;
+        if let Some((ring, v)) = destroyed(&file).difference(&destroyed_before).next() {
+            return Err(ArchiveError::Raced(format!(
+                "version {v} of key ring {ring} was destroyed while the backup ran (a rotation with \
+                 destroy_old finished), so some subject keys it read may be wrapped with it; \
+                 this backup is incomplete and was not kept: run it again"
+            )));
+        }
+        put(
+            w,
+            &Line::Keystore {
+                doc: B64.encode(doc),
+            },
+        )?;
+        c.keystore = 1;
+    }
     for rel in files_under(audit_dir)? {
         let path = audit_dir.join(&rel);
         let mut f = std::fs::File::open(&path)
@@ -482,6 +509,22 @@ impl<R: BufRead> ArchiveReader<R> {
             }));
         }
     }
+}
+
+/// The (ring, version) pairs a keystore document lists as destroyed.
+fn destroyed(
+    f: &phivault_keystore::model::KeystoreFile,
+) -> std::collections::BTreeSet<(String, u32)> {
+    f.body
+        .rings
+        .iter()
+        .flat_map(|(name, r)| {
+            r.versions
+                .iter()
+                .filter(|v| v.state == phivault_keystore::model::VersionState::Destroyed)
+                .map(move |v| (name.clone(), v.version))
+        })
+        .collect()
 }
 
 /// Checks a whole archive's structure without restoring anything (what

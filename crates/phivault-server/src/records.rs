@@ -1405,6 +1405,136 @@ fn check_evolution(old: &Schema, new: &Schema) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Runs `hook` once, when the first archive line starting with
+    /// `marker` is written (a backup writes a line per call).
+    struct HookWriter<F> {
+        out: Vec<u8>,
+        marker: &'static [u8],
+        hook: Option<F>,
+    }
+
+    impl<F: FnOnce() + Send> std::io::Write for HookWriter<F> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if b.starts_with(self.marker)
+                && let Some(h) = self.hook.take()
+            {
+                h();
+            }
+            self.out.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Backups taken while the collection's ring rotates. The archive's
+    /// keystore is read after its subject keys, so keys rewrapped under a
+    /// new version during the backup still open after a restore. A
+    /// version destroyed while the subject keys were being read fails the
+    /// backup, saying to run it again, instead of writing keys nothing in
+    /// the archive could unwrap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backups_racing_a_rotation_restore_whole_or_fail() {
+        use phivault_keystore::Location;
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        phivault_keystore::store::init(&src, phivault_keystore::InitMethod::Dev).unwrap();
+        let ks = Arc::new(Keystore::open_dev(&src).unwrap());
+        let store = Arc::new(phivault_store::sqlite::SqliteStore::open(&src).unwrap());
+        let r = Arc::new(Records::new(
+            store.clone(),
+            RecordsSettings::default(),
+            Default::default(),
+        ));
+        let schema = br#"{"subject": "id", "fields": {"id": {"class": "phi_search"}, "n": {"class": "phi"}}}"#;
+        r.put_collection(&ks, "p", schema).await.unwrap();
+        let docs: Vec<Value> = (0..7)
+            .map(|i| json!({"id": format!("s{i}"), "n": i}))
+            .collect();
+        let ids = r.create(&ks, "p", docs.clone()).await.unwrap();
+        let audit = dir.path().join("audit");
+        std::fs::create_dir_all(&audit).unwrap();
+        // Rotate the ring and rewrap every subject key (then destroy the
+        // old versions if `destroy`), from inside the backup's writer.
+        let rotate = |destroy: bool| {
+            let (r, ks, store) = (r.clone(), ks.clone(), store.clone());
+            move || {
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async {
+                        ks.rotate(&data_ring("p")).unwrap();
+                        let job = r
+                            .start_job("p", "rewrap", json!({ "destroy_old": destroy }))
+                            .await
+                            .unwrap();
+                        let j = store.job(&job).await.unwrap().unwrap();
+                        r.run_job(&ks, j).await.unwrap();
+                    })
+                })
+            }
+        };
+        // While the records are dumped: the subject keys come out under
+        // version 2, which the archive's keystore must hold.
+        let mut w = HookWriter {
+            out: Vec::new(),
+            marker: br#"{"t":"record""#,
+            hook: Some(rotate(false)),
+        };
+        crate::backup::write(
+            store.as_ref(),
+            &Location::from(&src),
+            &audit,
+            &mut w,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        assert!(w.hook.is_none(), "the rotation ran during the backup");
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::copy(src.join("dev-unseal.key"), dst.join("dev-unseal.key")).unwrap();
+        let store2 = Arc::new(phivault_store::sqlite::SqliteStore::open(&dst).unwrap());
+        crate::backup::restore(
+            &mut std::io::Cursor::new(w.out),
+            store2.as_ref(),
+            &Location::from(&dst),
+            &dst.join("audit"),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        for k in store2.subject_keys("p", None, 100).await.unwrap() {
+            assert_eq!(envelope::parse_header(&k.wrapped).unwrap().version.get(), 2);
+        }
+        let ks2 = Keystore::open_dev(&dst).unwrap();
+        let r2 = Records::new(store2, RecordsSettings::default(), Default::default());
+        let got = r2.get(&ks2, "p", ids, View::Full).await.unwrap();
+        for (g, d) in got.iter().zip(&docs) {
+            assert_eq!(&g.as_ref().unwrap()["data"], d);
+        }
+        // While the subject keys are dumped (read under version 2), a
+        // rotation to 3 destroys 1 and 2: the backup fails.
+        let mut w = HookWriter {
+            out: Vec::new(),
+            marker: br#"{"t":"subject_key""#,
+            hook: Some(rotate(true)),
+        };
+        let e = crate::backup::write(
+            store.as_ref(),
+            &Location::from(&src),
+            &audit,
+            &mut w,
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(w.hook.is_none(), "the rotation ran during the backup");
+        assert!(
+            matches!(e, crate::backup::ArchiveError::Raced(_))
+                && e.to_string().contains("run it again"),
+            "{e}"
+        );
+    }
+
     /// A rewrap job interrupted after its first page (its cursor stored,
     /// the process gone) is resumed by the next process from that cursor,
     /// completes, and loses no key.
