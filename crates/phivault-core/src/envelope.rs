@@ -164,8 +164,18 @@ pub fn encrypt(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
-    let version = keys.primary_version(ring)?;
-    encrypt_version(keys, ring, version, context, plaintext)
+    // The primary is read, then used: a rotation in between (another
+    // request, or another node's write seen meanwhile) makes it stale and
+    // the deriver refuses it. Read it again; rotations are rare, so a few
+    // tries suffice.
+    let mut attempts = 0;
+    loop {
+        let version = keys.primary_version(ring)?;
+        match encrypt_version(keys, ring, version, context, plaintext) {
+            Err(EnvelopeError::Key(KeyError::NotPrimary(..))) if attempts < 3 => attempts += 1,
+            r => return r,
+        }
+    }
 }
 
 /// [`encrypt`] under a chosen version, which the key deriver must allow

@@ -1079,6 +1079,50 @@ impl KeyDeriver for Keystore {
 mod tests {
     use super::*;
 
+    /// Reads the primary, then rotates the ring before the caller uses it:
+    /// the race between a records create (or any envelope encrypt) and a
+    /// rotation, made deterministic.
+    struct RotatesAfterRead<'a>(&'a Keystore, std::sync::atomic::AtomicBool);
+
+    impl KeyDeriver for RotatesAfterRead<'_> {
+        fn primary_version(&self, r: &KeyRingName) -> std::result::Result<KeyVersion, KeyError> {
+            let v = self.0.primary_version(r)?;
+            if !self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                self.0.rotate(r).unwrap();
+            }
+            Ok(v)
+        }
+        fn derive(
+            &self,
+            r: &KeyRingName,
+            v: KeyVersion,
+            u: KeyUse,
+            f: &[u8],
+        ) -> std::result::Result<DerivedKey, KeyError> {
+            self.0.derive(r, v, u, f)
+        }
+    }
+
+    #[test]
+    fn an_encrypt_racing_a_rotation_uses_the_new_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), InitMethod::Dev).unwrap();
+        let ks = Keystore::open_dev(dir.path()).unwrap();
+        let ring = KeyRingName::new("records", "p").unwrap();
+        ks.create_ring(&ring, 90).unwrap();
+        let racing = RotatesAfterRead(&ks, Default::default());
+        let ct = phivault_core::envelope::encrypt(&racing, &ring, b"ctx", b"subject key").unwrap();
+        assert_eq!(
+            phivault_core::envelope::parse_header(&ct)
+                .unwrap()
+                .version
+                .get(),
+            2
+        );
+        let pt = phivault_core::envelope::decrypt(&ks, &ct, b"ctx").unwrap();
+        assert_eq!(pt.as_slice(), b"subject key");
+    }
+
     fn ring(created: &str, max_age_days: u32) -> Ring {
         Ring {
             purpose: Purpose::Encrypt,
