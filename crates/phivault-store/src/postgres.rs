@@ -912,45 +912,71 @@ impl RecordStore for PgStore {
     fn load_records(&self, collection: &str, rows: Vec<RecordDump>) -> StoreFuture<'_, ()> {
         let coll = collection.to_owned();
         Box::pin(async move {
+            // One statement per page, its columns as arrays unnested by
+            // the server: a round trip per row held restores to 15 MB/s.
+            let n = rows.len();
+            let (mut ids, mut subjects, mut vs, mut revs) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut plains, mut bodies, mut updated) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut inames, mut ivalues, mut iids) = (Vec::new(), Vec::new(), Vec::new());
+            for r in rows {
+                for (name, value) in r.indexes {
+                    inames.push(name);
+                    ivalues.push(value);
+                    iids.push(r.id.clone());
+                }
+                ids.push(r.id);
+                subjects.push(r.subject);
+                vs.push(r.version as i32);
+                revs.push(r.rev as i64);
+                plains.push(r.plain);
+                bodies.push(r.body);
+                updated.push(r.updated);
+            }
             let mut tx = self.pool.begin().await.map_err(db)?;
-            for r in &rows {
-                let plain: serde_json::Value = serde_json::from_str(&r.plain)
-                    .map_err(|e| StoreError::Db(format!("plain fields are not JSON: {e}")))?;
-                let n = sqlx::query(
-                    "INSERT INTO pv_records(collection, id, subject, v, rev, plain, body, updated)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            let added = sqlx::query(
+                "INSERT INTO pv_records(collection, id, subject, v, rev, plain, body, updated)
+                 SELECT $1, i, s, v, r, p::jsonb, b, u
+                 FROM unnest($2::TEXT[], $3::BYTEA[], $4::INT4[], $5::INT8[], $6::TEXT[], $7::TEXT[], $8::INT8[])
+                   AS t(i, s, v, r, p, b, u)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&coll)
+            .bind(&ids)
+            .bind(&subjects)
+            .bind(&vs)
+            .bind(&revs)
+            .bind(&plains)
+            .bind(&bodies)
+            .bind(&updated)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if added != n as u64 {
+                return Err(StoreError::Exists);
+            }
+            if !inames.is_empty() {
+                sqlx::query(
+                    "INSERT INTO pv_record_index(collection, name, value, id)
+                     SELECT $1, n, v, i FROM unnest($2::TEXT[], $3::BYTEA[], $4::TEXT[]) AS t(n, v, i)
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(&coll)
-                .bind(&r.id)
-                .bind(&r.subject)
-                .bind(r.version as i32)
-                .bind(r.rev as i64)
-                .bind(sqlx::types::Json(&plain))
-                .bind(&r.body)
-                .bind(r.updated)
+                .bind(&inames)
+                .bind(&ivalues)
+                .bind(&iids)
                 .execute(&mut *tx)
                 .await
-                .map_err(db)?
-                .rows_affected();
-                if n == 0 {
-                    return Err(StoreError::Exists);
-                }
-                if !r.indexes.is_empty() {
-                    let (names, values): (Vec<String>, Vec<Vec<u8>>) =
-                        r.indexes.iter().cloned().unzip();
-                    sqlx::query(
-                        "INSERT INTO pv_record_index(collection, name, value, id)
-                         SELECT $1, n, v, $4 FROM unnest($2::TEXT[], $3::BYTEA[]) AS t(n, v)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&coll)
-                    .bind(&names)
-                    .bind(&values)
-                    .bind(&r.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                }
+                .map_err(db)?;
             }
             tx.commit().await.map_err(db)
         })
