@@ -86,14 +86,14 @@ fn keys(dir: &Path, given: &[String]) -> Result<Vec<phivault_core::audit::note::
 }
 
 /// The audit id key, from the keystore (dev, PHIVAULT_PASSPHRASE, or the agent).
-fn id_key(g: &Global) -> Result<phivault_core::crypto::HmacKey> {
-    let svc = crate::custody::service(g)
+fn id_key(g: &Global, file: &crate::config::FileConfig) -> Result<phivault_core::crypto::HmacKey> {
+    let svc = crate::custody::service(g, file)
         .context("--subject, --record and `audit hash` need the audit key from the keystore")?;
     phivault_server::audit::id_key(&phivault_keystore::service::ServiceKeys(svc.as_ref()))
         .map_err(anyhow::Error::msg)
 }
 
-fn filter(g: &Global, f: &AuditFilter) -> Result<Filter> {
+fn filter(g: &Global, f: &AuditFilter, file: &crate::config::FileConfig) -> Result<Filter> {
     let now = now_ms();
     let when = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
         s.as_deref()
@@ -116,7 +116,7 @@ fn filter(g: &Global, f: &AuditFilter) -> Result<Filter> {
     let mut subject = f.subject_hash.clone();
     let mut record = f.record_hash.clone();
     if f.subject.is_some() || f.record.is_some() {
-        let k = id_key(g)?;
+        let k = id_key(g, file)?;
         if let Some(s) = &f.subject {
             subject = Some(phivault_server::audit::id_hash(&k, "subject", s));
         }
@@ -193,7 +193,7 @@ pub fn run(g: &Global, a: &AuditArgs, file: &crate::config::FileConfig) -> Resul
         AuditCommand::Pull { node, to } => pull(g, file, node.as_deref(), to.as_deref()),
         AuditCommand::Verify { key, witness } => verify_cmd(g, &d, key, witness),
         AuditCommand::Search { filter: f, limit } => {
-            let f = filter(g, f)?;
+            let f = filter(g, f, file)?;
             let v = collect(&d, &f)?;
             let shown = &v[v.len().saturating_sub(*limit)..];
             if g.json {
@@ -222,7 +222,7 @@ pub fn run(g: &Global, a: &AuditArgs, file: &crate::config::FileConfig) -> Resul
             if kind != "subject" && kind != "record" {
                 bail!("--kind must be subject or record");
             }
-            let h = phivault_server::audit::id_hash(&id_key(g)?, kind, value);
+            let h = phivault_server::audit::id_hash(&id_key(g, file)?, kind, value);
             if g.json {
                 println!("{}", json!({ "kind": kind, "hash": h }));
             } else {
@@ -236,7 +236,7 @@ pub fn run(g: &Global, a: &AuditArgs, file: &crate::config::FileConfig) -> Resul
             filter: f,
             output,
         } => {
-            let f = filter(g, f)?;
+            let f = filter(g, f, file)?;
             let mut out: Box<dyn Write> = match output {
                 Some(p) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(p)
@@ -285,7 +285,7 @@ pub fn run(g: &Global, a: &AuditArgs, file: &crate::config::FileConfig) -> Resul
             format,
             output,
         } => {
-            let mut fl = filter(g, f)?;
+            let mut fl = filter(g, f, file)?;
             fl.denied = *denied;
             fl.break_glass = *break_glass;
             let v = collect(&d, &fl)?;

@@ -8,8 +8,8 @@ use phivault_keystore::service::{Request, ServiceKeys, check};
 use phivault_server::pki::{self, Ca, CertKind, IssueRequest};
 use std::process::ExitCode;
 
-pub fn run(g: &Global, cmd: &CaCommand) -> Result<ExitCode> {
-    let r = run_inner(g, cmd);
+pub fn run(g: &Global, cmd: &CaCommand, cfg: &crate::config::FileConfig) -> Result<ExitCode> {
+    let r = run_inner(g, cmd, cfg);
     let (op, resource, detail) = match cmd {
         CaCommand::List => return r,
         CaCommand::Init { trust_domain } => (
@@ -39,7 +39,7 @@ pub fn run(g: &Global, cmd: &CaCommand) -> Result<ExitCode> {
     r
 }
 
-fn run_inner(g: &Global, cmd: &CaCommand) -> Result<ExitCode> {
+fn run_inner(g: &Global, cmd: &CaCommand, cfg: &crate::config::FileConfig) -> Result<ExitCode> {
     if let CaCommand::List = cmd {
         let idx = Ca::read_index(&g.data_dir)?;
         if g.json {
@@ -65,7 +65,7 @@ fn run_inner(g: &Global, cmd: &CaCommand) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let svc = service(g)?;
+    let svc = service(g, cfg)?;
     let keys = ServiceKeys(&*svc);
     match cmd {
         CaCommand::Init { trust_domain } => {

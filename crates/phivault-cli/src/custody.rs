@@ -1,6 +1,7 @@
 //! init, unseal, seal, status, and choosing the key service.
 
 use crate::cli::{Global, InitArgs, UnsealArgs};
+use crate::config::FileConfig;
 use crate::ui;
 use anyhow::{Context, Result, bail};
 use phivault_core::crypto;
@@ -12,11 +13,40 @@ use phivault_keystore::{InitMethod, Keystore, KeystoreError, seal, store};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// The key service for this data dir: the dev keystore in-process, a
-/// passphrase keystore opened in-process from PHIVAULT_PASSPHRASE, or the
-/// running agent.
-pub fn service(g: &Global) -> Result<Box<dyn KeyService>> {
-    service_at(g, &phivault_keystore::Location::dir(&g.data_dir))
+/// The keystore this configuration names: the shared document in
+/// PostgreSQL when `[storage] url` (or PHIVAULT_STORAGE_URL) is set and it
+/// holds one, else the data dir's file (also before the first `serve` on
+/// PostgreSQL has moved the file there).
+pub fn location(g: &Global, file: &FileConfig) -> Result<phivault_keystore::Location> {
+    let local = phivault_keystore::Location::dir(&g.data_dir);
+    let Some(pg) = storage(file)?.postgres else {
+        return Ok(local);
+    };
+    let shared = phivault_keystore::Location::shared(
+        &g.data_dir,
+        phivault_store::postgres::PgKeystoreDoc::open(&pg)?,
+    );
+    Ok(if !store::exists(&shared) && store::exists(&local) {
+        local
+    } else {
+        shared
+    })
+}
+
+/// The `[storage]` settings (PHIVAULT_STORAGE_URL overrides the file).
+pub fn storage(file: &FileConfig) -> Result<phivault_server::config::StorageSettings> {
+    phivault_server::config::StorageSettings::resolve(
+        &file.storage,
+        std::env::var("PHIVAULT_STORAGE_URL").ok(),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// The key service for this configuration's keystore ([`location`]): the
+/// dev keystore in-process, a passphrase keystore opened in-process from
+/// PHIVAULT_PASSPHRASE, or the running agent.
+pub fn service(g: &Global, file: &FileConfig) -> Result<Box<dyn KeyService>> {
+    service_at(g, &location(g, file)?)
 }
 
 /// [`service`] for a keystore at `loc` (a shared one in PostgreSQL opens
@@ -274,7 +304,7 @@ fn seal_inner(g: &Global) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn status(g: &Global) -> Result<ExitCode> {
+pub fn status(g: &Global, file: &FileConfig) -> Result<ExitCode> {
     let m = crypto::module_info();
     let mut out = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -282,7 +312,8 @@ pub fn status(g: &Global) -> Result<ExitCode> {
         "data_dir": g.data_dir,
     });
     let mut code = 3;
-    let keystore = match seal::describe(&g.data_dir) {
+    let loc = location(g, file)?;
+    let keystore = match seal::describe(&loc) {
         Err(KeystoreError::NotInitialized(_)) => serde_json::json!({ "initialized": false }),
         Err(e) => return Err(e.into()),
         Ok((id, seal)) => {
@@ -299,9 +330,7 @@ pub fn status(g: &Global) -> Result<ExitCode> {
                 (Seal::Dev { .. }, _) => (
                     false,
                     None,
-                    Keystore::open_dev(&g.data_dir)
-                        .ok()
-                        .map(|k| k.body().rings.len()),
+                    Keystore::open_dev(&loc).ok().map(|k| k.body().rings.len()),
                 ),
                 (_, Some(c)) => match service::check(c.call(Request::Status)?)? {
                     Response::Status(s) => (s.sealed, s.progress, s.rings),
@@ -312,7 +341,7 @@ pub fn status(g: &Global) -> Result<ExitCode> {
             if !sealed {
                 code = 0;
             }
-            serde_json::json!({ "initialized": true, "keystore_id": id, "seal": seal.name(), "seal_detail": detail,
+            serde_json::json!({ "initialized": true, "location": loc.describe(), "keystore_id": id, "seal": seal.name(), "seal_detail": detail,
                 "sealed": sealed, "unseal_progress": progress, "key_rings": rings })
         }
     };

@@ -786,9 +786,17 @@ fn fips(c: &mut Collector) {
     .data = json!({ "name": m.name, "version": m.version, "fips_build": m.fips_build, "fips_mode": m.fips_mode });
 }
 
-fn keys(c: &mut Collector, g: &Global, lifecycle: &BTreeMap<String, u64>) -> Option<Vec<KeyRing>> {
+fn keys(
+    c: &mut Collector,
+    g: &Global,
+    file: &FileConfig,
+    lifecycle: &BTreeMap<String, u64>,
+) -> Option<Vec<KeyRing>> {
     use phivault_keystore::service::{Request, Response, check};
-    let seal = phivault_keystore::seal::describe(&g.data_dir);
+    let seal = crate::custody::location(g, file)
+        .ok()
+        .map(|loc| phivault_keystore::seal::describe(&loc))
+        .unwrap_or_else(|| phivault_keystore::seal::describe(&g.data_dir));
     if let Ok((_, phivault_keystore::model::Seal::Dev { .. })) = &seal {
         c.weak(
             "keystore.dev",
@@ -796,7 +804,7 @@ fn keys(c: &mut Collector, g: &Global, lifecycle: &BTreeMap<String, u64>) -> Opt
             None,
         );
     }
-    let listed = crate::custody::service(g).and_then(|svc| {
+    let listed = crate::custody::service(g, file).and_then(|svc| {
         match check(svc.call(Request::List { namespace: None })?)? {
             Response::Rings { rings } => Ok(rings),
             _ => bail!("unexpected response from the key service"),
@@ -1518,7 +1526,7 @@ pub fn run(g: &Global, a: &EvidenceArgs, file: &FileConfig) -> Result<ExitCode> 
         .as_ref()
         .map(|t| t.lifecycle.clone())
         .unwrap_or_default();
-    let inventory = keys(&mut c, g, &lifecycle);
+    let inventory = keys(&mut c, g, file, &lifecycle);
     let mut backups = cfg.backups.clone();
     backups.extend(a.backups.iter().cloned());
     at_rest_evidence(&mut c, g, backups, cfg.backup_max_age_days.unwrap_or(30));

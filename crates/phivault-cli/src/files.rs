@@ -144,9 +144,9 @@ fn report(g: &Global, what: &str, bytes: u64, start: std::time::Instant) {
     }
 }
 
-pub fn encrypt(g: &Global, a: &EncryptArgs) -> Result<ExitCode> {
+pub fn encrypt(g: &Global, a: &EncryptArgs, cfg: &crate::config::FileConfig) -> Result<ExitCode> {
     check_paths(&a.input, &a.output, !a.text)?;
-    let svc = service(g)?;
+    let svc = service(g, cfg)?;
     let keys = ServiceKeys(&*svc);
     let ring = ring_name(g, &a.key)?;
     let Input {
@@ -263,7 +263,7 @@ fn read_envelope(kind: &Kind, head: Vec<u8>, mut input: impl Read) -> Result<Vec
     })
 }
 
-pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
+pub fn decrypt(g: &Global, a: &DecryptArgs, cfg: &crate::config::FileConfig) -> Result<ExitCode> {
     check_paths(&a.input, &a.output, true)?;
     let Input {
         reader: mut input,
@@ -272,7 +272,7 @@ pub fn decrypt(g: &Global, a: &DecryptArgs) -> Result<ExitCode> {
     } = open_input(&a.input)?;
     let head = read_head(&mut input)?;
     let kind = detect(&head)?;
-    let svc = service(g)?;
+    let svc = service(g, cfg)?;
     let keys = ServiceKeys(&*svc);
     let start = std::time::Instant::now();
     let n = match kind {

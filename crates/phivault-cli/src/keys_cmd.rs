@@ -23,8 +23,8 @@ fn print_done(g: &Global, json: serde_json::Value, text: String) {
     }
 }
 
-pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
-    let r = run_inner(g, cmd);
+pub fn run(g: &Global, cmd: &KeysCommand, file: &crate::config::FileConfig) -> Result<ExitCode> {
+    let r = run_inner(g, cmd, file);
     let ring = |n: &str| ring_name(g, n).map(|r| r.to_string()).unwrap_or_default();
     let (op, resource, detail) = match cmd {
         KeysCommand::List { .. } => return r,
@@ -66,8 +66,8 @@ pub fn run(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
     r
 }
 
-fn run_inner(g: &Global, cmd: &KeysCommand) -> Result<ExitCode> {
-    let svc = service(g)?;
+fn run_inner(g: &Global, cmd: &KeysCommand, file: &crate::config::FileConfig) -> Result<ExitCode> {
+    let svc = service(g, file)?;
     let call = |r: Request| -> Result<Response> { Ok(check(svc.call(r)?)?) };
     match cmd {
         KeysCommand::Create { name, max_age_days } => {

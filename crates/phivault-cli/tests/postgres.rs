@@ -131,6 +131,44 @@ fn two_nodes_share_one_postgres() {
         "{:?}",
         t0.elapsed()
     );
+    // Custody from the CLI without a server, on the shared keystore (node
+    // B's dir holds no keystore file): `keys` and `status` find it through
+    // the same [storage] settings, and a rotation there reaches node A.
+    let cli = |args: &[&str]| {
+        let mut c = pv(&b);
+        c.env("PHIVAULT_STORAGE_URL", &url)
+            .arg("--config")
+            .arg(&config_b)
+            .args(["--insecure-dev", "--json"])
+            .args(args);
+        run(&mut c)
+    };
+    let (code, out, err) = cli(&["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("pv_keystore"), "{out}");
+    assert!(!out.contains(pg.password()), "{out}");
+    let (code, out, err) = cli(&["keys", "list", "--all"]);
+    assert!(code == 0 && out.contains("transit/shared"), "{out}{err}");
+    let (code, out, err) = cli(&["keys", "rotate", "transit/shared"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let t0 = Instant::now();
+    loop {
+        let (code, v) = curl(
+            &a,
+            &format!("{ua}/v1/transit/encrypt/shared"),
+            "POST",
+            Some(r#"{"plaintext":"aGVsbG8="}"#),
+        );
+        assert_eq!(code, 200, "{v}");
+        if v["data"]["key_version"] == 3 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "node A never used the CLI's rotation: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let patients: Vec<serde_json::Value> = (0..200)
         .map(|i| {
             serde_json::json!({
