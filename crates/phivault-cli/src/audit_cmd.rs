@@ -404,11 +404,7 @@ fn pull(
     node: Option<&str>,
     to: Option<&Path>,
 ) -> Result<ExitCode> {
-    let storage = phivault_server::config::StorageSettings::resolve(
-        &file.storage,
-        std::env::var("PHIVAULT_STORAGE_URL").ok(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let storage = crate::custody::storage(file)?;
     let Some(pg) = &storage.postgres else {
         anyhow::bail!(
             "audit pull reads the trails that nodes on PostgreSQL mirror; set storage.url or PHIVAULT_STORAGE_URL"

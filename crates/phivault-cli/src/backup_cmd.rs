@@ -11,7 +11,7 @@ use phivault_core::crypto::{EcdhP384PrivateKey, EcdhP384PublicKey};
 use phivault_core::secret::SecretBytes;
 use phivault_keystore::Location;
 use phivault_server::backup::Counts;
-use phivault_server::config::{AuditSettings, StorageSettings};
+use phivault_server::config::AuditSettings;
 use phivault_store::RecordStore;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -123,9 +123,7 @@ async fn target(
     g: &Global,
     file: &FileConfig,
 ) -> Result<(Arc<dyn RecordStore>, Location, PathBuf, String)> {
-    let storage =
-        StorageSettings::resolve(&file.storage, std::env::var("PHIVAULT_STORAGE_URL").ok())
-            .map_err(anyhow::Error::msg)?;
+    let storage = crate::custody::storage(file)?;
     let audit = AuditSettings::resolve(&g.data_dir, &file.audit).map_err(anyhow::Error::msg)?;
     Ok(match &storage.postgres {
         Some(pg) => {
