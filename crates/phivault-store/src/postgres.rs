@@ -266,6 +266,20 @@ async fn open_pool(s: &PgSettings, max: u32) -> Result<(PgPool, SeenTls, String)
         let pool = PgPoolOptions::new()
             .max_connections(if max == 0 { 32 } else { max })
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection before handing it out: a second
+            // round trip (over TLS) for every statement. Ping only ones
+            // idle for over a second; a connection broken more recently
+            // (the database restarted within that second) fails its one
+            // request with a clean 503 and is dropped.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(1) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 let seen = seen.clone();
                 Box::pin(async move {
