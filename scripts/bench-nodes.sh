@@ -10,7 +10,8 @@
 # Knobs: SECS (10) per loadgen run, CONNS (64; 2 nodes get CONNS/2 each),
 # ROWS (50000) records before the gets, PORT_A/PORT_B (18230/18231),
 # PG_TLS_PORT (15442, phivault's cluster), PG_PORT (15443, the pgcrypto
-# peer's own cluster), PGCRYPTO (1), KEEP=1 keeps the work dir.
+# peer's own cluster), PGCRYPTO (1), KEEP=1 keeps the work dir,
+# PHIVAULT_BIN (target/release/phivault: another build to compare).
 #
 # phivault's cluster: a throwaway PostgreSQL 15 (the machine's binaries),
 # data on the real disk under /var/tmp, fsync/synchronous_commit on,
@@ -42,7 +43,8 @@ chmod 755 "$WORK"
 # Private copies: a build by someone else mid-run must not swap the binary
 # between the measurements.
 mkdir "$WORK/bin"
-cp target/release/phivault target/release/examples/loadgen "$WORK/bin/"
+cp "${PHIVAULT_BIN:-target/release/phivault}" "$WORK/bin/phivault"
+cp target/release/examples/loadgen "$WORK/bin/"
 PV=$WORK/bin/phivault
 LG=$WORK/bin/loadgen
 PGW=$WORK/pg
