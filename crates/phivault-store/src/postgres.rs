@@ -431,6 +431,41 @@ fn in_order<K: std::hash::Hash + Eq, T: Clone>(keys: &[K], rows: Vec<(K, T)>) ->
     keys.iter().map(|k| by.get(k).cloned()).collect()
 }
 
+/// One new record and its index rows in one statement (one round trip,
+/// its own implicit transaction) instead of BEGIN, two INSERTs, COMMIT.
+async fn create_one(pool: &PgPool, coll: &str, w: &RecordWrite) -> Result<(), StoreError> {
+    let plain: serde_json::Value = serde_json::from_str(&w.plain)
+        .map_err(|e| StoreError::Db(format!("plain fields are not JSON: {e}")))?;
+    let (names, values): (Vec<String>, Vec<Vec<u8>>) = w.indexes.iter().cloned().unzip();
+    let created: i64 = sqlx::query_scalar(
+        "WITH r AS (
+           INSERT INTO pv_records(collection, id, subject, v, rev, plain, body, updated)
+           VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT DO NOTHING
+           RETURNING id),
+         i AS (
+           INSERT INTO pv_record_index(collection, name, value, id)
+           SELECT $1, n, v, r.id FROM r, unnest($8::TEXT[], $9::BYTEA[]) AS t(n, v)
+           ON CONFLICT DO NOTHING)
+         SELECT count(*) FROM r",
+    )
+    .bind(coll)
+    .bind(&w.id)
+    .bind(&w.subject)
+    .bind(w.version as i32)
+    .bind(sqlx::types::Json(&plain))
+    .bind(&w.body)
+    .bind(now())
+    .bind(&names)
+    .bind(&values)
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    if created == 0 {
+        return Err(StoreError::Exists);
+    }
+    Ok(())
+}
+
 async fn apply_write(
     tx: &mut sqlx::PgConnection,
     coll: &str,
@@ -596,43 +631,64 @@ impl RecordStore for PgStore {
         Box::pin(async move {
             let (handles, wrapped): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
                 keys.into_iter().map(|k| (k.handle, k.wrapped)).unzip();
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            // No fsync of its own: a subject key is only ever needed by a
-            // record written after it, and that record's (synchronous)
-            // commit flushes the WAL up to and past this commit. A crash
-            // before that loses only a key no acknowledged record uses.
-            // Halves the fsyncs of a create.
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            sqlx::query(
-                "INSERT INTO pv_subject_keys(collection, handle, wrapped, created)
-                 SELECT $1, h, w, $4 FROM unnest($2::BYTEA[], $3::BYTEA[]) AS t(h, w)
-                 ON CONFLICT DO NOTHING",
+            // One statement, one round trip: insert what is missing, and
+            // return each handle's stored key (ours, or a racing writer's
+            // committed before this statement began).
+            //
+            // No fsync of its own (`synchronous_commit` off for this
+            // statement's implicit transaction): a subject key is only ever
+            // needed by a record written after it, and that record's
+            // (synchronous) commit flushes the WAL up to and past this one.
+            // A crash before that loses only a key no acknowledged record
+            // uses.
+            let rows = sqlx::query(
+                "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
+                 ins AS (
+                   INSERT INTO pv_subject_keys(collection, handle, wrapped, created)
+                   SELECT $1, h, w, $4 FROM cfg, unnest($2::BYTEA[], $3::BYTEA[]) AS t(h, w)
+                   ON CONFLICT DO NOTHING
+                   RETURNING handle, wrapped)
+                 SELECT handle, wrapped FROM ins
+                 UNION ALL
+                 SELECT k.handle, k.wrapped FROM pv_subject_keys k
+                 WHERE k.collection = $1 AND k.handle = ANY($2)
+                   AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.handle = k.handle)",
             )
             .bind(&coll)
             .bind(&handles)
             .bind(&wrapped)
             .bind(now())
-            .execute(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-            let rows = sqlx::query(
-                "SELECT handle, wrapped FROM pv_subject_keys WHERE collection = $1 AND handle = ANY($2)",
-            )
-            .bind(&coll)
-            .bind(&handles)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            tx.commit().await.map_err(db)?;
             let rows = rows
                 .iter()
                 .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
                 .collect::<Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>>()?;
-            in_order(&handles, rows)
-                .into_iter()
+            let mut out = in_order(&handles, rows);
+            // A racing writer's key committed after this statement's
+            // snapshot was taken: skipped by ON CONFLICT, not seen by its
+            // SELECT. Read those again (a new snapshot sees them).
+            let missing: Vec<Vec<u8>> = handles
+                .iter()
+                .zip(&out)
+                .filter(|(_, k)| k.is_none())
+                .map(|(h, _)| h.clone())
+                .collect();
+            if !missing.is_empty() {
+                let again = self.subject_keys_for(&coll, missing.clone()).await?;
+                let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = missing
+                    .into_iter()
+                    .zip(again)
+                    .filter_map(|(h, k)| Some((h, k?)))
+                    .collect();
+                for (h, k) in handles.iter().zip(out.iter_mut()) {
+                    if k.is_none() {
+                        *k = found.get(h).cloned();
+                    }
+                }
+            }
+            out.into_iter()
                 .map(|k| {
                     k.ok_or_else(|| StoreError::Db("a subject key vanished while stored".into()))
                 })
@@ -748,6 +804,11 @@ impl RecordStore for PgStore {
     fn write(&self, collection: &str, writes: Vec<RecordWrite>) -> StoreFuture<'_, ()> {
         let coll = collection.to_owned();
         Box::pin(async move {
+            if let [w] = writes.as_slice()
+                && matches!(w.mode, WriteMode::Create)
+            {
+                return create_one(&self.pool, &coll, w).await;
+            }
             let mut tx = self.pool.begin().await.map_err(db)?;
             for w in &writes {
                 // An error drops `tx`, which rolls the whole batch back.

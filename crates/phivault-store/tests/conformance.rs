@@ -372,7 +372,43 @@ async fn suite(s: Arc<dyn RecordStore>) {
     records_indexes_and_preconditions(&*s).await;
     ids_sort_bytewise(&*s).await;
     subject_keys_shred_and_jobs(&*s).await;
+    subject_key_races(s.clone()).await;
     concurrent_writes(s).await;
+}
+
+/// Many writers storing keys for the same new subjects at once (creates
+/// of one patient on several nodes): every one gets back the same key per
+/// subject, the one stored.
+async fn subject_key_races(s: Arc<dyn RecordStore>) {
+    let handles: Vec<Vec<u8>> = (0..4).map(|i| format!("race-{i}").into_bytes()).collect();
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let (s, handles) = (s.clone(), handles.clone());
+        tasks.push(tokio::spawn(async move {
+            let rows = handles
+                .iter()
+                .map(|h| SubjectKeyRow {
+                    handle: h.clone(),
+                    wrapped: format!("writer-{w}").into_bytes(),
+                })
+                .collect();
+            s.put_subject_keys("race", rows).await.unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    let stored: Vec<Vec<u8>> = s
+        .subject_keys_for("race", handles)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.expect("stored"))
+        .collect();
+    for g in &got {
+        assert_eq!(g, &stored, "a writer got a key other than the stored one");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
