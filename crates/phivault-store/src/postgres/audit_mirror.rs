@@ -162,17 +162,46 @@ impl AuditMirror {
         }
         let mut st = SyncStats::default();
         let now: Vec<PathBuf> = files_under(dir);
-        for rel in &now {
-            let Some(cur) = stat(&dir.join(rel)) else {
-                continue;
-            };
-            let prev = self.seen.get(rel).copied();
-            if prev == Some(cur) {
-                continue;
+        // Checkpoints are read first and stored last. The log writes an
+        // entry before any checkpoint that covers it, so checkpoint bytes
+        // read before the segments cover only entries those reads hold;
+        // stored after them, a pass cut short anywhere (a stop, a crash, a
+        // database error) never leaves the copy with a checkpoint over
+        // entries it lacks, and the copy always verifies.
+        let is_checkpoint =
+            |r: &PathBuf| matches!(r.to_str(), Some("checkpoint" | "checkpoints.log"));
+        let mut late = Vec::new();
+        for rel in now.iter().filter(|r| is_checkpoint(r)) {
+            if let Some(cur) = stat(&dir.join(rel))
+                && self.seen.get(rel).copied() != Some(cur)
+                && let Ok(b) = std::fs::read(dir.join(rel))
+            {
+                late.push((rel.clone(), Some((cur, b))));
             }
-            let bytes = match std::fs::read(dir.join(rel)) {
-                Ok(b) => b,
-                Err(_) => continue, // removed meanwhile: the next sync sees it
+        }
+        let order: Vec<(PathBuf, Option<(Seen, Vec<u8>)>)> = now
+            .iter()
+            .filter(|r| !is_checkpoint(r))
+            .map(|r| (r.clone(), None))
+            .chain(late)
+            .collect();
+        for (rel, read) in order {
+            let rel = &rel;
+            let prev = self.seen.get(rel).copied();
+            let (cur, bytes) = match read {
+                Some(r) => r,
+                None => {
+                    let Some(cur) = stat(&dir.join(rel)) else {
+                        continue;
+                    };
+                    if prev == Some(cur) {
+                        continue;
+                    }
+                    match std::fs::read(dir.join(rel)) {
+                        Ok(b) => (cur, b),
+                        Err(_) => continue, // removed meanwhile: the next sync sees it
+                    }
+                }
             };
             // Appended (same file, longer): send the tail. Otherwise the
             // whole file again. After a restart (inode unknown) an append
