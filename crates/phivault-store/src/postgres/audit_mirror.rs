@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 /// Largest chunk stored in one row.
 const CHUNK: usize = 1 << 20;
 
+/// A file's state and bytes, read ahead of the rest of a pass.
+type Read = (Seen, Vec<u8>);
+
 /// What the mirror last copied of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
@@ -179,7 +182,7 @@ impl AuditMirror {
                 late.push((rel.clone(), Some((cur, b))));
             }
         }
-        let order: Vec<(PathBuf, Option<(Seen, Vec<u8>)>)> = now
+        let order: Vec<(PathBuf, Option<Read>)> = now
             .iter()
             .filter(|r| !is_checkpoint(r))
             .map(|r| (r.clone(), None))
