@@ -1473,28 +1473,36 @@ mod tests {
                 })
             }
         };
+        // A backup whose writer runs `rotate(destroy)` when the first line
+        // starting with `marker` goes by; the archive, or the error.
+        let backup = |marker: &'static [u8], destroy: bool| {
+            let mut w = HookWriter {
+                out: Vec::new(),
+                marker,
+                hook: Some(rotate(destroy)),
+            };
+            let (store, src, audit) = (store.clone(), src.clone(), audit.clone());
+            async move {
+                let r = crate::backup::write(
+                    store.as_ref(),
+                    &Location::from(&src),
+                    &audit,
+                    &mut w,
+                    &|_| {},
+                )
+                .await;
+                assert!(w.hook.is_none(), "the rotation ran during the backup");
+                r.map(|_| w.out)
+            }
+        };
         // While the records are dumped: the subject keys come out under
         // version 2, which the archive's keystore must hold.
-        let mut w = HookWriter {
-            out: Vec::new(),
-            marker: br#"{"t":"record""#,
-            hook: Some(rotate(false)),
-        };
-        crate::backup::write(
-            store.as_ref(),
-            &Location::from(&src),
-            &audit,
-            &mut w,
-            &|_| {},
-        )
-        .await
-        .unwrap();
-        assert!(w.hook.is_none(), "the rotation ran during the backup");
+        let archive = backup(br#"{"t":"record""#, false).await.unwrap();
         std::fs::create_dir_all(&dst).unwrap();
         std::fs::copy(src.join("dev-unseal.key"), dst.join("dev-unseal.key")).unwrap();
         let store2 = Arc::new(phivault_store::sqlite::SqliteStore::open(&dst).unwrap());
         crate::backup::restore(
-            &mut std::io::Cursor::new(w.out),
+            &mut std::io::Cursor::new(archive),
             store2.as_ref(),
             &Location::from(&dst),
             &dst.join("audit"),
@@ -1513,21 +1521,7 @@ mod tests {
         }
         // While the subject keys are dumped (read under version 2), a
         // rotation to 3 destroys 1 and 2: the backup fails.
-        let mut w = HookWriter {
-            out: Vec::new(),
-            marker: br#"{"t":"subject_key""#,
-            hook: Some(rotate(true)),
-        };
-        let e = crate::backup::write(
-            store.as_ref(),
-            &Location::from(&src),
-            &audit,
-            &mut w,
-            &|_| {},
-        )
-        .await
-        .unwrap_err();
-        assert!(w.hook.is_none(), "the rotation ran during the backup");
+        let e = backup(br#"{"t":"subject_key""#, true).await.unwrap_err();
         assert!(
             matches!(e, crate::backup::ArchiveError::Raced(_))
                 && e.to_string().contains("run it again"),
