@@ -275,10 +275,10 @@ fn two_nodes_share_one_postgres() {
         !out.contains(pg.password()),
         "no database password in the report"
     );
-    // Every node's audit trail is mirrored into PostgreSQL each second:
-    // pulled back out, node A's verifies with A's public key.
+    // Every node's audit trail is mirrored into PostgreSQL each second,
+    // and once more as the node stops: pulled back out right after the
+    // stop, node A's verifies with A's public key and holds every entry.
     common::stop(na);
-    std::thread::sleep(Duration::from_millis(1500));
     let pulled = d.join("pulled-a");
     let mut c = pv(d);
     c.env("PHIVAULT_STORAGE_URL", &url)
@@ -307,6 +307,22 @@ fn two_nodes_share_one_postgres() {
         .args(["verify", "--key", key.trim()]);
     let (code, out, err) = run(&mut c);
     assert_eq!(code, 0, "the mirrored trail verifies: {out}{err}");
+    let entries = |dir: &Path| {
+        let mut c = pv(d);
+        c.args(["--json", "audit", "--audit-dir"])
+            .arg(dir)
+            .args(["verify", "--key", key.trim()]);
+        let (code, out, err) = run(&mut c);
+        assert_eq!(code, 0, "{out}{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["entries"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        entries(&pulled),
+        entries(&a.join("audit")),
+        "the stopped node's copy lacks its last entries (server.stop among them)"
+    );
     // It holds what the local trail holds (the records entries).
     let search = |dir: &Path| {
         let mut c = pv(d);

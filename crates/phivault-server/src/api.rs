@@ -128,6 +128,8 @@ pub struct Shared {
     pub records: Option<Arc<crate::records::Records>>,
     /// The audit trail.
     pub audit: Arc<crate::audit::Trail>,
+    /// On PostgreSQL: the audit trail's mirror (a final pass at shutdown).
+    pub audit_mirror: Option<crate::server::AuditMirrorSlot>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -167,14 +167,18 @@ impl Running {
     }
 }
 
+/// This node's audit mirror, shared by its periodic task and the final
+/// pass at shutdown.
+pub type AuditMirrorSlot = Arc<tokio::sync::Mutex<phivault_store::postgres::AuditMirror>>;
+
 /// Copies this node's audit trail into PostgreSQL every second
 /// (`phivault audit pull` reads it back; SECURITY.md §5c).
-fn spawn_audit_mirror(mut m: phivault_store::postgres::AuditMirror, dir: std::path::PathBuf) {
+fn spawn_audit_mirror(m: AuditMirrorSlot, dir: std::path::PathBuf) {
     tokio::spawn(async move {
         let mut failing = false;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match m.sync(&dir).await {
+            match m.lock().await.sync(&dir).await {
                 Ok(_) if failing => {
                     failing = false;
                     tracing::info!("the audit trail's copy in PostgreSQL is up to date again");
@@ -230,6 +234,7 @@ pub async fn state(
     }
     let metrics = Metrics::new();
     metrics.sealed.set(i64::from(keystore.is_none()));
+    let mut audit_mirror = None;
     let store: Option<Arc<dyn phivault_store::RecordStore>> = match &settings.storage.postgres {
         // A node on PostgreSQL has no other place for records: it does not
         // start without its database.
@@ -250,7 +255,9 @@ pub async fn state(
                 .claim(&trail)
                 .await
                 .map_err(|e| crate::ServeError::Storage(e.to_string()))?;
-            spawn_audit_mirror(mirror, settings.audit.dir.clone());
+            let mirror = Arc::new(tokio::sync::Mutex::new(mirror));
+            spawn_audit_mirror(mirror.clone(), settings.audit.dir.clone());
+            audit_mirror = Some(mirror);
             Some(Arc::new(store))
         }
         None => match phivault_store::sqlite::SqliteStore::open(&settings.data_dir) {
@@ -274,6 +281,7 @@ pub async fn state(
     }
     Ok(Arc::new(Shared {
         audit,
+        audit_mirror,
         records,
         settings,
         keystore: ArcSwapOption::from(keystore.map(Arc::new)),
@@ -704,6 +712,21 @@ pub async fn start_on(
                 "server.stop",
             ));
             st.audit.close();
+            // The trail's last second (server.stop among it) into the
+            // database's copy too, bounded: a database that is away must
+            // not hold up the stop.
+            if let Some(m) = &st.audit_mirror {
+                let pass = async { m.lock().await.sync(&st.settings.audit.dir).await };
+                match tokio::time::timeout(Duration::from_secs(5), pass).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the audit trail's last entries were not copied into PostgreSQL; the local trail holds them")
+                    }
+                    Err(_) => tracing::warn!(
+                        "the audit trail's last entries were not copied into PostgreSQL in 5 s; the local trail holds them"
+                    ),
+                }
+            }
             tracing::info!("server stopped");
         })
     };
