@@ -291,6 +291,36 @@ fn open_file(f: &Path) -> Result<std::io::BufReader<std::fs::File>> {
     ))
 }
 
+/// The progress bar of a restore or a check: bytes of the file, and the
+/// archive's counts so far.
+const BAR: &str =
+    "{spinner} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}";
+
+/// The backup file, read through a progress bar by bytes when one shows
+/// (on a terminal, for a file worth one): how far a restore or a check is,
+/// with the archive's counts so far as its message.
+fn open_with_bar(
+    g: &Global,
+    f: &Path,
+) -> Result<(
+    Box<dyn std::io::Read + Send>,
+    Option<indicatif::ProgressBar>,
+)> {
+    let file = open_file(f)?;
+    let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+    Ok(match crate::ui::progress(g, Some(len), false) {
+        Some(bar) => {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(BAR)
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            (Box::new(bar.wrap_read(file)), Some(bar))
+        }
+        None => (Box::new(file), None),
+    })
+}
+
 fn verify(g: &Global, f: &Path, key: Option<&Path>, signer: Option<&str>) -> Result<ExitCode> {
     let signer = signer_bytes(signer)?;
     let t0 = std::time::Instant::now();
@@ -299,16 +329,20 @@ fn verify(g: &Global, f: &Path, key: Option<&Path>, signer: Option<&str>) -> Res
         None => verify_integrity(open_file(f)?, signer.as_deref()),
         Some(k) => {
             let key = private_key(k)?;
+            let (input, bar) = open_with_bar(g, f)?;
             // Decrypt everything, and check what is inside is a whole archive.
-            BackupReader::open(open_file(f)?, &key, signer.as_deref(), Default::default()).and_then(
-                |r| {
+            let r = BackupReader::open(input, &key, signer.as_deref(), Default::default())
+                .and_then(|r| {
                     let mut br = std::io::BufReader::with_capacity(1 << 20, r);
                     counts = Some(phivault_server::backup::check(&mut br).map_err(|e| {
                         phivault_core::backup::BackupError::Io(std::io::Error::other(e.to_string()))
                     })?);
                     br.into_inner().into_info()
-                },
-            )
+                });
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            r
         }
     }
     .with_context(|| format!("{} did not verify", f.display()))?;
@@ -358,13 +392,13 @@ fn restore(
     let key = private_key(key)?;
     let rt = runtime()?;
     let (store, loc, audit_dir, target_name) = rt.block_on(target(g, file))?;
-    let bar = spinner(g);
+    let (input, bar) = open_with_bar(g, f)?;
     let t0 = std::time::Instant::now();
     // The plaintext is released only segment batch by batch after they
     // authenticate, and the end only after the signature verifies; the
     // archive's end line must come last. A failure midway leaves a partial
     // store: restore into a fresh one again.
-    let reader = BackupReader::open(open_file(f)?, &key, signer.as_deref(), Default::default())?;
+    let reader = BackupReader::open(input, &key, signer.as_deref(), Default::default())?;
     let mut r = std::io::BufReader::with_capacity(1 << 20, reader);
     let counts = rt
         .block_on(phivault_server::backup::restore(
@@ -408,4 +442,12 @@ fn restore(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_progress_bar_template_parses() {
+        assert!(indicatif::ProgressStyle::with_template(super::BAR).is_ok());
+    }
 }
