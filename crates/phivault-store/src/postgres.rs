@@ -431,9 +431,14 @@ fn in_order<K: std::hash::Hash + Eq, T: Clone>(keys: &[K], rows: Vec<(K, T)>) ->
     keys.iter().map(|k| by.get(k).cloned()).collect()
 }
 
-/// One new record and its index rows in one statement (one round trip,
-/// its own implicit transaction) instead of BEGIN, two INSERTs, COMMIT.
-async fn create_one(pool: &PgPool, coll: &str, w: &RecordWrite) -> Result<(), StoreError> {
+/// One new record and its index rows in one statement: on the pool, one
+/// round trip in its own implicit transaction (instead of BEGIN, two
+/// INSERTs, COMMIT); in a bulk write's transaction, one of its statements.
+async fn create_one<'e>(
+    ex: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    coll: &str,
+    w: &RecordWrite,
+) -> Result<(), StoreError> {
     let plain: serde_json::Value = serde_json::from_str(&w.plain)
         .map_err(|e| StoreError::Db(format!("plain fields are not JSON: {e}")))?;
     let (names, values): (Vec<String>, Vec<Vec<u8>>) = w.indexes.iter().cloned().unzip();
@@ -457,7 +462,7 @@ async fn create_one(pool: &PgPool, coll: &str, w: &RecordWrite) -> Result<(), St
     .bind(now())
     .bind(&names)
     .bind(&values)
-    .fetch_one(pool)
+    .fetch_one(ex)
     .await
     .map_err(db)?;
     if created == 0 {
@@ -471,69 +476,48 @@ async fn apply_write(
     coll: &str,
     w: &RecordWrite,
 ) -> Result<(), StoreError> {
+    let rev = match w.mode {
+        WriteMode::Create => return create_one(&mut *tx, coll, w).await,
+        WriteMode::Replace(rev) => rev,
+    };
     let plain: serde_json::Value = serde_json::from_str(&w.plain)
         .map_err(|e| StoreError::Db(format!("plain fields are not JSON: {e}")))?;
     let t = now();
-    match w.mode {
-        WriteMode::Create => {
-            let n = sqlx::query(
-                "INSERT INTO pv_records(collection, id, subject, v, rev, plain, body, updated)
-                 VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
+    let n = sqlx::query(
+        "UPDATE pv_records SET subject = $3, v = $4, rev = rev + 1, plain = $5, body = $6, updated = $7
+         WHERE collection = $1 AND id = $2 AND ($8::BIGINT IS NULL OR rev = $8)",
+    )
+    .bind(coll)
+    .bind(&w.id)
+    .bind(&w.subject)
+    .bind(w.version as i32)
+    .bind(sqlx::types::Json(&plain))
+    .bind(&w.body)
+    .bind(t)
+    .bind(rev.map(|r| r as i64))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if n == 0 {
+        let exists = sqlx::query("SELECT 1 FROM pv_records WHERE collection = $1 AND id = $2")
             .bind(coll)
             .bind(&w.id)
-            .bind(&w.subject)
-            .bind(w.version as i32)
-            .bind(sqlx::types::Json(&plain))
-            .bind(&w.body)
-            .bind(t)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(db)?
-            .rows_affected();
-            if n == 0 {
-                return Err(StoreError::Exists);
-            }
-        }
-        WriteMode::Replace(rev) => {
-            let n = sqlx::query(
-                "UPDATE pv_records SET subject = $3, v = $4, rev = rev + 1, plain = $5, body = $6, updated = $7
-                 WHERE collection = $1 AND id = $2 AND ($8::BIGINT IS NULL OR rev = $8)",
-            )
-            .bind(coll)
-            .bind(&w.id)
-            .bind(&w.subject)
-            .bind(w.version as i32)
-            .bind(sqlx::types::Json(&plain))
-            .bind(&w.body)
-            .bind(t)
-            .bind(rev.map(|r| r as i64))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-            if n == 0 {
-                let exists =
-                    sqlx::query("SELECT 1 FROM pv_records WHERE collection = $1 AND id = $2")
-                        .bind(coll)
-                        .bind(&w.id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                return Err(if exists.is_some() {
-                    StoreError::Conflict
-                } else {
-                    StoreError::NotFound
-                });
-            }
-            sqlx::query("DELETE FROM pv_record_index WHERE collection = $1 AND id = $2")
-                .bind(coll)
-                .bind(&w.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
+            .map_err(db)?;
+        return Err(if exists.is_some() {
+            StoreError::Conflict
+        } else {
+            StoreError::NotFound
+        });
     }
+    sqlx::query("DELETE FROM pv_record_index WHERE collection = $1 AND id = $2")
+        .bind(coll)
+        .bind(&w.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     if !w.indexes.is_empty() {
         let (names, values): (Vec<String>, Vec<Vec<u8>>) = w.indexes.iter().cloned().unzip();
         sqlx::query(
