@@ -256,15 +256,7 @@ fn spawn(b: &Backend) -> Node {
         .open(&b.log)
         .unwrap();
     let mut c = Cli::of(b).cmd();
-    c.args([
-        "--json",
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--log",
-        "warn",
-    ]);
+    c.args(common::SERVE_DEV).args(["--log", "warn"]);
     let child = c
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -14,6 +14,10 @@ pub fn pv(dir: &Path) -> Command {
     c
 }
 
+/// `phivault serve --dev` on a free loopback port, announcing its address
+/// in a JSON ready line; `--log LEVEL` follows.
+pub const SERVE_DEV: &[&str] = &["--json", "serve", "--dev", "--listen", "127.0.0.1:0"];
+
 /// Starts `phivault serve --dev` on a free loopback port with `global`
 /// arguments before the command; returns the child and its https:// URL
 /// (from the JSON ready line).
@@ -25,15 +29,8 @@ pub fn spawn_dev_server(
 ) -> (std::process::Child, String) {
     let mut child = pv(dir)
         .args(global)
-        .args([
-            "--json",
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            log,
-        ])
+        .args(SERVE_DEV)
+        .args(["--log", log])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)
@@ -144,18 +141,11 @@ pub fn serve_with(dir: &Path, env: &[(&str, &str)], config: Option<&Path>) -> (S
     if let Some(cf) = config {
         c.arg("--config").arg(cf);
     }
-    c.args([
-        "--json",
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--log",
-        "warn",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    c.args(SERVE_DEV)
+        .args(["--log", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let mut child = c.spawn().unwrap();
     let url = ready_url(&mut child);
     (Server(child), url)
