@@ -456,3 +456,19 @@ fn kill9_during_heavy_writes_loses_no_acknowledged_event() {
         acked.len()
     );
 }
+
+/// A trail's id is made once and then kept; a damaged id file is an
+/// error that names the file, never a new id (which would let the node's
+/// name be bound to a second trail).
+#[test]
+fn trail_id_is_made_once_and_a_damaged_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = phivault_audit::log::trail_id(dir.path()).unwrap();
+    assert_eq!(a.len(), 32);
+    assert_eq!(phivault_audit::log::trail_id(dir.path()).unwrap(), a);
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(phivault_audit::log::trail_id(other.path()).unwrap(), a);
+    std::fs::write(dir.path().join("trail-id"), "not an id\n").unwrap();
+    let e = phivault_audit::log::trail_id(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("trail-id"), "{e}");
+}
