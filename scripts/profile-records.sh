@@ -5,6 +5,7 @@
 #
 #   MODE=get scripts/profile-records.sh       # get | search | create | bulk
 #   PERF=0 MODE=create scripts/profile-records.sh   # per-thread CPU only
+#   CONFIG='[audit]\\ngroup_commit_delay_us = 2000' PERF_OUT=/tmp/get.perf MODE=get scripts/profile-records.sh
 #
 # A small collection (about 50 000 records from an 8-second bulk fill),
 # 64 mTLS connections, 12 s of load; perf samples the server for 8 s.
@@ -20,7 +21,9 @@ PV=$PWD/target/release/phivault; LG=$PWD/target/release/examples/loadgen
 W=$(mktemp -d /var/tmp/pv-profile.XXXXXX); D=$W/data
 cleanup() { kill "${PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
-$PV --data-dir "$D" -q serve --dev --listen 127.0.0.1:$PORT --log warn >/dev/null 2>"$W/err" &
+CFG=()
+if [ -n "${CONFIG:-}" ]; then printf '%b\n' "$CONFIG" >"$W/config.toml"; CFG=(--config "$W/config.toml"); fi
+$PV "${CFG[@]}" --data-dir "$D" -q serve --dev --listen 127.0.0.1:$PORT --log warn >/dev/null 2>"$W/err" &
 PID=$!
 for _ in $(seq 100); do curl -sf --cacert "$D/ca/ca.pem" "https://127.0.0.1:$PORT/v1/sys/health" >/dev/null 2>&1 && break; sleep 0.2; done
 $PV --data-dir "$D" -q records --addr 127.0.0.1:$PORT apply bench benches/records-bench.schema.json >/dev/null
@@ -75,6 +78,7 @@ for t, (n, v) in sorted(b.items(), key=lambda x: -(x[1][1] - a.get(x[0], ("", 0)
 PY
 if [ "$PERF" = 1 ]; then
   perf record -F 999 -g -p "$PID" -o "$W/perf.data" -- sleep 6 >/dev/null 2>&1
+  [ -z "${PERF_OUT:-}" ] || cp "$W/perf.data" "$PERF_OUT"
 fi
 wait "$LGPID"
 echo "# load: $(cat "$W/lg.json")"

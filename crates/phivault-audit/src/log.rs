@@ -57,10 +57,11 @@ pub struct LogConfig {
     pub witness_dirs: Vec<PathBuf>,
     /// Most events in one group commit.
     pub max_batch: usize,
-    /// Under load (the previous group commit had several events), wait
-    /// this long after the first event before writing, so that one fsync
-    /// covers more events (PostgreSQL's commit_delay). An idle log writes
-    /// at once.
+    /// Under load (the previous group commit had several events), a group
+    /// commit gathers events for up to this long before it writes, so
+    /// that one fsync covers more of them (PostgreSQL's commit_delay). How
+    /// long it actually waits adapts to the load below this bound (see
+    /// `Pacer`); an idle log writes at once; zero never waits.
     pub group_commit_delay: Duration,
     /// A tokio runtime to acknowledge batches on: one task per batch wakes
     /// its callers from a worker thread (cheap local wake-ups) instead of
@@ -80,7 +81,7 @@ impl LogConfig {
             retention: SIX_YEARS,
             witness_dirs: Vec::new(),
             max_batch: 8192,
-            group_commit_delay: Duration::from_micros(500),
+            group_commit_delay: Duration::from_micros(2000),
             ack_runtime: None,
         }
     }
@@ -625,12 +626,81 @@ fn rebuild_leaves(segs: &[(u64, PathBuf)], from: u64, to: u64, leaves: &mut File
     Ok(to - from)
 }
 
+/// Moves `first` and whatever else is queued (without blocking) into the
+/// batch, up to `max`; returns a control message met on the way.
+fn gather(
+    rx: &mpsc::Receiver<Msg>,
+    first: Option<Msg>,
+    batch: &mut Vec<Vec<u8>>,
+    acks: &mut Vec<Ack>,
+    max: usize,
+) -> Option<Msg> {
+    let mut next = first;
+    while let Some(m) = next.take() {
+        match m {
+            Msg::Append(j, a) => {
+                batch.push(j);
+                acks.push(a);
+            }
+            other => return Some(other),
+        }
+        if batch.len() >= max {
+            break;
+        }
+        next = rx.try_recv().ok();
+    }
+    None
+}
+
+/// How long a group commit gathers events under load: long enough to
+/// catch a burst, no longer.
+///
+/// Clients wait for their event to be durable before they send the next
+/// request, so the events of a busy log come in bursts after each
+/// commit. A fixed delay is wrong at both ends: a short one splits the
+/// bursts of many clients into many fsyncs (CPU), a long one makes a few
+/// clients wait for events that will not come (latency). So each paced
+/// commit gathers until `gather` after the previous write began, then
+/// looks once more a `step` later: if events were still arriving, the
+/// burst was cut and the next commit gathers twice as long (up to the
+/// configured `group_commit_delay`); if not, a quarter less.
+/// (BENCHMARKS.md, audit trail, compares this with fixed delays.)
+struct Pacer {
+    gather: Duration,
+    max: Duration,
+}
+
+impl Pacer {
+    const MIN: Duration = Duration::from_micros(50);
+
+    fn new(max: Duration) -> Self {
+        Self {
+            gather: (max / 4).max(Self::MIN).min(max),
+            max,
+        }
+    }
+
+    /// The second look: an eighth of the gather time, 50–250 µs.
+    fn step(&self) -> Duration {
+        (self.gather / 8).clamp(Self::MIN, Duration::from_micros(250))
+    }
+
+    fn learn(&mut self, still_arriving: bool) {
+        self.gather = if still_arriving {
+            (self.gather * 2).min(self.max)
+        } else {
+            (self.gather * 3 / 4).max(Self::MIN.min(self.max))
+        };
+    }
+}
+
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut acks: Vec<Ack> = Vec::new();
         let mut last_batch = 0usize;
         let mut last_write = Instant::now();
+        let mut pacer = Pacer::new(self.cfg.group_commit_delay);
         loop {
             let wait = self
                 .cfg
@@ -645,38 +715,30 @@ impl Writer {
                     return;
                 }
             };
-            // Under load, pace the group commits: the next write starts no
-            // sooner than `group_commit_delay` after the previous one started
-            // (an idle log writes at once). Each fsync costs about 80 µs of
-            // CPU here (scripts/fsync-cost.py), so thousands of tiny batches
-            // a second would cost a third of a core; sleeping, not blocking
-            // in recv, also spares each sender a wake-up of this thread.
-            if matches!(first, Some(Msg::Append(..))) && last_batch >= 2 {
-                let wait = self
-                    .cfg
-                    .group_commit_delay
-                    .saturating_sub(last_write.elapsed());
+            // Under load, pace the group commits (see `Pacer`): each fsync
+            // costs about 80 µs of CPU here (scripts/fsync-cost.py) and a
+            // wake-up of this thread that preempts a request, so thousands
+            // of tiny batches a second would cost a third of a core.
+            // Sleeping, not blocking in recv, also spares each sender a
+            // wake-up of this thread.
+            let paced = matches!(first, Some(Msg::Append(..)))
+                && last_batch >= 2
+                && !self.cfg.group_commit_delay.is_zero();
+            if paced {
+                let wait = (last_write + pacer.gather).saturating_duration_since(Instant::now());
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
             }
-            let mut control = None;
-            let mut next = first;
-            while let Some(m) = next.take() {
-                match m {
-                    Msg::Append(j, a) => {
-                        batch.push(j);
-                        acks.push(a);
-                    }
-                    other => {
-                        control = Some(other);
-                        break;
-                    }
-                }
-                if batch.len() >= self.cfg.max_batch {
-                    break;
-                }
-                next = rx.try_recv().ok();
+            let mut control = gather(&rx, first, &mut batch, &mut acks, self.cfg.max_batch);
+            if paced && control.is_none() && batch.len() < self.cfg.max_batch {
+                // Is the burst over? One short look more decides whether
+                // the next batch gathers for longer or shorter.
+                let before = batch.len();
+                std::thread::sleep(pacer.step());
+                let next = rx.try_recv().ok();
+                control = gather(&rx, next, &mut batch, &mut acks, self.cfg.max_batch);
+                pacer.learn(batch.len() > before);
             }
             last_batch = batch.len();
             if !batch.is_empty() {
@@ -922,5 +984,33 @@ impl Writer {
             .sync_all()
             .map_err(io("syncing the audit segment"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_grows_while_bursts_are_cut_and_shrinks_when_they_end() {
+        let max = Duration::from_micros(2000);
+        let mut p = Pacer::new(max);
+        assert_eq!(p.gather, Duration::from_micros(500));
+        for _ in 0..10 {
+            p.learn(true);
+        }
+        assert_eq!(p.gather, max, "never past the configured bound");
+        assert_eq!(p.step(), Duration::from_micros(250));
+        for _ in 0..40 {
+            p.learn(false);
+        }
+        assert_eq!(p.gather, Pacer::MIN, "a few clients wait little");
+        assert_eq!(p.step(), Pacer::MIN);
+        let tiny = Pacer::new(Duration::from_micros(20));
+        assert_eq!(
+            tiny.gather,
+            Duration::from_micros(20),
+            "a bound under the minimum is kept"
+        );
     }
 }

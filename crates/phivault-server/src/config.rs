@@ -233,9 +233,11 @@ pub struct AuditFile {
     /// Why the deployment accepts unaudited ePHI access (shown at start
     /// and in the evidence report).
     pub insecure_fail_open_reason: Option<String>,
-    /// Under load, how long the writer gathers events before one fsync,
-    /// microseconds (default 500; 0 writes at once). Trades a little
-    /// latency for much less CPU per request.
+    /// Under load, at most how long the writer gathers events before one
+    /// fsync, microseconds (default 2000; 0 writes at once). The wait
+    /// adapts to the load below that bound: a few clients wait little,
+    /// many share fewer fsyncs. Trades a little latency for much less CPU
+    /// per request.
     pub group_commit_delay_us: Option<u64>,
     /// Record nothing at all. Only for measuring the trail's cost
     /// (BENCHMARKS.md); never with real PHI. Warned about at every start.
@@ -418,7 +420,7 @@ impl AuditSettings {
             insecure_fail_open: a.insecure_fail_open,
             insecure_fail_open_reason: a.insecure_fail_open_reason.clone(),
             insecure_disable: a.insecure_disable,
-            group_commit_delay: Duration::from_micros(a.group_commit_delay_us.unwrap_or(500)),
+            group_commit_delay: Duration::from_micros(a.group_commit_delay_us.unwrap_or(2000)),
         })
     }
 }
