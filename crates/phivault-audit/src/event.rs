@@ -195,7 +195,11 @@ impl Event {
 
     /// The JSON bytes written to the log.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an event always serializes")
+        // A request's event is 500–800 bytes: one allocation, no regrowth
+        // (serde_json's own start is 128 bytes, then three copies).
+        let mut v = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut v, self).expect("an event always serializes");
+        v
     }
 }
 

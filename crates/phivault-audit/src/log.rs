@@ -680,6 +680,14 @@ impl Pacer {
         }
     }
 
+    /// Whether this commit takes the second look: always below the bound;
+    /// at the bound (a log busy enough to fill it), one commit in four,
+    /// since each look costs a wake-up of this thread.
+    fn looks(&self, n: &mut u32) -> bool {
+        *n = n.wrapping_add(1);
+        self.gather < self.max || *n % 4 == 0
+    }
+
     /// The second look: an eighth of the gather time, 50–250 µs.
     fn step(&self) -> Duration {
         (self.gather / 8).clamp(Self::MIN, Duration::from_micros(250))
@@ -701,6 +709,7 @@ impl Writer {
         let mut last_batch = 0usize;
         let mut last_write = Instant::now();
         let mut pacer = Pacer::new(self.cfg.group_commit_delay);
+        let mut looks = 0u32;
         loop {
             let wait = self
                 .cfg
@@ -731,7 +740,11 @@ impl Writer {
                 }
             }
             let mut control = gather(&rx, first, &mut batch, &mut acks, self.cfg.max_batch);
-            if paced && control.is_none() && batch.len() < self.cfg.max_batch {
+            if paced
+                && control.is_none()
+                && batch.len() < self.cfg.max_batch
+                && pacer.looks(&mut looks)
+            {
                 // Is the burst over? One short look more decides whether
                 // the next batch gathers for longer or shorter.
                 let before = batch.len();
@@ -1000,11 +1013,15 @@ mod tests {
             p.learn(true);
         }
         assert_eq!(p.gather, max, "never past the configured bound");
+        let mut n = 0;
+        let looked = (0..8).filter(|_| p.looks(&mut n)).count();
+        assert_eq!(looked, 2, "at the bound, one commit in four looks again");
         assert_eq!(p.step(), Duration::from_micros(250));
         for _ in 0..40 {
             p.learn(false);
         }
         assert_eq!(p.gather, Pacer::MIN, "a few clients wait little");
+        assert!((0..8).all(|_| p.looks(&mut n)), "below the bound, every commit looks");
         assert_eq!(p.step(), Pacer::MIN);
         let tiny = Pacer::new(Duration::from_micros(20));
         assert_eq!(
