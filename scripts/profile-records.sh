@@ -77,7 +77,8 @@ for t, (n, v) in sorted(b.items(), key=lambda x: -(x[1][1] - a.get(x[0], ("", 0)
         print(f"#   {t:>7} {n:<28} {100 * dv / hz / 3:6.1f}%")
 PY
 if [ "$PERF" = 1 ]; then
-  perf record -F 999 -g -p "$PID" -o "$W/perf.data" -- sleep 6 >/dev/null 2>&1
+  # shellcheck disable=SC2086
+  perf record ${PERF_OPTS:--F 999 -g} -p "$PID" -o "$W/perf.data" -- sleep 6 >/dev/null 2>&1
   [ -z "${PERF_OUT:-}" ] || cp "$W/perf.data" "$PERF_OUT"
 fi
 wait "$LGPID"

@@ -1021,7 +1021,10 @@ mod tests {
             p.learn(false);
         }
         assert_eq!(p.gather, Pacer::MIN, "a few clients wait little");
-        assert!((0..8).all(|_| p.looks(&mut n)), "below the bound, every commit looks");
+        assert!(
+            (0..8).all(|_| p.looks(&mut n)),
+            "below the bound, every commit looks"
+        );
         assert_eq!(p.step(), Pacer::MIN);
         let tiny = Pacer::new(Duration::from_micros(20));
         assert_eq!(

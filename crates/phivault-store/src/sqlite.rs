@@ -131,6 +131,20 @@ pub struct SqliteStore {
 fn configure(c: &Connection, keys: &Path, write: bool) -> Result<(), StoreError> {
     c.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db)?;
+    // The query planner stability guarantee: a cached statement keeps its
+    // plan whatever is bound to it. Without it, SQLite (3.54, STAT4 on in
+    // the bundled build) marks parameters whose value the planner looked
+    // at (an equality propagated through a join, a LIMIT) and re-prepares
+    // the statement whenever a new value is bound: a get spent a fifth of
+    // the server's CPU re-parsing and re-planning its SELECT
+    // (`MODE=get scripts/profile-records.sh` with `--call-graph dwarf`).
+    // Our statements are point and range lookups on keys, whose plans
+    // never depend on the values.
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(db)?;
     let keys = keys
         .to_str()
         .ok_or_else(|| StoreError::Db("data directory path is not UTF-8".into()))?;
