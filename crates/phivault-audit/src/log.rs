@@ -685,7 +685,7 @@ impl Pacer {
     /// since each look costs a wake-up of this thread.
     fn looks(&self, n: &mut u32) -> bool {
         *n = n.wrapping_add(1);
-        self.gather < self.max || *n % 4 == 0
+        self.gather < self.max || n.is_multiple_of(4)
     }
 
     /// The second look: an eighth of the gather time, 50–250 µs.
