@@ -38,6 +38,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// Six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)(i)).
 pub const SIX_YEARS: Duration = Duration::from_secs(6 * 366 * 24 * 3600);
 
+/// The default bound of a group commit's gather (`LogConfig::group_commit_delay`).
+pub const DEFAULT_GROUP_COMMIT_DELAY: Duration = Duration::from_micros(2000);
+
 /// How a log is written.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -81,7 +84,7 @@ impl LogConfig {
             retention: SIX_YEARS,
             witness_dirs: Vec::new(),
             max_batch: 8192,
-            group_commit_delay: Duration::from_micros(2000),
+            group_commit_delay: DEFAULT_GROUP_COMMIT_DELAY,
             ack_runtime: None,
         }
     }

@@ -420,7 +420,10 @@ impl AuditSettings {
             insecure_fail_open: a.insecure_fail_open,
             insecure_fail_open_reason: a.insecure_fail_open_reason.clone(),
             insecure_disable: a.insecure_disable,
-            group_commit_delay: Duration::from_micros(a.group_commit_delay_us.unwrap_or(2000)),
+            group_commit_delay: a.group_commit_delay_us.map_or(
+                phivault_audit::log::DEFAULT_GROUP_COMMIT_DELAY,
+                Duration::from_micros,
+            ),
         })
     }
 }

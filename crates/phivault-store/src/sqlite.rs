@@ -397,6 +397,34 @@ fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
 const RECORD_COLS: &str = "r.id, r.subject, r.v, r.rev, r.body, r.updated, k.wrapped";
 const RECORD_FROM: &str = "records r LEFT JOIN keys.subject_keys k ON k.collection = r.collection AND k.handle = r.subject";
 
+/// One record by id.
+fn get_sql() -> String {
+    format!("SELECT {RECORD_COLS} FROM {RECORD_FROM} WHERE r.collection = ?1 AND r.id = ?2")
+}
+
+/// The records whose blind index `?2` has value `?3`, at most `?4`.
+fn find_sql() -> String {
+    format!(
+        "SELECT {RECORD_COLS} FROM record_index i
+         JOIN records r ON r.collection = i.collection AND r.id = i.id
+         LEFT JOIN keys.subject_keys k ON k.collection = r.collection AND k.handle = r.subject
+         WHERE i.collection = ?1 AND i.name = ?2 AND i.value = ?3 LIMIT ?4"
+    )
+}
+
+/// A page of records after id `?2`, at most `?3`, with `filters` plain
+/// field filters bound as (JSON path, value) pairs from `?4` on.
+fn list_sql(filters: usize) -> String {
+    let mut sql =
+        format!("SELECT {RECORD_COLS} FROM {RECORD_FROM} WHERE r.collection = ?1 AND r.id > ?2");
+    for k in 0..filters {
+        let p = 4 + 2 * k;
+        sql.push_str(&format!(" AND json_extract(r.plain, ?{p}) IS ?{}", p + 1));
+    }
+    sql.push_str(" ORDER BY r.id LIMIT ?3");
+    sql
+}
+
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         id: r.get(0)?,
@@ -714,11 +742,7 @@ impl RecordStore for SqliteStore {
     fn get(&self, collection: &str, ids: Vec<String>) -> StoreFuture<'_, Vec<Option<RecordRow>>> {
         let coll = collection.to_owned();
         self.read(Read::Inline, move |c| {
-            let mut s = c
-                .prepare_cached(&format!(
-                    "SELECT {RECORD_COLS} FROM {RECORD_FROM} WHERE r.collection = ?1 AND r.id = ?2"
-                ))
-                .map_err(db)?;
+            let mut s = c.prepare_cached(&get_sql()).map_err(db)?;
             ids.iter()
                 .map(|id| {
                     s.query_row(params![coll, id], record_row)
@@ -754,25 +778,16 @@ impl RecordStore for SqliteStore {
     ) -> StoreFuture<'_, Vec<RecordRow>> {
         let coll = collection.to_owned();
         self.read(Read::Blocking, move |c| {
-            let mut sql = format!(
-                "SELECT {RECORD_COLS} FROM {RECORD_FROM} WHERE r.collection = ?1 AND r.id > ?2"
-            );
             let mut binds: Vec<rusqlite::types::Value> = vec![
                 coll.into(),
                 after.unwrap_or_default().into(),
                 (limit as i64).into(),
             ];
             for f in &filters {
-                sql.push_str(&format!(
-                    " AND json_extract(r.plain, ?{}) IS ?{}",
-                    binds.len() + 1,
-                    binds.len() + 2
-                ));
                 binds.push(f.path.clone().into());
                 binds.push(bind_json(&f.value));
             }
-            sql.push_str(" ORDER BY r.id LIMIT ?3");
-            let mut s = c.prepare_cached(&sql).map_err(db)?;
+            let mut s = c.prepare_cached(&list_sql(filters.len())).map_err(db)?;
             let rows = s
                 .query_map(params_from_iter(binds.iter()), record_row)
                 .map_err(db)?;
@@ -789,14 +804,7 @@ impl RecordStore for SqliteStore {
     ) -> StoreFuture<'_, Vec<RecordRow>> {
         let (coll, name) = (collection.to_owned(), name.to_owned());
         self.read(Read::Inline, move |c| {
-            let mut s = c
-                .prepare_cached(&format!(
-                    "SELECT {RECORD_COLS} FROM record_index i
-                     JOIN records r ON r.collection = i.collection AND r.id = i.id
-                     LEFT JOIN keys.subject_keys k ON k.collection = r.collection AND k.handle = r.subject
-                     WHERE i.collection = ?1 AND i.name = ?2 AND i.value = ?3 LIMIT ?4"
-                ))
-                .map_err(db)?;
+            let mut s = c.prepare_cached(&find_sql()).map_err(db)?;
             let rows = s
                 .query_map(params![coll, name, value, limit], record_row)
                 .map_err(db)?;

@@ -42,40 +42,43 @@ async fn cached_reads_are_not_re_prepared_for_new_values() {
     s.close();
     let c = Connection::open(dir.path().join("records.db")).unwrap();
     configure(&c, &s.keys, false).unwrap();
-    let queries = [
-        (
-            format!("SELECT {RECORD_COLS} FROM {RECORD_FROM} WHERE r.collection = ?1 AND r.id = ?2"),
-            2,
-        ),
-        (
-            format!(
-                "SELECT {RECORD_COLS} FROM record_index i
-                 JOIN records r ON r.collection = i.collection AND r.id = i.id
-                 LEFT JOIN keys.subject_keys k ON k.collection = r.collection AND k.handle = r.subject
-                 WHERE i.collection = ?1 AND i.name = ?2 AND i.value = ?3 LIMIT ?4"
-            ),
-            4,
-        ),
-        (
-            format!(
-                "SELECT {RECORD_COLS} FROM {RECORD_FROM} WHERE r.collection = ?1 AND r.id > ?2 ORDER BY r.id LIMIT ?3"
-            ),
-            3,
-        ),
+    use rusqlite::types::Value::{Integer, Text};
+    // The store's own statements, each run with different values.
+    type Binds = fn(i64) -> Vec<rusqlite::types::Value>;
+    let queries: [(String, Binds); 4] = [
+        (get_sql(), |i| {
+            vec![Text(format!("c{i}")), Text(format!("id{i}"))]
+        }),
+        (find_sql(), |i| {
+            vec![
+                Text(format!("c{i}")),
+                Text("mrn".into()),
+                Text(format!("v{i}")),
+                Integer(10 + i),
+            ]
+        }),
+        (list_sql(0), |i| {
+            vec![
+                Text(format!("c{i}")),
+                Text(format!("id{i}")),
+                Integer(10 + i),
+            ]
+        }),
+        (list_sql(1), |i| {
+            vec![
+                Text(format!("c{i}")),
+                Text(format!("id{i}")),
+                Integer(10 + i),
+                Text("$.gender".into()),
+                Text(format!("g{i}")),
+            ]
+        }),
     ];
-    for (sql, n) in queries {
+    for (sql, binds) in queries {
         for i in 0..5i64 {
             let mut st = c.prepare_cached(&sql).unwrap();
-            let binds: Vec<rusqlite::types::Value> = (0..n)
-                .map(|k| match k {
-                    0 => rusqlite::types::Value::Text(format!("coll-{i}")),
-                    3 => rusqlite::types::Value::Integer(10 + i),
-                    2 if n == 3 => rusqlite::types::Value::Integer(10 + i),
-                    _ => rusqlite::types::Value::Text(format!("value-{i}")),
-                })
-                .collect();
             let rows = st
-                .query_map(params_from_iter(binds.iter()), record_row)
+                .query_map(params_from_iter(binds(i).iter()), record_row)
                 .unwrap();
             assert_eq!(rows.count(), 0);
             assert_eq!(
