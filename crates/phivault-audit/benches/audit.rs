@@ -49,7 +49,7 @@ fn durable(c: &mut Criterion) {
     g.bench_function("1024 concurrent appends", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let futs: Vec<_> = (0..1024).map(|_| log.append_json(json.clone())).collect();
+                let futs: Vec<_> = (0..1024).map(|_| log.append_json(&json)).collect();
                 for f in futs {
                     f.await.unwrap();
                 }

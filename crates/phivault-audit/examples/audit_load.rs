@@ -70,8 +70,7 @@ fn main() {
                 let mut i = w as u64;
                 while !stop.load(Ordering::Relaxed) {
                     // Serialize on the caller, as the server does.
-                    let j = event(i).to_json();
-                    log.append_json(j).await.unwrap();
+                    log.append(&event(i)).await.unwrap();
                     done.fetch_add(1, Ordering::Relaxed);
                     i += in_flight as u64;
                 }

@@ -198,14 +198,38 @@ impl Event {
         // A request's event is 500–800 bytes: one allocation, no regrowth
         // (serde_json's own start is 128 bytes, then three copies).
         let mut v = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut v, self).expect("an event always serializes");
+        self.write_json(&mut v);
         v
+    }
+
+    /// Appends [`Self::to_json`]'s bytes to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("an event always serializes");
     }
 }
 
 /// Now, as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
-    format_ms(time::OffsetDateTime::now_utc())
+    thread_local! {
+        /// The last second formatted, `YYYY-MM-DDTHH:MM:SS`: every event
+        /// has a timestamp, and formatting a whole date costs more than
+        /// the rest of a small event's serialization.
+        static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let (secs, ms) = (now.unix_timestamp(), now.millisecond());
+    SECOND.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            let mut full = format_ms(now);
+            full.truncate(19);
+            *text = full;
+            *at = secs;
+        }
+        let mut s = String::with_capacity(24);
+        s.push_str(text);
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!(".{ms:03}Z"));
+        s
+    })
 }
 
 fn format_ms(t: time::OffsetDateTime) -> String {
@@ -238,6 +262,23 @@ pub fn format_unix_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_from_the_cached_second_match_a_full_format() {
+        for _ in 0..3 {
+            let before = time::OffsetDateTime::now_utc();
+            let s = now_rfc3339();
+            let after = time::OffsetDateTime::now_utc();
+            assert_eq!(s.len(), 24, "{s}");
+            assert!(s.ends_with('Z'));
+            let ms = parse_time_ms(&s).expect("RFC 3339");
+            let lo = (before.unix_timestamp_nanos() / 1_000_000) as i64;
+            let hi = (after.unix_timestamp_nanos() / 1_000_000) as i64;
+            assert!((lo..=hi).contains(&ms), "{s} not in {lo}..={hi}");
+            assert_eq!(s, format_unix_ms(ms));
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+    }
 
     #[test]
     fn round_trips_and_omits_empty_fields() {

@@ -16,6 +16,12 @@
 //!   LOCK                       flock: one writer at a time
 //! ```
 //!
+//! Appends are staged, not sent: the caller serializes its event into a
+//! thread-local buffer and copies it into the shared [`Stage`] under a
+//! short lock, and waits on the stage's current [`Batch`] (one allocation
+//! and one wake-up list per group commit, none per event). The writer
+//! takes the whole stage at each group commit.
+//!
 //! Durability: a batch is written to the segment and `fdatasync`ed before
 //! any of its callers is told its seq. The leaves file is derived data: it
 //! is synced when a segment is sealed and at checkpoints, and rebuilt for
@@ -32,7 +38,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)(i)).
@@ -58,8 +64,6 @@ pub struct LogConfig {
     pub retention: Duration,
     /// Folders that receive a copy of every checkpoint (witnesses).
     pub witness_dirs: Vec<PathBuf>,
-    /// Most events in one group commit.
-    pub max_batch: usize,
     /// Under load (the previous group commit had several events), a group
     /// commit gathers events for up to this long before it writes, so
     /// that one fsync covers more of them (PostgreSQL's commit_delay). How
@@ -83,7 +87,6 @@ impl LogConfig {
             checkpoint_interval: Duration::from_secs(1),
             retention: SIX_YEARS,
             witness_dirs: Vec::new(),
-            max_batch: 8192,
             group_commit_delay: DEFAULT_GROUP_COMMIT_DELAY,
             ack_runtime: None,
         }
@@ -115,7 +118,110 @@ pub struct Signed {
 }
 
 type Hook = Box<dyn Fn(&Signed) + Send + Sync>;
-type Ack = tokio::sync::oneshot::Sender<Result<u64>>;
+
+/// How a group commit ended, for every append in it.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// Durable; the batch's first entry has this seq.
+    Durable(u64),
+    /// The write failed (fail closed): why.
+    Failed(String),
+    /// The log closed (or its writer stopped) first.
+    Closed,
+}
+
+/// One group commit, awaited by every append staged into it: async
+/// callers through `notify`, threads outside a runtime through `cv`.
+#[derive(Default)]
+struct Batch {
+    done: OnceLock<Outcome>,
+    notify: tokio::sync::Notify,
+    cv: (Mutex<()>, Condvar),
+}
+
+impl Batch {
+    /// Records the outcome (the first one counts) and wakes the blocking
+    /// waiters; async waiters are woken by the caller (see `Writer::ack`).
+    fn finish(&self, o: Outcome) {
+        let _ = self.done.set(o);
+        drop(self.cv.0.lock().expect("lock"));
+        self.cv.1.notify_all();
+    }
+
+    fn result(o: &Outcome, index: u64) -> Result<u64> {
+        match o {
+            Outcome::Durable(first) => Ok(first + index),
+            Outcome::Failed(why) => Err(LogError::Unavailable(why.clone())),
+            Outcome::Closed => Err(LogError::Closed),
+        }
+    }
+
+    async fn wait(&self, index: u64) -> Result<u64> {
+        loop {
+            // Created before the check: a `Notified` sees every
+            // `notify_waiters` after its creation, polled or not.
+            let woken = self.notify.notified();
+            if let Some(o) = self.done.get() {
+                return Self::result(o, index);
+            }
+            woken.await;
+        }
+    }
+
+    fn wait_blocking(&self, index: u64) -> Result<u64> {
+        let mut g = self.cv.0.lock().expect("lock");
+        loop {
+            if let Some(o) = self.done.get() {
+                return Self::result(o, index);
+            }
+            g = self.cv.1.wait(g).expect("lock");
+        }
+    }
+}
+
+/// Appends waiting for the next group commit: their JSON bodies end to
+/// end, where each ends, and the batch they will be acknowledged with.
+struct Stage {
+    bodies: Vec<u8>,
+    ends: Vec<usize>,
+    batch: Arc<Batch>,
+    closed: bool,
+}
+
+impl Stage {
+    fn new() -> Self {
+        Self {
+            bodies: Vec::with_capacity(64 << 10),
+            ends: Vec::with_capacity(128),
+            batch: Arc::default(),
+            closed: false,
+        }
+    }
+}
+
+/// What the writer took from the stage for one group commit.
+struct Taken {
+    bodies: Vec<u8>,
+    ends: Vec<usize>,
+    batch: Arc<Batch>,
+}
+
+impl Taken {
+    fn entries(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let b = &self.bodies[start..end];
+            start = end;
+            b
+        })
+    }
+}
+
+thread_local! {
+    /// Where `append` serializes an event before staging it (reused, so
+    /// no allocation per event).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+}
 
 /// Counters, for metrics.
 #[derive(Debug, Default)]
@@ -135,6 +241,7 @@ pub struct Stats {
 }
 
 struct SharedState {
+    stage: Mutex<Stage>,
     failed: AtomicBool,
     last_error: Mutex<Option<String>>,
     stats: Stats,
@@ -143,7 +250,8 @@ struct SharedState {
 }
 
 enum Msg {
-    Append(Vec<u8>, tokio::sync::oneshot::Sender<Result<u64>>),
+    /// The stage went from empty to not: wake up.
+    Staged,
     Signer(Option<NoteSigner>, mpsc::Sender<Result<()>>),
     Checkpoint(mpsc::Sender<Result<Option<Signed>>>),
     Close(mpsc::Sender<Result<()>>),
@@ -228,6 +336,8 @@ struct Writer {
     last_ckpt_at: Instant,
     buf: Vec<u8>,
     leafbuf: Vec<u8>,
+    /// Emptied buffers to give the stage back (their capacity kept).
+    spare: (Vec<u8>, Vec<usize>),
     _lock: File,
 }
 
@@ -391,6 +501,7 @@ impl AuditLog {
             .map_err(io(format!("opening {}", seg_path.display())))?;
         let seg_len = seg.metadata().map_err(io("segment"))?.len();
         let shared = Arc::new(SharedState {
+            stage: Mutex::new(Stage::new()),
             failed: AtomicBool::new(false),
             last_error: Mutex::new(None),
             stats: Stats::default(),
@@ -412,6 +523,7 @@ impl AuditLog {
             last_ckpt_at: Instant::now(),
             buf: Vec::new(),
             leafbuf: Vec::new(),
+            spare: (Vec::new(), Vec::new()),
             _lock: lock,
         };
         rec.pruned_segments = w.prune();
@@ -423,23 +535,28 @@ impl AuditLog {
                     "segment": seg, "offset": t.offset, "bytes_cut": t.bytes,
                     "kept_in": "audit/torn/", "entries": rec.entries,
                 }));
-            w.write_batch(&[ev.to_json()])?;
+            w.write_one(&ev)?;
             rec.entries += 1;
         }
         for name in &rec.pruned_segments {
             let ev = Event::new(Kind::Audit, "audit.segment_removed")
                 .detail(serde_json::json!({ "segment": name, "reason": "retention" }));
-            w.write_batch(&[ev.to_json()])?;
+            w.write_one(&ev)?;
             rec.entries += 1;
         }
-        let mut open_batch = Vec::new();
         let waiting = crate::inbox::pending(&dir);
-        for (_, ev) in &waiting {
-            open_batch.push(ev.to_json());
-        }
-        if !open_batch.is_empty() {
+        if !waiting.is_empty() {
+            let mut open_batch = Taken {
+                bodies: Vec::new(),
+                ends: Vec::new(),
+                batch: Arc::default(),
+            };
+            for (_, ev) in &waiting {
+                ev.write_json(&mut open_batch.bodies);
+                open_batch.ends.push(open_batch.bodies.len());
+            }
             w.write_batch(&open_batch)?;
-            rec.entries += open_batch.len() as u64;
+            rec.entries += open_batch.ends.len() as u64;
             remove_ingested(&dir, waiting.into_iter().map(|(p, _)| p));
         }
         let (tx, rx) = mpsc::channel();
@@ -470,28 +587,53 @@ impl AuditLog {
 
     /// Appends an event; resolves to its seq once it is durable.
     pub fn append(&self, ev: &Event) -> impl Future<Output = Result<u64>> + Send + use<> {
-        self.append_json(ev.to_json())
+        let staged = SCRATCH.with_borrow_mut(|b| {
+            b.clear();
+            ev.write_json(b);
+            self.stage(b)
+        });
+        Self::durable(staged)
     }
 
     /// Appends serialized event JSON (see [`Event::to_json`]).
-    pub fn append_json(&self, json: Vec<u8>) -> impl Future<Output = Result<u64>> + Send + use<> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = if json.len() + 8 > segment::MAX_BODY {
-            Err(LogError::TooLarge)
-        } else {
-            self.send(Msg::Append(json, tx))
-        };
-        async move {
-            sent?;
-            rx.await.map_err(|_| LogError::Closed)?
-        }
+    pub fn append_json(&self, json: &[u8]) -> impl Future<Output = Result<u64>> + Send + use<> {
+        Self::durable(self.stage(json))
+    }
+
+    async fn durable(staged: Result<(Arc<Batch>, u64)>) -> Result<u64> {
+        let (batch, index) = staged?;
+        batch.wait(index).await
     }
 
     /// Appends and waits (for threads outside an async runtime).
     pub fn append_blocking(&self, ev: &Event) -> Result<u64> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Msg::Append(ev.to_json(), tx))?;
-        rx.blocking_recv().map_err(|_| LogError::Closed)?
+        let (batch, index) = self.stage(&ev.to_json())?;
+        batch.wait_blocking(index)
+    }
+
+    /// Copies `json` into the stage; returns the batch it will be
+    /// acknowledged with and its index there. Wakes the writer when the
+    /// stage was empty (later appends find it awake or about to look).
+    fn stage(&self, json: &[u8]) -> Result<(Arc<Batch>, u64)> {
+        if json.len() + 8 > segment::MAX_BODY {
+            return Err(LogError::TooLarge);
+        }
+        let was_empty = {
+            let mut st = self.shared.stage.lock().expect("lock");
+            if st.closed {
+                return Err(LogError::Closed);
+            }
+            st.bodies.extend_from_slice(json);
+            let end = st.bodies.len();
+            st.ends.push(end);
+            let index = st.ends.len() as u64 - 1;
+            (index == 0, st.batch.clone(), index)
+        };
+        let (first, batch, index) = was_empty;
+        if first {
+            self.send(Msg::Staged)?;
+        }
+        Ok((batch, index))
     }
 
     /// Appends the events other processes left in `audit/inbox/` (see
@@ -629,32 +771,6 @@ fn rebuild_leaves(segs: &[(u64, PathBuf)], from: u64, to: u64, leaves: &mut File
     Ok(to - from)
 }
 
-/// Moves `first` and whatever else is queued (without blocking) into the
-/// batch, up to `max`; returns a control message met on the way.
-fn gather(
-    rx: &mpsc::Receiver<Msg>,
-    first: Option<Msg>,
-    batch: &mut Vec<Vec<u8>>,
-    acks: &mut Vec<Ack>,
-    max: usize,
-) -> Option<Msg> {
-    let mut next = first;
-    while let Some(m) = next.take() {
-        match m {
-            Msg::Append(j, a) => {
-                batch.push(j);
-                acks.push(a);
-            }
-            other => return Some(other),
-        }
-        if batch.len() >= max {
-            break;
-        }
-        next = rx.try_recv().ok();
-    }
-    None
-}
-
 /// How long a group commit gathers events under load: long enough to
 /// catch a burst, no longer.
 ///
@@ -707,8 +823,6 @@ impl Pacer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut acks: Vec<Ack> = Vec::new();
         let mut last_batch = 0usize;
         let mut last_write = Instant::now();
         let mut pacer = Pacer::new(self.cfg.group_commit_delay);
@@ -723,6 +837,7 @@ impl Writer {
                 Ok(m) => Some(m),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.close_stage();
                     let _ = self.finish();
                     return;
                 }
@@ -731,9 +846,9 @@ impl Writer {
             // costs about 80 µs of CPU here (scripts/fsync-cost.py) and a
             // wake-up of this thread that preempts a request, so thousands
             // of tiny batches a second would cost a third of a core.
-            // Sleeping, not blocking in recv, also spares each sender a
+            // Sleeping, not blocking in recv, also spares each appender a
             // wake-up of this thread.
-            let paced = matches!(first, Some(Msg::Append(..)))
+            let paced = matches!(first, Some(Msg::Staged))
                 && last_batch >= 2
                 && !self.cfg.group_commit_delay.is_zero();
             if paced {
@@ -741,45 +856,29 @@ impl Writer {
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
-            }
-            let mut control = gather(&rx, first, &mut batch, &mut acks, self.cfg.max_batch);
-            if paced
-                && control.is_none()
-                && batch.len() < self.cfg.max_batch
-                && pacer.looks(&mut looks)
-            {
-                // Is the burst over? One short look more decides whether
-                // the next batch gathers for longer or shorter.
-                let before = batch.len();
-                std::thread::sleep(pacer.step());
-                let next = rx.try_recv().ok();
-                control = gather(&rx, next, &mut batch, &mut acks, self.cfg.max_batch);
-                pacer.learn(batch.len() > before);
-            }
-            last_batch = batch.len();
-            if !batch.is_empty() {
-                last_write = Instant::now();
-                match self.write_batch(&batch) {
-                    Ok(first_seq) => {
-                        let ack = move |acks: Vec<Ack>| {
-                            for (i, a) in acks.into_iter().enumerate() {
-                                let _ = a.send(Ok(first_seq + i as u64));
-                            }
-                        };
-                        let acks = std::mem::take(&mut acks);
-                        match &self.cfg.ack_runtime {
-                            Some(rt) if acks.len() > 1 => drop(rt.spawn(async move { ack(acks) })),
-                            _ => ack(acks),
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        for a in acks.drain(..) {
-                            let _ = a.send(Err(LogError::Unavailable(msg.clone())));
-                        }
-                    }
+                if pacer.looks(&mut looks) {
+                    // Is the burst over? One short look more decides
+                    // whether the next batch gathers for longer or shorter.
+                    let before = self.staged();
+                    std::thread::sleep(pacer.step());
+                    pacer.learn(self.staged() > before);
                 }
-                batch.clear();
+            }
+            // The first control message waiting, if any (wake-ups for the
+            // stage are spent: the stage is taken below whatever they say).
+            let mut control = first.filter(|m| !matches!(m, Msg::Staged));
+            while control.is_none() {
+                match rx.try_recv() {
+                    Ok(Msg::Staged) => {}
+                    Ok(m) => control = Some(m),
+                    Err(_) => break,
+                }
+            }
+            let taken = self.take_stage();
+            last_batch = taken.ends.len();
+            if !taken.ends.is_empty() {
+                last_write = Instant::now();
+                self.commit(taken);
             }
             let due = self.frontier.size() - self.last_ckpt_size >= self.cfg.checkpoint_every
                 || self.last_ckpt_at.elapsed() >= self.cfg.checkpoint_interval;
@@ -790,7 +889,7 @@ impl Writer {
                 self.last_ckpt_at = Instant::now();
             }
             match control {
-                None => {}
+                None | Some(Msg::Staged) => {}
                 Some(Msg::Signer(s, done)) => {
                     let r = self.set_signer(s);
                     let _ = done.send(r);
@@ -799,12 +898,84 @@ impl Writer {
                     let _ = done.send(self.checkpoint());
                 }
                 Some(Msg::Close(done)) => {
+                    self.close_stage();
                     let _ = done.send(self.finish());
                     return;
                 }
-                Some(Msg::Append(..)) => unreachable!("appends are batched"),
             }
         }
+    }
+
+    /// How many appends are staged.
+    fn staged(&self) -> usize {
+        self.shared.stage.lock().expect("lock").ends.len()
+    }
+
+    /// Takes everything staged, leaving empty buffers (with capacity) and
+    /// a fresh batch behind.
+    fn take_stage(&mut self) -> Taken {
+        let (mut bodies, mut ends) = std::mem::take(&mut self.spare);
+        let batch = {
+            let mut st = self.shared.stage.lock().expect("lock");
+            std::mem::swap(&mut st.bodies, &mut bodies);
+            std::mem::swap(&mut st.ends, &mut ends);
+            if ends.is_empty() {
+                st.batch.clone()
+            } else {
+                std::mem::take(&mut st.batch)
+            }
+        };
+        Taken {
+            bodies,
+            ends,
+            batch,
+        }
+    }
+
+    /// Writes a taken stage and tells its appenders how it went.
+    fn commit(&mut self, taken: Taken) {
+        let outcome = match self.write_batch(&taken) {
+            Ok(first) => Outcome::Durable(first),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let Taken {
+            mut bodies,
+            mut ends,
+            batch,
+        } = taken;
+        batch.finish(outcome);
+        // Async appenders are woken from a task on the runtime when there
+        // are several: wake-ups from a worker thread are cheap local ones,
+        // from this thread each is a remote one.
+        match &self.cfg.ack_runtime {
+            Some(rt) if ends.len() > 1 => {
+                drop(rt.spawn(async move { batch.notify.notify_waiters() }));
+            }
+            _ => batch.notify.notify_waiters(),
+        }
+        bodies.clear();
+        ends.clear();
+        self.spare = (bodies, ends);
+    }
+
+    /// Closes the stage to new appends and commits what it holds.
+    fn close_stage(&mut self) {
+        self.shared.stage.lock().expect("lock").closed = true;
+        let taken = self.take_stage();
+        if !taken.ends.is_empty() {
+            self.commit(taken);
+        }
+    }
+
+    /// Writes one event of the log's own as a batch of one.
+    fn write_one(&mut self, ev: &Event) -> Result<u64> {
+        let bodies = ev.to_json();
+        let ends = vec![bodies.len()];
+        self.write_batch(&Taken {
+            bodies,
+            ends,
+            batch: Arc::default(),
+        })
     }
 
     fn fail(&self, e: &LogError) {
@@ -819,12 +990,12 @@ impl Writer {
     /// Writes and syncs a batch; returns the first entry's seq. On any
     /// failure the segment is cut back to where it was and nothing of the
     /// batch counts.
-    fn write_batch(&mut self, batch: &[Vec<u8>]) -> Result<u64> {
+    fn write_batch(&mut self, batch: &Taken) -> Result<u64> {
         let first = self.frontier.size();
         let saved = self.frontier.clone();
         self.buf.clear();
         self.leafbuf.clear();
-        for (i, j) in batch.iter().enumerate() {
+        for (i, j) in batch.entries().enumerate() {
             let r = segment::encode_frame(first + i as u64, j, &mut self.buf);
             let h = merkle::leaf_hash(&self.buf[r]);
             self.frontier.push(h);
@@ -850,7 +1021,7 @@ impl Writer {
         if self.shared.failed.swap(false, Ordering::AcqRel) {
             *self.shared.last_error.lock().expect("lock") = None;
         }
-        let n = batch.len() as u64;
+        let n = batch.ends.len() as u64;
         let s = &self.shared.stats;
         s.appended.fetch_add(n, Ordering::Relaxed);
         s.batches.fetch_add(1, Ordering::Relaxed);
@@ -890,7 +1061,7 @@ impl Writer {
         for name in pruned {
             let ev = Event::new(Kind::Audit, "audit.segment_removed")
                 .detail(serde_json::json!({ "segment": name, "reason": "retention" }));
-            self.write_batch(&[ev.to_json()])?;
+            self.write_one(&ev)?;
         }
         Ok(())
     }
@@ -1003,9 +1174,125 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    /// However the writer stops (closed, or a panic), no appender waits
+    /// forever: the stage is closed and what it holds fails as closed.
+    fn drop(&mut self) {
+        let batch = {
+            let mut st = self.shared.stage.lock().unwrap_or_else(|p| p.into_inner());
+            st.closed = true;
+            st.batch.clone()
+        };
+        batch.finish(Outcome::Closed);
+        batch.notify.notify_waiters();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn marked(i: u64) -> Event {
+        Event::new(Kind::Request, format!("op.{i}"))
+    }
+
+    /// Every entry in the log, in seq order.
+    fn entries(dir: &Path) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (_, p) in list_segments(dir).unwrap() {
+            let b = fs::read(p).unwrap();
+            let h = segment::parse_header(&b).unwrap();
+            out.extend(Frames::new(&b, h.len).map(|f| f.json().to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn each_append_is_told_the_seq_of_its_own_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let mut cfg = LogConfig::new(d.path());
+        cfg.ack_runtime = Some(rt.handle().clone());
+        let (log, _) = AuditLog::open(cfg).unwrap();
+        let log = Arc::new(log);
+        // Async appends on the runtime and blocking ones from threads, at
+        // once, so batches mix both kinds of waiter.
+        let tasks: Vec<_> = (0..8u64)
+            .map(|t| {
+                let log = log.clone();
+                rt.spawn(async move {
+                    let mut got = Vec::new();
+                    for i in 0..300 {
+                        let n = t * 1000 + i;
+                        got.push((n, log.append(&marked(n)).await.unwrap()));
+                    }
+                    got
+                })
+            })
+            .collect();
+        let threads: Vec<_> = (8..11u64)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    (0..100)
+                        .map(|i| {
+                            let n = t * 1000 + i;
+                            (n, log.append_blocking(&marked(n)).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut acked: Vec<(u64, u64)> = rt.block_on(async {
+            let mut v = Vec::new();
+            for t in tasks {
+                v.extend(t.await.unwrap());
+            }
+            v
+        });
+        for t in threads {
+            acked.extend(t.join().unwrap());
+        }
+        log.close().unwrap();
+        let all = entries(d.path());
+        assert_eq!(acked.len(), 8 * 300 + 3 * 100);
+        for (n, seq) in acked {
+            let e: serde_json::Value = serde_json::from_slice(&all[seq as usize]).unwrap();
+            assert_eq!(e["op"], format!("op.{n}"), "seq {seq}");
+        }
+        assert!(log.stats().batches.load(Ordering::Relaxed) < all.len() as u64);
+    }
+
+    #[test]
+    fn appends_after_close_fail_at_once_and_a_stopped_writer_strands_no_one() {
+        let d = tempfile::tempdir().unwrap();
+        let (log, _) = AuditLog::open(LogConfig::new(d.path())).unwrap();
+        assert_eq!(log.append_blocking(&marked(0)).unwrap(), 0);
+        log.close().unwrap();
+        assert!(matches!(
+            log.append_blocking(&marked(1)),
+            Err(LogError::Closed)
+        ));
+        // However the writer stops (here: dropped on its thread, as a
+        // panic would unwind), what is staged gets an answer, and so does
+        // anything staged after.
+        let d = tempfile::tempdir().unwrap();
+        let (log, _) = AuditLog::open(LogConfig::new(d.path())).unwrap();
+        let shared = log.shared.clone();
+        let (tx, rx) = mpsc::channel();
+        log.send(Msg::Close(tx)).unwrap();
+        rx.recv().unwrap().unwrap();
+        let stranded = shared.stage.lock().unwrap().batch.clone();
+        assert!(matches!(stranded.done.get(), Some(Outcome::Closed)));
+        assert!(matches!(
+            Batch::result(stranded.done.get().unwrap(), 0),
+            Err(LogError::Closed)
+        ));
+        assert!(matches!(log.stage(b"{}"), Err(LogError::Closed)));
+    }
 
     #[test]
     fn the_pacer_grows_while_bursts_are_cut_and_shrinks_when_they_end() {
