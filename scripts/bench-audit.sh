@@ -4,7 +4,8 @@
 #     (crates/phivault-audit/examples/audit_load.rs);
 #  2. the server's transit encrypt throughput with the trail on and off
 #     (audit.insecure_disable): two servers of the same build, both up for
-#     the whole run, loaded in turn (on, off, on, off, ...), ROUNDS times
+#     the whole run, warmed up by one uncounted round each, then loaded
+#     in turn (on, off, on, off, ...), ROUNDS times
 #     at each of CONNS (connection counts); the median of the on/off
 #     ratios per count is printed, because single runs on this shared
 #     machine swing by ±10 %.
@@ -63,6 +64,11 @@ measure() { # $1 = on|off, $2 = connections; prints req/s
     --addr 127.0.0.1:$port --path /v1/transit/encrypt/billing --body-file "$WORK/enc1k.json" -c "$2" -d "$SECS" \
     | tee -a "$WORK/runs.jsonl" | python3 -c "import json,sys;print(round(json.load(sys.stdin)['rps']))"
 }
+
+# One round on each server first, not counted: the first seconds of a
+# fresh server (connection set-up, allocator and page-cache warm-up, the
+# trail's first segment blocks) run measurably slower than the rest.
+for m in on off; do measure $m 256 >/dev/null; done
 
 echo "== transit encrypt 1 KiB, audit on vs off ($ROUNDS alternating rounds of ${SECS}s per connection count)"
 for c in $CONNS; do

@@ -735,6 +735,7 @@ pub fn refresh_gauges(st: &Shared) {
         let m = &st.metrics;
         m.audit_entries.set(s.size.load(Relaxed) as i64);
         m.audit_checkpoints.set(s.checkpoints.load(Relaxed) as i64);
+        m.audit_group_commits.set(s.batches.load(Relaxed) as i64);
         m.audit_witness_failures
             .set(s.witness_failures.load(Relaxed) as i64);
         m.audit_failing.set(i64::from(log.failure().is_some()));
@@ -1460,6 +1461,21 @@ fn static_route(matched: Option<&MatchedPath>) -> &'static str {
         .unwrap_or("unmatched")
 }
 
+/// The audit operation name of a route ([`crate::audit::route_op`]),
+/// worked out once per route rather than once per request.
+fn static_op(method: &'static str, route: &'static str) -> String {
+    static OPS: std::sync::LazyLock<HashMap<(&str, &str), String>> =
+        std::sync::LazyLock::new(|| {
+            ROUTES
+                .iter()
+                .map(|&(m, p)| ((m, p), crate::audit::route_op(m, p)))
+                .collect()
+        });
+    OPS.get(&(method, route))
+        .cloned()
+        .unwrap_or_else(|| crate::audit::route_op(method, route))
+}
+
 fn static_method(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
@@ -1535,7 +1551,7 @@ async fn around(State(st): State<AppState>, mut req: Request, next: Next) -> Res
         let a = slot.lock().expect("lock");
         let op =
             a.op.map(str::to_owned)
-                .unwrap_or_else(|| crate::audit::route_op(method, route));
+                .unwrap_or_else(|| static_op(method, route));
         crate::audit::request_event(
             &st.audit,
             &a,

@@ -130,6 +130,8 @@ pub struct Metrics {
     pub audit_entries: Gauge,
     /// Checkpoints signed since start (set at scrape).
     pub audit_checkpoints: Gauge,
+    /// Group commits (one write + fdatasync each) since start (set at scrape).
+    pub audit_group_commits: Gauge,
     /// 1 while the audit trail can't be written (set at scrape).
     pub audit_failing: Gauge,
     /// Checkpoints a witness folder did not take (set at scrape).
@@ -231,6 +233,7 @@ impl Metrics {
         let break_glass = Counter::default();
         let audit_entries = Gauge::default();
         let audit_checkpoints = Gauge::default();
+        let audit_group_commits = Gauge::default();
         let audit_failing = Gauge::default();
         let audit_witness_failures = Gauge::default();
         registry.register(
@@ -257,6 +260,11 @@ impl Metrics {
             "audit_checkpoints_signed",
             "Audit checkpoints signed since start",
             audit_checkpoints.clone(),
+        );
+        registry.register(
+            "audit_group_commits",
+            "Audit group commits (one write and fdatasync each) since start; entries appended ÷ this is events per fsync",
+            audit_group_commits.clone(),
         );
         registry.register(
             "audit_failing",
@@ -291,6 +299,7 @@ impl Metrics {
             break_glass,
             audit_entries,
             audit_checkpoints,
+            audit_group_commits,
             audit_failing,
             audit_witness_failures,
             server_cert_not_after: AtomicU64::new(0),
