@@ -314,8 +314,10 @@ fn mac_of_prefix(
     id: &str,
     prefix: &str,
 ) -> Result<Vec<u8>, RecordError> {
-    let dk = key.derive_mac_key(&keys::fixed_info(MAC_LABEL, collection.as_bytes()))?;
-    let mac = HmacKey::new(HmacAlgorithm::Sha256, dk.key.expose_secret());
+    let mac = key.mac_key(collection, |secret| {
+        let dk = DerivedKey::derive(secret, &keys::fixed_info(MAC_LABEL, collection.as_bytes()))?;
+        Ok(HmacKey::new(HmacAlgorithm::Sha256, dk.key.expose_secret()))
+    })?;
     Ok(mac.sign(&[&encode_parts(&[
         collection.as_bytes(),
         id.as_bytes(),
@@ -375,12 +377,6 @@ fn verify_body<'a>(
         return Err(integrity());
     }
     serde_json::from_str(body).map_err(|_| RecordError::Corrupt("stored record is not JSON"))
-}
-
-impl SubjectKey {
-    fn derive_mac_key(&self, info: &[u8]) -> Result<DerivedKey, RecordError> {
-        Ok(DerivedKey::derive(self.secret(), info)?)
-    }
 }
 
 /// Seals `doc` for record `id` of `collection` under schema version `v`.

@@ -29,6 +29,7 @@ use crate::envelope;
 use crate::keys::{self, DerivedKey, KeyDeriver, KeyRingName, KeyUse, KeyVersion};
 use crate::secret::SecretKey;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Magic bytes of a sealed field.
 pub const FIELD_MAGIC: &[u8; 3] = b"PVF";
@@ -43,13 +44,31 @@ const NONCE_LEN: usize = keys::MESSAGE_NONCE_LEN;
 const HEADER_LEN: usize = 4 + NONCE_LEN + keys::COMMITMENT_LEN;
 
 /// A data subject's key. Zeroized on drop; never printed.
-#[derive(Debug)]
-pub struct SubjectKey(SecretKey);
+///
+/// It also keeps the keys derived from it that every read and write of
+/// the subject's records needs again — the record MAC key and the FF1 key
+/// of each token field — so that a subject key held in the server's cache
+/// runs those derivations once, not once per record (two KBKDFs, an HMAC
+/// key set-up and an AES key schedule per read). They live and die with it.
+pub struct SubjectKey {
+    key: SecretKey,
+    mac: OnceLock<(String, HmacKey)>,
+    ff1: Mutex<Vec<Ff1Memo>>,
+}
+
+/// An FF1 key derived from a subject key: (collection, field path, radix).
+type Ff1Memo = (String, String, u32, Arc<Ff1>);
+
+impl core::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SubjectKey(<redacted>)")
+    }
+}
 
 impl SubjectKey {
     /// A fresh key from the module's DRBG.
     pub fn generate() -> Result<Self, RecordError> {
-        Ok(Self(crypto::generate_key()?))
+        Ok(Self::from_secret(crypto::generate_key()?))
     }
 
     /// Wraps this key as an envelope under the collection ring's primary
@@ -62,7 +81,12 @@ impl SubjectKey {
         handle: &[u8],
     ) -> Result<Vec<u8>, RecordError> {
         let ctx = encode_parts(&[WRAP_CONTEXT, collection.as_bytes(), handle]);
-        Ok(envelope::encrypt(keys, ring, &ctx, self.0.expose_secret())?)
+        Ok(envelope::encrypt(
+            keys,
+            ring,
+            &ctx,
+            self.key.expose_secret(),
+        )?)
     }
 
     /// Unwraps [`Self::wrap`]'s output.
@@ -76,7 +100,7 @@ impl SubjectKey {
         let mut raw = envelope::decrypt(keys, wrapped, &ctx)?;
         let key = SecretKey::from_slice(&raw).ok_or(RecordError::Corrupt("subject key length"));
         zeroize::Zeroize::zeroize(&mut raw);
-        Ok(Self(key?))
+        Ok(Self::from_secret(key?))
     }
 
     /// Seals one field value.
@@ -95,7 +119,7 @@ impl SubjectKey {
         out.extend_from_slice(FIELD_MAGIC);
         out.push(FIELD_VERSION);
         out.extend_from_slice(&nonce);
-        let dk = DerivedKey::derive(&self.0, &keys::fixed_info(FIELD_LABEL, &out))?;
+        let dk = DerivedKey::derive(&self.key, &keys::fixed_info(FIELD_LABEL, &out))?;
         out.extend_from_slice(&dk.commitment);
         let mut aad = Vec::with_capacity(HEADER_LEN + context.len());
         aad.extend_from_slice(&out);
@@ -117,7 +141,7 @@ impl SubjectKey {
             return None;
         }
         let dk = DerivedKey::derive(
-            &self.0,
+            &self.key,
             &keys::fixed_info(FIELD_LABEL, &sealed[..4 + NONCE_LEN]),
         )
         .ok()?;
@@ -140,18 +164,75 @@ impl SubjectKey {
         }
     }
 
-    pub(crate) fn secret(&self) -> &SecretKey {
-        &self.0
+    fn from_secret(key: SecretKey) -> Self {
+        Self {
+            key,
+            mac: OnceLock::new(),
+            ff1: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The record MAC key of this subject's records in `collection`
+    /// (docs/FORMAT.md §11.3), derived on first use.
+    pub(crate) fn mac_key(
+        &self,
+        collection: &str,
+        derive: impl FnOnce(&SecretKey) -> Result<HmacKey, RecordError>,
+    ) -> Result<MacKeyRef<'_>, RecordError> {
+        if let Some((c, k)) = self.mac.get() {
+            return if c == collection {
+                Ok(MacKeyRef::Kept(k))
+            } else {
+                Ok(MacKeyRef::Owned(Box::new(derive(&self.key)?)))
+            };
+        }
+        let k = derive(&self.key)?;
+        match self.mac.set((collection.to_owned(), k)) {
+            Ok(()) => Ok(MacKeyRef::Kept(&self.mac.get().expect("just set").1)),
+            // Another thread kept one meanwhile: use this one.
+            Err((_, k)) => Ok(MacKeyRef::Owned(Box::new(k))),
+        }
     }
 
     /// The FF1 key for one token field of this subject.
-    pub fn ff1(&self, collection: &str, field: &str, radix: u32) -> Result<Ff1, RecordError> {
+    pub fn ff1(&self, collection: &str, field: &str, radix: u32) -> Result<Arc<Ff1>, RecordError> {
+        let mut memo = self.ff1.lock().expect("lock");
+        if let Some((.., f)) = memo
+            .iter()
+            .find(|(c, p, r, _)| c == collection && p == field && *r == radix)
+        {
+            return Ok(f.clone());
+        }
         let info = keys::fixed_info(
             TOKEN_LABEL,
             &encode_parts(&[collection.as_bytes(), field.as_bytes()]),
         );
-        let dk = DerivedKey::derive(&self.0, &info)?;
-        Ok(Ff1::new(dk.key.expose_secret(), radix)?)
+        let dk = DerivedKey::derive(&self.key, &info)?;
+        let f = Arc::new(Ff1::new(dk.key.expose_secret(), radix)?);
+        // A schema has a handful of token fields; the bound only guards
+        // against a caller that varies them without end.
+        if memo.len() >= 16 {
+            memo.clear();
+        }
+        memo.push((collection.to_owned(), field.to_owned(), radix, f.clone()));
+        Ok(f)
+    }
+}
+
+/// A record MAC key: the one kept with the subject key, or (for another
+/// collection than the one kept) a fresh one.
+pub(crate) enum MacKeyRef<'a> {
+    Kept(&'a HmacKey),
+    Owned(Box<HmacKey>),
+}
+
+impl std::ops::Deref for MacKeyRef<'_> {
+    type Target = HmacKey;
+    fn deref(&self) -> &HmacKey {
+        match self {
+            Self::Kept(k) => k,
+            Self::Owned(k) => k,
+        }
     }
 }
 

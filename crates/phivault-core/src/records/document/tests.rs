@@ -337,3 +337,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn keys_kept_with_a_subject_key_match_fresh_derivations() {
+    // `k` keeps its record MAC key and FF1 keys after the first seal; a
+    // copy unwrapped from storage starts without them. Each must open what
+    // the other sealed, with the same tokens.
+    let (s, k, ix) = setup(SCHEMA);
+    let ks = StaticKeys::random("records/p");
+    let ring = KeyRingName::parse("records/p").unwrap();
+    let wrapped = k.wrap(&ks, &ring, "p", b"handle").unwrap();
+    let by_kept = seal(&s, 1, "p", "r1", &patient(), &k, &ix).unwrap();
+    let again = seal(&s, 1, "p", "r2", &patient(), &k, &ix).unwrap();
+    let fresh = SubjectKey::unwrap(&ks, &wrapped, "p", b"handle").unwrap();
+    let by_fresh = seal(&s, 1, "p", "r3", &patient(), &fresh, &ix).unwrap();
+    assert_eq!(by_kept.doc.tokens, by_fresh.doc.tokens);
+    assert_eq!(by_kept.doc.tokens, again.doc.tokens);
+    let want = open(&s, "p", "r1", &by_kept.body, &k, View::Full).unwrap();
+    let fresh2 = SubjectKey::unwrap(&ks, &wrapped, "p", b"handle").unwrap();
+    assert_eq!(
+        open(&s, "p", "r1", &by_kept.body, &fresh2, View::Full).unwrap(),
+        want
+    );
+    assert_eq!(
+        open(&s, "p", "r3", &by_fresh.body, &k, View::Full).unwrap(),
+        want
+    );
+    // A key kept for collection "p" is not used for another collection.
+    assert!(matches!(
+        open(&s, "q", "r1", &by_kept.body, &k, View::Full),
+        Err(RecordError::Integrity { .. })
+    ));
+}
