@@ -51,6 +51,8 @@ use std::time::Instant;
 const KWP_WRAPPED_LEN: usize = 40;
 /// Smallest PVF field ciphertext: "PVF" ‖ 0x01 ‖ nonce ‖ commitment ‖ tag.
 const PVF_MIN_LEN: usize = 4 + 32 + 32 + 16;
+/// A sealed value of field format 2 (under its record's key): header, tag.
+const PVF2_MIN_LEN: usize = 4 + 4 + 16;
 /// The most files the walk looks at (a data dir holds dozens; this bounds
 /// a scan pointed at the wrong folder).
 const MAX_FILES: usize = 200_000;
@@ -971,16 +973,23 @@ fn plain_leaves(v: &serde_json::Value, path: &mut Vec<Step>, out: &mut Vec<Vec<S
     }
 }
 
-fn is_pvf(b64: &str) -> bool {
+/// Whether a sealed value is a PVF ciphertext (docs/FORMAT.md §11.3):
+/// format 1, or format 2 in a record that names its record key (`k`).
+fn is_pvf(b64: &str, has_record_key: bool) -> bool {
     base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(b64)
-        .is_ok_and(|b| b.len() >= PVF_MIN_LEN && b.starts_with(b"PVF\x01"))
+        .is_ok_and(|b| {
+            (b.len() >= PVF_MIN_LEN && b.starts_with(b"PVF\x01"))
+                || (has_record_key && b.len() >= PVF2_MIN_LEN && b.starts_with(b"PVF\x02"))
+        })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
     v: u32,
+    #[serde(default)]
+    k: Option<String>,
     plain: serde_json::Value,
     #[serde(default)]
     sealed: BTreeMap<String, serde_json::Value>,
@@ -1060,7 +1069,7 @@ impl RecordsCheck<'_> {
         for (p, val) in &b.sealed {
             let steps = ConcretePath::parse(p).map(|c| c.0).unwrap_or_default();
             match val.as_str() {
-                Some(s) if is_pvf(s) => self.sum.sealed_values += 1,
+                Some(s) if is_pvf(s, b.k.is_some()) => self.sum.sealed_values += 1,
                 _ => self.bad(coll, &shape(&steps), "sealed value is not a PVF ciphertext"),
             }
         }

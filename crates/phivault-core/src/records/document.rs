@@ -8,9 +8,10 @@
 //! together, so no stored byte can change unnoticed (docs/FORMAT.md §11.3).
 //! [`open`] checks the MAC, opens the values and renders a [`View`].
 
+use super::field::{IndexKeys, RecordKey};
 use super::path::{ConcretePath, Step};
 use super::schema::{Class, Node, Schema, Unknown};
-use super::{RecordError, SubjectKey, encode_parts, field::IndexKeys};
+use super::{RecordError, SubjectKey, encode_parts};
 use crate::crypto::{HmacAlgorithm, HmacKey};
 use crate::keys::{self, DerivedKey};
 use base64::Engine;
@@ -53,6 +54,11 @@ impl View {
 pub struct StoredDoc {
     /// The schema version it was sealed under.
     pub v: u32,
+    /// The record key's header (nonce ‖ commitment, base64) its sealed
+    /// values (field format 2) are under; absent in records of format 1
+    /// and in records without sealed values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
     /// The skeleton: plain values, and the containers of protected ones.
     pub plain: Value,
     /// Sealed values (PVF, base64) by concrete path.
@@ -298,9 +304,15 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, RecordError> {
     serde_json::to_string(v).map_err(|_| RecordError::Corrupt("serialize"))
 }
 
-/// The stored body up to its MAC: `{"v":…,"plain":…,"sealed":…,"tokens":…`.
-fn body_prefix(v: u32, plain: &str, sealed: &str, tokens: &str) -> String {
-    format!(r#"{{"v":{v},"plain":{plain},"sealed":{sealed},"tokens":{tokens}"#)
+/// The stored body up to its MAC:
+/// `{"v":…,"k":…,"plain":…,"sealed":…,"tokens":…` (`k` only when present).
+fn body_prefix(v: u32, k: Option<&str>, plain: &str, sealed: &str, tokens: &str) -> String {
+    match k {
+        Some(k) => {
+            format!(r#"{{"v":{v},"k":"{k}","plain":{plain},"sealed":{sealed},"tokens":{tokens}"#)
+        }
+        None => format!(r#"{{"v":{v},"plain":{plain},"sealed":{sealed},"tokens":{tokens}"#),
+    }
 }
 
 const MAC_MEMBER: &str = r#","mac":""#;
@@ -331,6 +343,7 @@ fn mac_of_prefix(
 fn remac(key: &SubjectKey, collection: &str, id: &str, doc: &StoredDoc) -> String {
     let prefix = body_prefix(
         doc.v,
+        doc.k.as_deref(),
         &to_json(&doc.plain).unwrap(),
         &to_json(&doc.sealed).unwrap(),
         &to_json(&doc.tokens).unwrap(),
@@ -344,6 +357,8 @@ fn remac(key: &SubjectKey, collection: &str, id: &str, doc: &StoredDoc) -> Strin
 /// output).
 #[derive(Deserialize)]
 struct StoredRef<'a> {
+    #[serde(borrow, default)]
+    k: Option<std::borrow::Cow<'a, str>>,
     plain: Value,
     #[serde(borrow, default)]
     sealed: BTreeMap<std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>>,
@@ -408,6 +423,10 @@ pub fn seal(
     let mut tokens = BTreeMap::new();
     let mut by_field: BTreeMap<usize, Vec<&Item<'_>>> = BTreeMap::new();
     let mut protected = 0;
+    // One record key for all sealed values, made at the first of them;
+    // each value gets the next counter as its GCM nonce.
+    let mut record_key: Option<RecordKey> = None;
+    let mut counter = 0u32;
     for it in &items {
         let class = it.field.map_or(Class::Phi, |f| schema.fields[f].decl.class);
         if class == Class::Plain {
@@ -431,7 +450,12 @@ pub fn seal(
             }
             _ => {
                 let pt = serde_json::to_vec(it.value).map_err(|_| RecordError::Corrupt("value"))?;
-                let ct = key.seal(&context(collection, id, &p), &pt)?;
+                let rk = match &mut record_key {
+                    Some(rk) => rk,
+                    none => none.insert(key.record_key()?),
+                };
+                let ct = rk.seal(counter, &context(collection, id, &p), &pt)?;
+                counter += 1;
                 sealed.insert(p, B64.encode(ct));
             }
         }
@@ -474,11 +498,13 @@ pub fn seal(
     let plain_json = to_json(&skeleton)?;
     let sealed_json = to_json(&sealed)?;
     let tokens_json = to_json(&tokens)?;
-    let prefix = body_prefix(v, &plain_json, &sealed_json, &tokens_json);
+    let k = record_key.map(|rk| B64.encode(rk.header()));
+    let prefix = body_prefix(v, k.as_deref(), &plain_json, &sealed_json, &tokens_json);
     let mac = B64.encode(mac_of_prefix(key, collection, id, &prefix)?);
     let body = format!("{prefix}{MAC_MEMBER}{mac}\"}}");
     let out = StoredDoc {
         v,
+        k,
         plain: skeleton,
         sealed,
         tokens,
@@ -528,9 +554,27 @@ pub fn body_version(body: &str) -> Option<u32> {
     rest[..end].parse().ok()
 }
 
-/// Opens one sealed value (base64 PVF) at concrete path `path`.
+/// The record key a stored body names in its `k` member (`None` for a
+/// format-1 body). A `k` that does not open under `key` is an integrity
+/// failure of the record.
+fn open_record_key(key: &SubjectKey, k: Option<&str>) -> Result<Option<RecordKey>, RecordError> {
+    let Some(k) = k else {
+        return Ok(None);
+    };
+    B64.decode(k.as_bytes())
+        .ok()
+        .and_then(|h| key.open_record_key(&h))
+        .map(Some)
+        .ok_or(RecordError::Integrity {
+            path: "(record)".into(),
+        })
+}
+
+/// Opens one sealed value (base64 PVF, format 1 or 2) at concrete path
+/// `path`; format 2 needs the record's key.
 fn open_sealed(
     key: &SubjectKey,
+    record_key: Option<&RecordKey>,
     collection: &str,
     id: &str,
     path: &str,
@@ -540,9 +584,13 @@ fn open_sealed(
         path: super::path::printable(path),
     };
     let ct = B64.decode(b64.as_bytes()).map_err(|_| integrity())?;
-    let mut pt = key
-        .open(&context(collection, id, path), &ct)
-        .ok_or_else(integrity)?;
+    let ctx = context(collection, id, path);
+    let opened = match (ct.get(3), record_key) {
+        (Some(&super::field::FIELD_VERSION_RECORD_KEY), Some(rk)) => rk.open(&ctx, &ct),
+        (Some(&super::field::FIELD_VERSION), _) => key.open(&ctx, &ct),
+        _ => None,
+    };
+    let mut pt = opened.ok_or_else(integrity)?;
     let v: Result<Value, _> = serde_json::from_slice(&pt);
     zeroize::Zeroize::zeroize(&mut pt);
     v.map_err(|_| integrity())
@@ -551,6 +599,8 @@ fn open_sealed(
 /// The sealed values of a stored body, borrowed (no copies, no MAC check).
 #[derive(Deserialize)]
 struct SealedOnly<'a> {
+    #[serde(borrow, default)]
+    k: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow, default)]
     sealed: BTreeMap<std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>>,
 }
@@ -572,13 +622,14 @@ pub fn peek_fields(
         path: super::path::printable(path),
     };
     let doc: SealedOnly<'_> = serde_json::from_str(body).map_err(|_| integrity("(record)"))?;
+    let rk = open_record_key(key, doc.k.as_deref())?;
     let mut out = Vec::new();
     for (p, b64) in &doc.sealed {
         let path = ConcretePath::parse(p)?;
         let Some(f) = field_of(schema, &path).filter(|f| fields.contains(f)) else {
             continue;
         };
-        out.push((f, open_sealed(key, collection, id, p, b64)?));
+        out.push((f, open_sealed(key, rk.as_ref(), collection, id, p, b64)?));
     }
     Ok(out)
 }
@@ -620,13 +671,14 @@ fn open_verified(
     let integrity = |path: &str| RecordError::Integrity {
         path: super::path::printable(path),
     };
+    let rk = open_record_key(key, doc.k.as_deref())?;
     let mut out = doc.plain;
     if !out.is_object() {
         return Err(RecordError::Corrupt("skeleton is not an object"));
     }
     for (p, b64) in &doc.sealed {
         let path = ConcretePath::parse(p)?;
-        let v = open_sealed(key, collection, id, p, b64)?;
+        let v = open_sealed(key, rk.as_ref(), collection, id, p, b64)?;
         set_at(&mut out, &path, Some(v))?;
     }
     for (p, tok) in &doc.tokens {

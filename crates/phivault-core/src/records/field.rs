@@ -6,16 +6,23 @@
 //!   collection's key ring, so rotating the ring re-wraps subject keys
 //!   without touching a value, and destroying the wrapped key shreds the
 //!   subject.
-//! * Field values are sealed under the subject key in the **PVF** format
-//!   (docs/FORMAT.md §11.3):
+//! * Field values are sealed in the **PVF** format (docs/FORMAT.md §11.3).
+//!   Format 2 (written since 2026-12-05) derives one AES-256-GCM key and
+//!   a 256-bit commitment per sealing of a record ([`RecordKey`]: KBKDF
+//!   from the subject key and a fresh 256-bit nonce, kept in the record as
+//!   its `k` member) and seals each field under it with its own counter:
+//!
+//! ```text
+//! "PVF" | ver=0x02 | counter (4) | ciphertext | tag (16)
+//! ```
+//!
+//!   Format 1 (still read) derived a key per value:
 //!
 //! ```text
 //! "PVF" | ver=0x01 | nonce (32) | commitment (32) | ciphertext | tag (16)
 //! ```
 //!
-//!   The AES-256-GCM key and the 256-bit commitment are derived per value
-//!   with KBKDF-CTR-HMAC-SHA-256 from the subject key and the header, as
-//!   envelopes do; the GCM associated data is the header and the context
+//!   Either way the GCM associated data binds the header and the context
 //!   `collection ‖ record id ‖ field path`, so a ciphertext copied to
 //!   another record or field fails.
 //! * Tokens are FF1 under a key derived from the subject key and the field
@@ -33,9 +40,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Magic bytes of a sealed field.
 pub const FIELD_MAGIC: &[u8; 3] = b"PVF";
-/// Format version.
+/// Format version of a field sealed under its own derived key (read only).
 pub const FIELD_VERSION: u8 = 1;
+/// Format version of a field sealed under its record's [`RecordKey`].
+pub const FIELD_VERSION_RECORD_KEY: u8 = 2;
 const FIELD_LABEL: &[u8] = b"phivault field v1";
+const RECORD_KEY_LABEL: &[u8] = b"phivault record key v2";
+const RECORD_KEY_MAGIC: &[u8; 4] = b"PVK\x02";
+/// A record key's stored header: nonce (32) ‖ commitment (32).
+pub const RECORD_KEY_HEADER_LEN: usize = NONCE_LEN + keys::COMMITMENT_LEN;
+const V2_HEADER_LEN: usize = 8;
 const TOKEN_LABEL: &[u8] = b"phivault token v1";
 const INDEX_LABEL: &[u8] = b"phivault blind index v1";
 const HANDLE_LABEL: &[u8] = b"phivault subject handle v1";
@@ -164,7 +178,7 @@ impl SubjectKey {
         }
     }
 
-    fn from_secret(key: SecretKey) -> Self {
+    pub(crate) fn from_secret(key: SecretKey) -> Self {
         Self {
             key,
             mac: OnceLock::new(),
@@ -233,6 +247,129 @@ impl std::ops::Deref for MacKeyRef<'_> {
             Self::Kept(k) => k,
             Self::Owned(k) => k,
         }
+    }
+}
+
+/// The key one sealing of a record seals its fields under (field format
+/// 2): `(key, commitment) = KBKDF(subject key, "phivault record key v2",
+/// "PVK" ‖ 0x02 ‖ nonce)`. One derivation per record instead of one per
+/// field; each field gets its own GCM nonce (a counter), and the key is
+/// never used for another sealing (a fresh nonce each time).
+pub struct RecordKey {
+    key: Aes256GcmKey,
+    header: [u8; RECORD_KEY_HEADER_LEN],
+}
+
+impl core::fmt::Debug for RecordKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RecordKey(<redacted>)")
+    }
+}
+
+impl SubjectKey {
+    /// A fresh record key (a new nonce from the DRBG).
+    pub fn record_key(&self) -> Result<RecordKey, RecordError> {
+        let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
+        let dk = self.derive_record_key(&nonce)?;
+        let mut header = [0u8; RECORD_KEY_HEADER_LEN];
+        header[..NONCE_LEN].copy_from_slice(&nonce);
+        header[NONCE_LEN..].copy_from_slice(&dk.commitment);
+        Ok(RecordKey {
+            key: Aes256GcmKey::new(&dk.key)?,
+            header,
+        })
+    }
+
+    /// The record key of a stored header, if its commitment matches this
+    /// subject key. Every failure is the same `None`.
+    pub fn open_record_key(&self, header: &[u8]) -> Option<RecordKey> {
+        let header: [u8; RECORD_KEY_HEADER_LEN] = header.try_into().ok()?;
+        let dk = self.derive_record_key(&header[..NONCE_LEN]).ok()?;
+        if !crypto::constant_time_eq(&dk.commitment, &header[NONCE_LEN..]) {
+            return None;
+        }
+        Some(RecordKey {
+            key: Aes256GcmKey::new(&dk.key).ok()?,
+            header,
+        })
+    }
+
+    fn derive_record_key(&self, nonce: &[u8]) -> Result<DerivedKey, RecordError> {
+        let mut ctx = Vec::with_capacity(RECORD_KEY_MAGIC.len() + NONCE_LEN);
+        ctx.extend_from_slice(RECORD_KEY_MAGIC);
+        ctx.extend_from_slice(nonce);
+        Ok(DerivedKey::derive(
+            &self.key,
+            &keys::fixed_info(RECORD_KEY_LABEL, &ctx),
+        )?)
+    }
+}
+
+impl RecordKey {
+    /// The header the record stores (base64 in its `k` member).
+    pub fn header(&self) -> &[u8; RECORD_KEY_HEADER_LEN] {
+        &self.header
+    }
+
+    fn aad(&self, field_header: &[u8], context: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(V2_HEADER_LEN + RECORD_KEY_HEADER_LEN + context.len());
+        aad.extend_from_slice(field_header);
+        aad.extend_from_slice(&self.header);
+        aad.extend_from_slice(context);
+        aad
+    }
+
+    /// Seals one field value with GCM nonce `counter` (unique within this
+    /// record key: the caller counts its fields).
+    pub fn seal(
+        &self,
+        counter: u32,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, RecordError> {
+        let mut out = Vec::with_capacity(V2_HEADER_LEN + plaintext.len() + AEAD_TAG_LEN);
+        out.extend_from_slice(FIELD_MAGIC);
+        out.push(FIELD_VERSION_RECORD_KEY);
+        out.extend_from_slice(&counter.to_be_bytes());
+        let aad = self.aad(&out, context);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .key
+            .seal_in_place(Self::nonce(counter), &aad, &mut out[V2_HEADER_LEN..])?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Opens a format-2 field. Every failure is the same `None`.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < V2_HEADER_LEN + AEAD_TAG_LEN
+            || &sealed[..3] != FIELD_MAGIC
+            || sealed[3] != FIELD_VERSION_RECORD_KEY
+        {
+            return None;
+        }
+        let counter = u32::from_be_bytes(sealed[4..8].try_into().ok()?);
+        let aad = self.aad(&sealed[..V2_HEADER_LEN], context);
+        let (body, tag) =
+            sealed[V2_HEADER_LEN..].split_at(sealed.len() - V2_HEADER_LEN - AEAD_TAG_LEN);
+        let mut buf = body.to_vec();
+        match self
+            .key
+            .open_in_place(Self::nonce(counter), &aad, tag, &mut buf)
+        {
+            Ok(()) => Some(buf),
+            Err(_) => {
+                // The buffer may hold unauthenticated plaintext.
+                zeroize::Zeroize::zeroize(&mut buf);
+                None
+            }
+        }
+    }
+
+    fn nonce(counter: u32) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[8..].copy_from_slice(&counter.to_be_bytes());
+        n
     }
 }
 

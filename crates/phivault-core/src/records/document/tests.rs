@@ -369,3 +369,92 @@ fn keys_kept_with_a_subject_key_match_fresh_derivations() {
         Err(RecordError::Integrity { .. })
     ));
 }
+
+/// A record sealed by the format-1 code (one key derivation per field;
+/// before 2026-12-05), subject key 32 bytes of 7, collection "p", id "r1".
+const V1_RECORD: &str = include_str!("v1-record.json");
+
+#[test]
+fn records_sealed_in_format_1_still_open() {
+    let (s, _, _) = setup(SCHEMA);
+    let k = SubjectKey::from_secret(crate::secret::SecretKey::from_slice(&[7u8; 32]).unwrap());
+    let body = V1_RECORD.trim_end();
+    assert!(
+        !body.contains(r#""k":"#),
+        "a format-1 body has no record key"
+    );
+    let got = open(&s, "p", "r1", body, &k, View::Full).unwrap();
+    let mut want = patient();
+    want["telecom"] = json!([]);
+    assert_eq!(got, want);
+    // Its fields are format 1, and still bound to record and key.
+    assert!(matches!(
+        open(&s, "p", "r2", body, &k, View::Full),
+        Err(RecordError::Integrity { .. })
+    ));
+    let other = SubjectKey::from_secret(crate::secret::SecretKey::from_slice(&[8u8; 32]).unwrap());
+    assert!(open(&s, "p", "r1", body, &other, View::Full).is_err());
+}
+
+#[test]
+fn one_record_key_per_sealing_with_a_counter_per_value() {
+    let (s, k, ix) = setup(SCHEMA);
+    let a = seal(&s, 1, "p", "r1", &patient(), &k, &ix).unwrap();
+    let b = seal(&s, 1, "p", "r1", &patient(), &k, &ix).unwrap();
+    // Format 2: the record key's header in `k`, every value version 2 with
+    // its own counter; a new sealing has a new record key.
+    let ka = a.doc.k.clone().expect("a record key");
+    assert_eq!(
+        B64.decode(&ka).unwrap().len(),
+        crate::records::field::RECORD_KEY_HEADER_LEN
+    );
+    assert_ne!(Some(&ka), b.doc.k.as_ref());
+    let mut counters = Vec::new();
+    for ct in a.doc.sealed.values() {
+        let ct = B64.decode(ct).unwrap();
+        assert_eq!(&ct[..4], b"PVF\x02");
+        counters.push(u32::from_be_bytes(ct[4..8].try_into().unwrap()));
+    }
+    let n = counters.len();
+    counters.sort();
+    counters.dedup();
+    assert_eq!(counters.len(), n, "each value has its own GCM nonce");
+    assert!(
+        a.body
+            .starts_with(&format!(r#"{{"v":1,"k":"{ka}","plain":"#))
+    );
+    // Another sealing's record key, honestly re-MACed: no value opens.
+    let mut swapped = a.doc.clone();
+    swapped.k = b.doc.k.clone();
+    assert!(matches!(
+        open(
+            &s,
+            "p",
+            "r1",
+            &remac(&k, "p", "r1", &swapped),
+            &k,
+            View::Full
+        ),
+        Err(RecordError::Integrity { .. })
+    ));
+    // A record key that is not this subject's (its commitment fails), or
+    // none at all, fails the record.
+    let other = SubjectKey::generate().unwrap();
+    let mut foreign = a.doc.clone();
+    foreign.k = Some(B64.encode(other.record_key().unwrap().header()));
+    let mut missing = a.doc.clone();
+    missing.k = None;
+    for doc in [foreign, missing] {
+        assert!(matches!(
+            open(&s, "p", "r1", &remac(&k, "p", "r1", &doc), &k, View::Full),
+            Err(RecordError::Integrity { .. })
+        ));
+    }
+    // A record with no sealed values needs no record key.
+    let plain = seal(&s, 1, "p", "r9", &json!({"gender": "x"}), &k, &ix).unwrap();
+    assert!(plain.doc.k.is_none());
+    assert_eq!(
+        open(&s, "p", "r9", &plain.body, &k, View::Full).unwrap(),
+        json!({"gender": "x"})
+    );
+}
