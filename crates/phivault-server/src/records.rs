@@ -1657,8 +1657,10 @@ mod tests {
             .unwrap();
         assert_eq!(envelope::parse_header(&now).unwrap().version.get(), 2);
         let back = SubjectKey::unwrap(&ks, &now, "p", &handle).unwrap();
-        let ct = late.seal(b"ctx", b"v").unwrap();
-        assert_eq!(back.open(b"ctx", &ct).unwrap(), b"v");
+        let rk = late.record_key().unwrap();
+        let ct = rk.seal(0, b"ctx", b"v").unwrap();
+        let reopened = back.open_record_key(rk.header()).unwrap();
+        assert_eq!(reopened.open(b"ctx", &ct).unwrap(), b"v");
         r.keys.lock().unwrap().clear();
         let got = r.get(&ks, "p", ids, View::Full).await.unwrap();
         assert_eq!(got[0].as_ref().unwrap()["data"]["n"], "one");

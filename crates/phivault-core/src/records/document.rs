@@ -570,8 +570,8 @@ fn open_record_key(key: &SubjectKey, k: Option<&str>) -> Result<Option<RecordKey
         })
 }
 
-/// Opens one sealed value (base64 PVF, format 1 or 2) at concrete path
-/// `path`; format 2 needs the record's key.
+/// Opens one sealed value (base64 PVF) at concrete path `path`: format 2
+/// under the record's key when the record has one, else format 1.
 fn open_sealed(
     key: &SubjectKey,
     record_key: Option<&RecordKey>,
@@ -586,8 +586,10 @@ fn open_sealed(
     let ct = B64.decode(b64.as_bytes()).map_err(|_| integrity())?;
     let ctx = context(collection, id, path);
     let opened = match (ct.get(3), record_key) {
+        // A record is in one format: with a record key, every value is
+        // format 2; without, format 1.
         (Some(&super::field::FIELD_VERSION_RECORD_KEY), Some(rk)) => rk.open(&ctx, &ct),
-        (Some(&super::field::FIELD_VERSION), _) => key.open(&ctx, &ct),
+        (Some(&super::field::FIELD_VERSION), None) => key.open(&ctx, &ct),
         _ => None,
     };
     let mut pt = opened.ok_or_else(integrity)?;

@@ -117,12 +117,15 @@ impl SubjectKey {
         Ok(Self::from_secret(key?))
     }
 
-    /// Seals one field value.
-    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, RecordError> {
+    /// Seals one field value in format 1 (no longer written; kept so the
+    /// tests can make format-1 values for the reader).
+    #[cfg(test)]
+    pub(crate) fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, RecordError> {
         let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
         self.seal_with_nonce(nonce, context, plaintext)
     }
 
+    #[cfg(test)]
     fn seal_with_nonce(
         &self,
         nonce: [u8; NONCE_LEN],
@@ -145,7 +148,7 @@ impl SubjectKey {
         Ok(out)
     }
 
-    /// Opens a sealed field. Every failure (wrong key, wrong context,
+    /// Opens a sealed field of format 1. Every failure (wrong key, wrong context,
     /// modified bytes, bad framing) is the same `None`.
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < HEADER_LEN + AEAD_TAG_LEN
@@ -472,6 +475,42 @@ mod tests {
         }
         assert!(k.open(b"ctx-a", &ct[..ct.len() - 1]).is_none());
         assert!(k.open(b"ctx-a", b"").is_none());
+    }
+
+    #[test]
+    fn record_key_fields_bind_context_key_and_counter() {
+        let k = SubjectKey::generate().unwrap();
+        let rk = k.record_key().unwrap();
+        let ct = rk.seal(3, b"ctx-a", b"value").unwrap();
+        assert_eq!(&ct[..8], b"PVF\x02\0\0\0\x03");
+        assert_eq!(rk.open(b"ctx-a", &ct).unwrap(), b"value");
+        assert!(rk.open(b"ctx-b", &ct).is_none());
+        // The same subject key re-derives the record key from its header.
+        let again = k.open_record_key(rk.header()).unwrap();
+        assert_eq!(again.open(b"ctx-a", &ct).unwrap(), b"value");
+        // Another sealing's record key, or another subject's, opens nothing.
+        assert!(k.record_key().unwrap().open(b"ctx-a", &ct).is_none());
+        let other = SubjectKey::generate().unwrap();
+        assert!(other.open_record_key(rk.header()).is_none());
+        for i in 0..rk.header().len() {
+            let mut h = *rk.header();
+            h[i] ^= 1;
+            assert!(k.open_record_key(&h).is_none(), "header byte {i}");
+        }
+        assert!(k.open_record_key(&rk.header()[..63]).is_none());
+        for i in 0..ct.len() {
+            let mut t = ct.clone();
+            t[i] ^= 1;
+            assert!(rk.open(b"ctx-a", &t).is_none(), "byte {i}");
+        }
+        assert!(rk.open(b"ctx-a", &ct[..ct.len() - 1]).is_none());
+        assert!(rk.open(b"ctx-a", b"").is_none());
+        // A format-1 value is not opened by a record key, nor the reverse.
+        assert!(
+            rk.open(b"ctx-a", &k.seal(b"ctx-a", b"value").unwrap())
+                .is_none()
+        );
+        assert!(k.open(b"ctx-a", &ct).is_none());
     }
 
     #[test]

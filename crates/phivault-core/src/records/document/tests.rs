@@ -450,6 +450,16 @@ fn one_record_key_per_sealing_with_a_counter_per_value() {
             Err(RecordError::Integrity { .. })
         ));
     }
+    // A format-1 value in a format-2 record fails, even honestly MACed.
+    let mut mixed = a.doc.clone();
+    let v1 = k
+        .seal(&context("p", "r1", "birth_date"), br#""1970-03-14""#)
+        .unwrap();
+    mixed.sealed.insert("birth_date".into(), B64.encode(v1));
+    match open(&s, "p", "r1", &remac(&k, "p", "r1", &mixed), &k, View::Full) {
+        Err(RecordError::Integrity { path }) => assert_eq!(path, "birth_date"),
+        other => panic!("{other:?}"),
+    }
     // A record with no sealed values needs no record key.
     let plain = seal(&s, 1, "p", "r9", &json!({"gender": "x"}), &k, &ix).unwrap();
     assert!(plain.doc.k.is_none());
