@@ -179,6 +179,20 @@ impl Batch {
     }
 }
 
+/// Wakes a batch's async waiters when dropped, after recording `Closed`
+/// if nothing was recorded (the writer panicked mid-commit): however a
+/// commit ends, no appender waits forever.
+struct WakeOnDrop(Arc<Batch>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        if self.0.done.get().is_none() {
+            self.0.finish(Outcome::Closed);
+        }
+        self.0.notify.notify_waiters();
+    }
+}
+
 /// Appends waiting for the next group commit: their JSON bodies end to
 /// end, where each ends, and the batch they will be acknowledged with.
 struct Stage {
@@ -934,6 +948,8 @@ impl Writer {
 
     /// Writes a taken stage and tells its appenders how it went.
     fn commit(&mut self, taken: Taken) {
+        // Armed before the write: a panic in it still answers everyone.
+        let wake = WakeOnDrop(taken.batch.clone());
         let outcome = match self.write_batch(&taken) {
             Ok(first) => Outcome::Durable(first),
             Err(e) => Outcome::Failed(e.to_string()),
@@ -946,12 +962,12 @@ impl Writer {
         batch.finish(outcome);
         // Async appenders are woken from a task on the runtime when there
         // are several: wake-ups from a worker thread are cheap local ones,
-        // from this thread each is a remote one.
+        // from this thread each is a remote one. A runtime that has shut
+        // down drops the task unrun, and with it `wake`, which wakes them
+        // from here instead.
         match &self.cfg.ack_runtime {
-            Some(rt) if ends.len() > 1 => {
-                drop(rt.spawn(async move { batch.notify.notify_waiters() }));
-            }
-            _ => batch.notify.notify_waiters(),
+            Some(rt) if ends.len() > 1 => drop(rt.spawn(async move { drop(wake) })),
+            _ => drop(wake),
         }
         bodies.clear();
         ends.clear();
@@ -1264,6 +1280,42 @@ mod tests {
             assert_eq!(e["op"], format!("op.{n}"), "seq {seq}");
         }
         assert!(log.stats().batches.load(Ordering::Relaxed) < all.len() as u64);
+    }
+
+    #[test]
+    fn appenders_are_woken_even_when_the_ack_runtime_is_gone() {
+        // The runtime the writer acknowledges on has shut down (a server
+        // stopping): its tasks are dropped unrun, yet appends waiting on
+        // another runtime still complete.
+        let gone = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let handle = gone.handle().clone();
+        drop(gone);
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = LogConfig::new(d.path());
+        cfg.ack_runtime = Some(handle);
+        let (log, _) = AuditLog::open(cfg).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let seqs = rt.block_on(async {
+            let futs: Vec<_> = (0..200).map(|i| log.append(&marked(i))).collect();
+            tokio::time::timeout(Duration::from_secs(20), async {
+                let mut v = Vec::new();
+                for f in futs {
+                    v.push(f.await.unwrap());
+                }
+                v
+            })
+            .await
+            .expect("appenders left waiting")
+        });
+        assert_eq!(seqs.len(), 200);
+        log.close().unwrap();
     }
 
     #[test]
