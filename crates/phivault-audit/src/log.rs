@@ -1337,6 +1337,9 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         log.send(Msg::Close(tx)).unwrap();
         rx.recv().unwrap().unwrap();
+        // The writer answers `Close`, then returns and drops itself.
+        let t = log.thread.lock().unwrap().take().unwrap();
+        t.join().unwrap();
         let stranded = shared.stage.lock().unwrap().batch.clone();
         assert!(matches!(stranded.done.get(), Some(Outcome::Closed)));
         assert!(matches!(
