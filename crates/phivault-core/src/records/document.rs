@@ -12,7 +12,6 @@ use super::field::{IndexKeys, RecordKey};
 use super::path::{ConcretePath, Step};
 use super::schema::{Class, Node, Schema, Unknown};
 use super::{RecordError, SubjectKey, encode_parts};
-use crate::crypto::{HmacAlgorithm, HmacKey};
 use crate::keys::{self, DerivedKey};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -327,8 +326,7 @@ fn mac_of_prefix(
     prefix: &str,
 ) -> Result<Vec<u8>, RecordError> {
     let mac = key.mac_key(collection, |secret| {
-        let dk = DerivedKey::derive(secret, &keys::fixed_info(MAC_LABEL, collection.as_bytes()))?;
-        Ok(HmacKey::new(HmacAlgorithm::Sha256, dk.key.expose_secret()))
+        Ok(DerivedKey::derive(secret, &keys::fixed_info(MAC_LABEL, collection.as_bytes()))?.key)
     })?;
     Ok(mac.sign(&[&encode_parts(&[
         collection.as_bytes(),

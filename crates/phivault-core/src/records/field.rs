@@ -62,11 +62,13 @@ const HEADER_LEN: usize = 4 + NONCE_LEN + keys::COMMITMENT_LEN;
 /// It also keeps the keys derived from it that every read and write of
 /// the subject's records needs again — the record MAC key and the FF1 key
 /// of each token field — so that a subject key held in the server's cache
-/// runs those derivations once, not once per record (two KBKDFs, an HMAC
-/// key set-up and an AES key schedule per read). They live and die with it.
+/// runs those derivations once, not once per record (two KBKDFs and an AES
+/// key schedule per read). They live and die with it. The MAC key is kept
+/// as its 32 bytes, not as the module's expanded HMAC state (1.2 KB), so a
+/// cache of 100 000 subject keys stays small.
 pub struct SubjectKey {
     key: SecretKey,
-    mac: OnceLock<(String, HmacKey)>,
+    mac: OnceLock<(String, SecretKey)>,
     ff1: Mutex<Vec<Ff1Memo>>,
 }
 
@@ -190,24 +192,24 @@ impl SubjectKey {
     }
 
     /// The record MAC key of this subject's records in `collection`
-    /// (docs/FORMAT.md §11.3), derived on first use.
+    /// (docs/FORMAT.md §11.3): `derive` runs on first use (and for another
+    /// collection than the one kept).
     pub(crate) fn mac_key(
         &self,
         collection: &str,
-        derive: impl FnOnce(&SecretKey) -> Result<HmacKey, RecordError>,
-    ) -> Result<MacKeyRef<'_>, RecordError> {
-        if let Some((c, k)) = self.mac.get() {
-            return if c == collection {
-                Ok(MacKeyRef::Kept(k))
-            } else {
-                Ok(MacKeyRef::Owned(Box::new(derive(&self.key)?)))
-            };
-        }
-        let k = derive(&self.key)?;
-        match self.mac.set((collection.to_owned(), k)) {
-            Ok(()) => Ok(MacKeyRef::Kept(&self.mac.get().expect("just set").1)),
-            // Another thread kept one meanwhile: use this one.
-            Err((_, k)) => Ok(MacKeyRef::Owned(Box::new(k))),
+        derive: impl Fn(&SecretKey) -> Result<SecretKey, RecordError>,
+    ) -> Result<HmacKey, RecordError> {
+        let expand = |k: &SecretKey| HmacKey::new(HmacAlgorithm::Sha256, k.expose_secret());
+        match self.mac.get() {
+            Some((c, k)) if c == collection => Ok(expand(k)),
+            Some(_) => Ok(expand(&derive(&self.key)?)),
+            None => {
+                let k = derive(&self.key)?;
+                let out = expand(&k);
+                // Another thread may have kept one meanwhile: the same key.
+                let _ = self.mac.set((collection.to_owned(), k));
+                Ok(out)
+            }
         }
     }
 
@@ -233,23 +235,6 @@ impl SubjectKey {
         }
         memo.push((collection.to_owned(), field.to_owned(), radix, f.clone()));
         Ok(f)
-    }
-}
-
-/// A record MAC key: the one kept with the subject key, or (for another
-/// collection than the one kept) a fresh one.
-pub(crate) enum MacKeyRef<'a> {
-    Kept(&'a HmacKey),
-    Owned(Box<HmacKey>),
-}
-
-impl std::ops::Deref for MacKeyRef<'_> {
-    type Target = HmacKey;
-    fn deref(&self) -> &HmacKey {
-        match self {
-            Self::Kept(k) => k,
-            Self::Owned(k) => k,
-        }
     }
 }
 
