@@ -170,17 +170,8 @@ impl SubjectKey {
         let mut aad = Vec::with_capacity(HEADER_LEN + context.len());
         aad.extend_from_slice(&sealed[..HEADER_LEN]);
         aad.extend_from_slice(context);
-        let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - HEADER_LEN - AEAD_TAG_LEN);
-        let mut buf = body.to_vec();
-        match Aes256GcmKey::new(&dk.key).and_then(|k| k.open_in_place([0; 12], &aad, tag, &mut buf))
-        {
-            Ok(()) => Some(buf),
-            Err(_) => {
-                // The buffer may hold unauthenticated plaintext.
-                zeroize::Zeroize::zeroize(&mut buf);
-                None
-            }
-        }
+        let key = Aes256GcmKey::new(&dk.key).ok()?;
+        open_detached(&key, [0; 12], &aad, &sealed[HEADER_LEN..])
     }
 
     pub(crate) fn from_secret(key: SecretKey) -> Self {
@@ -235,6 +226,26 @@ impl SubjectKey {
         }
         memo.push((collection.to_owned(), field.to_owned(), radix, f.clone()));
         Ok(f)
+    }
+}
+
+/// Opens `ciphertext ‖ tag` (the caller checked it holds a tag) into a
+/// fresh buffer; on failure the buffer, which may hold unauthenticated
+/// plaintext, is zeroized and the answer is `None` (both field formats).
+fn open_detached(
+    key: &Aes256GcmKey,
+    nonce: [u8; 12],
+    aad: &[u8],
+    body_and_tag: &[u8],
+) -> Option<Vec<u8>> {
+    let (body, tag) = body_and_tag.split_at(body_and_tag.len() - AEAD_TAG_LEN);
+    let mut buf = body.to_vec();
+    match key.open_in_place(nonce, aad, tag, &mut buf) {
+        Ok(()) => Some(buf),
+        Err(_) => {
+            zeroize::Zeroize::zeroize(&mut buf);
+            None
+        }
     }
 }
 
@@ -338,20 +349,12 @@ impl RecordKey {
         }
         let counter = u32::from_be_bytes(sealed[4..8].try_into().ok()?);
         let aad = self.aad(&sealed[..V2_HEADER_LEN], context);
-        let (body, tag) =
-            sealed[V2_HEADER_LEN..].split_at(sealed.len() - V2_HEADER_LEN - AEAD_TAG_LEN);
-        let mut buf = body.to_vec();
-        match self
-            .key
-            .open_in_place(Self::nonce(counter), &aad, tag, &mut buf)
-        {
-            Ok(()) => Some(buf),
-            Err(_) => {
-                // The buffer may hold unauthenticated plaintext.
-                zeroize::Zeroize::zeroize(&mut buf);
-                None
-            }
-        }
+        open_detached(
+            &self.key,
+            Self::nonce(counter),
+            &aad,
+            &sealed[V2_HEADER_LEN..],
+        )
     }
 
     fn nonce(counter: u32) -> [u8; 12] {
