@@ -52,7 +52,7 @@ case $MODE in
   bulk) ARGS=(--method POST --path /v1/records/bench/bulk --body-file "$W/bulk.json" --rand-max 900000) ;;
   *) echo "MODE must be get, search, create or bulk"; exit 2 ;;
 esac
-$LG "${LGA[@]}" "${ARGS[@]}" -c 64 -d 12 >"$W/lg.json" &
+$LG "${LGA[@]}" "${ARGS[@]}" -c "${CONNS:-64}" -d 12 >"$W/lg.json" &
 LGPID=$!
 sleep 2
 python3 - "$PID" <<'PY'

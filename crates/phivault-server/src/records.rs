@@ -435,49 +435,52 @@ impl Records {
         k.insert(handle, (coll.to_owned(), Instant::now(), key));
     }
 
-    /// The subject keys for `handles` (creating missing ones if `create`).
-    /// `None` where a key is missing and not created (shredded).
+    /// The subject keys for `handles`, creating missing ones (also for a
+    /// shredded subject that is written again: its old data stays shredded).
+    ///
+    /// Keys missing from the cache are not looked up first:
+    /// a fresh key is offered for each, and the store keeps whichever key
+    /// it already has (a racing writer's, or an older one). A lookup on
+    /// this path was a read transaction per write, and with writes in
+    /// flight SQLite drops a reader's page cache and remaps the database
+    /// at every new commit: 20 % of the workers' CPU in a create
+    /// (`MODE=create scripts/profile-records.sh`, BENCHMARKS.md). An
+    /// unneeded fresh key costs one DRBG draw and one wrap.
     async fn subject_keys(
         &self,
         ks: &Keystore,
         coll: &str,
         handles: &[Vec<u8>],
-        create: bool,
-    ) -> Result<Vec<Option<Arc<SubjectKey>>>> {
+    ) -> Result<Vec<Arc<SubjectKey>>> {
         let mut out: Vec<Option<Arc<SubjectKey>>> =
             handles.iter().map(|h| self.cached_key(coll, h)).collect();
         let missing: Vec<usize> = (0..handles.len()).filter(|&i| out[i].is_none()).collect();
-        if missing.is_empty() {
-            return Ok(out);
-        }
         let mut uniq: Vec<Vec<u8>> = missing.iter().map(|&i| handles[i].clone()).collect();
         uniq.sort();
         uniq.dedup();
-        let stored = self.store.subject_keys_for(coll, uniq.clone()).await?;
         let mut found: HashMap<Vec<u8>, Arc<SubjectKey>> = HashMap::new();
-        let mut fresh = Vec::new();
-        for (h, w) in uniq.iter().zip(stored) {
-            match w {
-                Some(w) => {
-                    found.insert(h.clone(), Arc::new(SubjectKey::unwrap(ks, &w, coll, h)?));
-                }
-                None if create => fresh.push(h.clone()),
-                None => {}
-            }
-        }
-        if !fresh.is_empty() {
+        if !uniq.is_empty() {
             let ring = data_ring(coll);
-            let mut rows = Vec::new();
-            for h in &fresh {
+            let mut offered = Vec::with_capacity(uniq.len());
+            let mut rows = Vec::with_capacity(uniq.len());
+            for h in &uniq {
                 let k = SubjectKey::generate()?;
+                let wrapped = k.wrap(ks, &ring, coll, h)?;
                 rows.push(SubjectKeyRow {
                     handle: h.clone(),
-                    wrapped: k.wrap(ks, &ring, coll, h)?,
+                    wrapped: wrapped.clone(),
                 });
+                offered.push((k, wrapped));
             }
-            let winners = self.store.put_subject_keys(coll, rows).await?;
-            for (h, w) in fresh.iter().zip(winners) {
-                found.insert(h.clone(), Arc::new(SubjectKey::unwrap(ks, &w, coll, h)?));
+            let stored = self.store.put_subject_keys(coll, rows).await?;
+            for ((h, (k, wrapped)), w) in uniq.iter().zip(offered).zip(stored) {
+                // Ours was stored: no need to unwrap what we just wrapped.
+                let k = if w == wrapped {
+                    k
+                } else {
+                    SubjectKey::unwrap(ks, &w, coll, h)?
+                };
+                found.insert(h.clone(), Arc::new(k));
             }
         }
         for (h, k) in &found {
@@ -486,7 +489,10 @@ impl Records {
         for &i in &missing {
             out[i] = found.get(&handles[i]).cloned();
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|k| k.expect("every handle's key was cached or stored"))
+            .collect())
     }
 
     /// The subject keys of stored rows: from the cache, else unwrapped
@@ -571,9 +577,9 @@ impl Records {
             }
             handles.push(Self::handle_of(&c, d, id)?);
         }
-        let keys = self.subject_keys(ks, coll, &handles, true).await?;
+        let keys = self.subject_keys(ks, coll, &handles).await?;
         let seal = |i: usize| {
-            let key = keys[i].as_ref().expect("created");
+            let key = &keys[i];
             Self::seal_one(
                 &c,
                 &ids[i],
@@ -751,12 +757,18 @@ impl Records {
             };
             self.check_size(&new)?;
             let handle = Self::handle_of(&c, &new, id)?;
-            let key = self
-                .subject_keys(ks, coll, std::slice::from_ref(&handle), true)
-                .await?
-                .pop()
-                .flatten()
-                .expect("created");
+            // The same subject: its key came with the row.
+            let same = (handle == row.subject)
+                .then(|| self.keys_for_rows(ks, coll, &[&row]))
+                .transpose()?
+                .and_then(|mut k| k.pop().flatten());
+            let key = match same {
+                Some(k) => k,
+                None => self
+                    .subject_keys(ks, coll, std::slice::from_ref(&handle))
+                    .await?
+                    .remove(0),
+            };
             let w = Self::seal_one(
                 &c,
                 id,
@@ -1218,11 +1230,9 @@ impl Records {
             };
             let handle = Self::handle_of(&c, &full, &row.id)?;
             let key = self
-                .subject_keys(ks, coll, std::slice::from_ref(&handle), true)
+                .subject_keys(ks, coll, std::slice::from_ref(&handle))
                 .await?
-                .pop()
-                .flatten()
-                .expect("created");
+                .remove(0);
             writes.push(Self::seal_one(
                 &c,
                 &row.id,
@@ -1527,6 +1537,67 @@ mod tests {
                 && e.to_string().contains("run it again"),
             "{e}"
         );
+    }
+
+    /// Creates don't look a subject's key up before writing: they offer a
+    /// fresh one and the store keeps the key it has. A second record for a
+    /// known subject (written by a process whose cache doesn't hold the
+    /// key), and two processes racing to create the same new subject, must
+    /// all end up sealed under the one stored key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_of_one_subject_share_the_stored_key_whoever_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        phivault_keystore::store::init(dir.path(), phivault_keystore::InitMethod::Dev).unwrap();
+        let ks = Arc::new(Keystore::open_dev(dir.path()).unwrap());
+        let store = Arc::new(phivault_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let new = || {
+            Arc::new(Records::new(
+                store.clone(),
+                RecordsSettings::default(),
+                Default::default(),
+            ))
+        };
+        let (a, b) = (new(), new());
+        let schema = br#"{"subject": "id", "fields": {"id": {"class": "phi_search"}, "n": {"class": "phi"}}}"#;
+        a.put_collection(&ks, "p", schema).await.unwrap();
+        let first = a
+            .create(&ks, "p", vec![json!({"id": "s1", "n": 1})])
+            .await
+            .unwrap();
+        // `b` has never seen s1: it offers a fresh key, which must lose.
+        let second = b
+            .create(&ks, "p", vec![json!({"id": "s1", "n": 2})])
+            .await
+            .unwrap();
+        // Two processes create the same new subject at once, many times.
+        let mut raced = Vec::new();
+        for i in 0..20 {
+            let doc = |n| vec![json!({"id": format!("r{i}"), "n": n})];
+            let (x, y) = (a.clone(), b.clone());
+            let (ks1, ks2) = (ks.clone(), ks.clone());
+            let (d1, d2) = (doc(1), doc(2));
+            let t1 = tokio::spawn(async move { x.create(&ks1, "p", d1).await });
+            let t2 = tokio::spawn(async move { y.create(&ks2, "p", d2).await });
+            raced.extend(t1.await.unwrap().unwrap());
+            raced.extend(t2.await.unwrap().unwrap());
+        }
+        assert_eq!(store.subject_keys("p", None, 100).await.unwrap().len(), 21);
+        let ids: Vec<String> = first.into_iter().chain(second).chain(raced).collect();
+        // Every record opens in both processes and in a third, cold one.
+        for r in [&a, &b, &new()] {
+            let got = r.get(&ks, "p", ids.clone(), View::Full).await.unwrap();
+            assert!(got.iter().all(|g| g.is_ok()), "{got:?}");
+        }
+        // One shred of s1 takes both of its records; the others stay.
+        a.shred(&ks, "s1", Some("p")).await.unwrap();
+        let got = new().get(&ks, "p", ids.clone(), View::Full).await.unwrap();
+        assert!(
+            got[..2]
+                .iter()
+                .all(|g| matches!(g, Err(RecordsError::NotFound))),
+            "{got:?}"
+        );
+        assert!(got[2..].iter().all(|g| g.is_ok()), "{got:?}");
     }
 
     /// A rewrap job interrupted after its first page (its cursor stored,
