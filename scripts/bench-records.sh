@@ -7,6 +7,7 @@
 #   create   POST /v1/records/bench           one record per request, durable (fsync'd WAL, group commit)
 #   bulk     POST /v1/records/bench/bulk      100 records per request
 #   get      GET  /v1/records/bench/{id}      random ids
+#   bulk-get POST /v1/records/bench/bulk-get  100 random ids per request
 #   search   POST /v1/records/bench/search    exact match on the mrn blind index, on ROWS records
 #
 #   scripts/bench-records.sh                 # ROWS=1000000 (about 10 min, ~4 GB of disk)
@@ -111,9 +112,17 @@ d, work = sys.argv[1], sys.argv[2]
 c = sqlite3.connect(f"file:{d}/records.db?mode=ro", uri=True)
 ids = [r[0] for r in c.execute("select id from records where collection='bench' order by random() limit 20000")]
 open(f"{work}/paths.txt", "w").write("".join(f"/v1/records/bench/{i}\n" for i in ids))
+import json, random
+open(f"{work}/bulkget.txt", "w").write("".join(json.dumps({"ids": random.sample(ids, 100)}) + "\n" for _ in range(500)))
 PY
 GET=$(run --method GET --paths-file "$WORK/paths.txt" --header "X-Purpose-Of-Use: TREAT" -c "$CONNS" -d "$SECS")
 echo "{\"op\":\"get\",\"rows\":$(rows),\"result\":$GET}"
+BULKGET=$(run --method POST --path /v1/records/bench/bulk-get --bodies-file "$WORK/bulkget.txt" --header "X-Purpose-Of-Use: TREAT" -c 8 -d "$SECS")
+echo "{\"op\":\"bulk_get100\",\"rows\":$(rows),\"result\":$BULKGET}"
+# A bulk get must return every record it asked for: spot-check one.
+head -1 "$WORK/bulkget.txt" | curl -sS --http1.1 --cacert "$D/ca/ca.pem" --cert "$D/clients/admin.pem" --key "$D/clients/admin.key" \
+  -H 'X-Purpose-Of-Use: TREAT' "https://127.0.0.1:$PORT/v1/records/bench/bulk-get" --data-binary @- \
+  | python3 -c "import json,sys; r=json.load(sys.stdin)['records']; assert len(r)==100 and all('data' in x for x in r), r[:2]; print('# bulk get spot check: 100 records', file=sys.stderr)"
 echo "{\"index\":\"mrn\",\"value\":\"MRN-FG${GEN}x__R__-7\"}" >"$WORK/search.json"
 SEARCH=$(run --method POST --path /v1/records/bench/search --body-file "$WORK/search.json" --header "X-Purpose-Of-Use: TREAT" --rand-max "$LAST_REQS" -c "$CONNS" -d "$SECS")
 echo "{\"op\":\"search\",\"rows\":$(rows),\"result\":$SEARCH}"

@@ -15,7 +15,8 @@
 //! Varying requests: `--header 'K: V'` (repeatable); in the path and body,
 //! `__N__` becomes a number unique to each request and `__R__` a uniform
 //! random number below `--rand-max`; `--paths-file F` picks a random line
-//! of F as each request's path (e.g. record ids to GET).
+//! of F as each request's path (e.g. record ids to GET), `--bodies-file F`
+//! a random line of F as its body (e.g. id lists for a bulk get).
 #![forbid(unsafe_code)]
 
 use rustls_pki_types::pem::PemObject;
@@ -40,6 +41,17 @@ struct Args {
     headers: Vec<String>,
     rand_max: u64,
     paths: Vec<String>,
+    bodies: Vec<String>,
+}
+
+/// The non-empty lines of a file.
+fn lines(path: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn parse() -> Args {
@@ -59,6 +71,7 @@ fn parse() -> Args {
         headers: Vec::new(),
         rand_max: 1_000_000,
         paths: Vec::new(),
+        bodies: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(f) = it.next() {
@@ -79,14 +92,8 @@ fn parse() -> Args {
             "--handshakes" => a.handshakes = true,
             "--header" => a.headers.push(v()),
             "--rand-max" => a.rand_max = v().parse().expect("number"),
-            "--paths-file" => {
-                a.paths = std::fs::read_to_string(v())
-                    .expect("paths file")
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect()
-            }
+            "--paths-file" => a.paths = lines(&v()),
+            "--bodies-file" => a.bodies = lines(&v()),
             "-h" | "--help" => {
                 println!("see the doc comment in examples/loadgen.rs");
                 std::process::exit(0)
@@ -94,7 +101,7 @@ fn parse() -> Args {
             other => panic!("unknown flag {other}"),
         }
     }
-    if a.method == "GET" && !a.body.is_empty() {
+    if a.method == "GET" && !(a.body.is_empty() && a.bodies.is_empty()) {
         a.method = "POST".into();
     }
     a
@@ -182,6 +189,7 @@ struct Template {
     method: String,
     path: String,
     paths: Vec<String>,
+    bodies: Vec<String>,
     headers: String,
     body: String,
     rand_max: u64,
@@ -203,12 +211,13 @@ impl Template {
             method: a.method.clone(),
             path: a.path.clone(),
             paths: a.paths.clone(),
+            bodies: a.bodies.clone(),
             headers,
             body,
             rand_max: a.rand_max.max(1),
         };
         let varies = |s: &str| s.contains("__N__") || s.contains("__R__");
-        if a.paths.is_empty() && !varies(&t.path) && !varies(&t.body) {
+        if a.paths.is_empty() && a.bodies.is_empty() && !varies(&t.path) && !varies(&t.body) {
             t.fixed = Some(t.build(&t.path, &t.body));
         }
         t
@@ -235,7 +244,12 @@ impl Template {
         } else {
             self.paths[(xorshift(rng) % self.paths.len() as u64) as usize].clone()
         };
-        let body = self.body.replace("__N__", &n).replace("__R__", &r);
+        let body = if self.bodies.is_empty() {
+            &self.body
+        } else {
+            &self.bodies[(xorshift(rng) % self.bodies.len() as u64) as usize]
+        };
+        let body = body.replace("__N__", &n).replace("__R__", &r);
         std::borrow::Cow::Owned(self.build(&path, &body))
     }
 }
