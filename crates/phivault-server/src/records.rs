@@ -1539,6 +1539,20 @@ mod tests {
         );
     }
 
+    /// A dev keystore and a SQLite store in a fresh folder (kept alive by
+    /// the returned guard).
+    fn dev_vault() -> (
+        tempfile::TempDir,
+        Arc<Keystore>,
+        Arc<phivault_store::sqlite::SqliteStore>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        phivault_keystore::store::init(dir.path(), phivault_keystore::InitMethod::Dev).unwrap();
+        let ks = Arc::new(Keystore::open_dev(dir.path()).unwrap());
+        let store = Arc::new(phivault_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+        (dir, ks, store)
+    }
+
     /// Creates don't look a subject's key up before writing: they offer a
     /// fresh one and the store keeps the key it has. A second record for a
     /// known subject (written by a process whose cache doesn't hold the
@@ -1546,10 +1560,7 @@ mod tests {
     /// all end up sealed under the one stored key.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn records_of_one_subject_share_the_stored_key_whoever_writes_them() {
-        let dir = tempfile::tempdir().unwrap();
-        phivault_keystore::store::init(dir.path(), phivault_keystore::InitMethod::Dev).unwrap();
-        let ks = Arc::new(Keystore::open_dev(dir.path()).unwrap());
-        let store = Arc::new(phivault_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let (_dir, ks, store) = dev_vault();
         let new = || {
             Arc::new(Records::new(
                 store.clone(),
@@ -1605,10 +1616,7 @@ mod tests {
     /// completes, and loses no key.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rewrap_job_resumes_from_its_cursor_after_a_crash() {
-        let dir = tempfile::tempdir().unwrap();
-        phivault_keystore::store::init(dir.path(), phivault_keystore::InitMethod::Dev).unwrap();
-        let ks = Arc::new(Keystore::open_dev(dir.path()).unwrap());
-        let store = Arc::new(phivault_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let (_dir, ks, store) = dev_vault();
         let settings = RecordsSettings {
             job_batch: 2,
             ..Default::default()
