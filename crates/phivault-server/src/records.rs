@@ -1556,8 +1556,9 @@ mod tests {
     /// Creates don't look a subject's key up before writing: they offer a
     /// fresh one and the store keeps the key it has. A second record for a
     /// known subject (written by a process whose cache doesn't hold the
-    /// key), and two processes racing to create the same new subject, must
-    /// all end up sealed under the one stored key.
+    /// key), two processes racing to create the same new subject, and a
+    /// replace by a process with a cold cache must all end up sealed under
+    /// the one stored key; moving a record to a new subject stores a new one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn records_of_one_subject_share_the_stored_key_whoever_writes_them() {
         let (_dir, ks, store) = dev_vault();
@@ -1599,6 +1600,33 @@ mod tests {
             let got = r.get(&ks, "p", ids.clone(), View::Full).await.unwrap();
             assert!(got.iter().all(|g| g.is_ok()), "{got:?}");
         }
+        // A replace by a process that never saw s1 takes the key from the
+        // row; one that moves a record to a new subject stores a new key.
+        let cold = new();
+        cold.update(&ks, "p", &ids[0], json!({"id": "s1", "n": 3}), false, None)
+            .await
+            .unwrap();
+        new()
+            .update(
+                &ks,
+                "p",
+                &ids[2],
+                json!({"id": "moved", "n": 4}),
+                false,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.subject_keys("p", None, 100).await.unwrap().len(), 22);
+        let got = new()
+            .get(&ks, "p", ids[..3].to_vec(), View::Full)
+            .await
+            .unwrap();
+        let n: Vec<&Value> = got
+            .iter()
+            .map(|g| &g.as_ref().unwrap()["data"]["n"])
+            .collect();
+        assert_eq!(n, [&json!(3), &json!(2), &json!(4)]);
         // One shred of s1 takes both of its records; the others stay.
         a.shred(&ks, "s1", Some("p")).await.unwrap();
         let got = new().get(&ks, "p", ids.clone(), View::Full).await.unwrap();
