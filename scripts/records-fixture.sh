@@ -2,7 +2,8 @@
 # Sourced by scripts/ab-records.sh and scripts/profile-records.sh: a fresh
 # `phivault serve --dev` (binary $PV, port $PORT, optional TOML in $CONFIG)
 # with the bench collection (benches/records-bench.schema.json) filled for
-# 8 seconds by 100-record bulk requests (about 50 000 records), then the
+# $FILL_SECS (default 8) seconds by 100-record bulk requests (about 50 000
+# records in 8 s; 120 s gives about 10^6), then the
 # loadgen arguments for one workload, $MODE: get | search | create | bulk.
 #
 # Needs PV, LG (the loadgen example), PORT and MODE; sets W (work dir,
@@ -30,7 +31,10 @@ open(f"{w}/bulk.json", "w").write(json.dumps({"records": [json.loads(json.dumps(
 open(f"{w}/search.json", "w").write('{"index":"mrn","value":"MRN-__R__-7"}')
 PY
 LGA=(--addr "127.0.0.1:$PORT" --ca "$D/ca/ca.pem" --cert "$D/clients/admin.pem" --key "$D/clients/admin.key" --threads 1)
-FILL=$($LG "${LGA[@]}" --method POST --path /v1/records/bench/bulk --body-file "$W/bulk.json" --rand-max 900000 -c 4 -d 8)
+FILL=$($LG "${LGA[@]}" --method POST --path /v1/records/bench/bulk --body-file "$W/bulk.json" --rand-max 900000 -c 4 -d "${FILL_SECS:-8}")
+# Reads start from a warm page cache (this VM's DAMON pages out file pages
+# unused for a minute; BENCHMARKS.md).
+cat "$D"/*.db* >/dev/null
 REQS=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['requests'])" "$FILL")
 python3 -c "
 import sqlite3; c = sqlite3.connect('file:$D/records.db?mode=ro', uri=True)

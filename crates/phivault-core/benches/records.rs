@@ -1,7 +1,9 @@
 //! Criterion benches for field-level encryption, without HTTP or storage:
 //! sealing and opening the ~2 KiB FHIR-like Patient of the records
 //! benchmark (8 PHI fields, 2 blind indexes, 1 FF1 token), a masked view,
-//! one FF1 tokenization and one blind index. `scripts/bench-records.sh`
+//! one FF1 tokenization and one blind index; and what a subject-key cache
+//! miss adds to an open (unwrapping the key, then deriving its record MAC
+//! and FF1 keys afresh). `scripts/bench-records.sh`
 //! measures the whole server beside PostgreSQL + pgcrypto; see BENCHMARKS.md.
 #![allow(missing_docs)]
 
@@ -75,6 +77,26 @@ fn records_bench(c: &mut Criterion) {
                 black_box(&sealed.body),
                 &key,
                 &schema.indexes[0].fields,
+            )
+            .unwrap()
+        })
+    });
+    let dks = StaticKeys::random("records/bench");
+    let dring = KeyRingName::parse("records/bench").unwrap();
+    let wrapped = key.wrap(&dks, &dring, "bench", b"handle-0001").unwrap();
+    g.bench_function("unwrap_subject_key", |b| {
+        b.iter(|| SubjectKey::unwrap(&dks, black_box(&wrapped), "bench", b"handle-0001").unwrap())
+    });
+    g.bench_function("open_full_patient_2KiB_cold_key", |b| {
+        b.iter(|| {
+            let k = SubjectKey::unwrap(&dks, black_box(&wrapped), "bench", b"handle-0001").unwrap();
+            document::open(
+                &schema,
+                "bench",
+                "r1",
+                black_box(&sealed.body),
+                &k,
+                View::Full,
             )
             .unwrap()
         })

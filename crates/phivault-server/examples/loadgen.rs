@@ -12,6 +12,10 @@
 //!   --path /v1/transit/encrypt/billing --body-file req.json -c 64 -d 10
 //! ```
 //!
+//! `--http2 --streams S` speaks HTTP/2 instead: S concurrent streams on
+//! each of the N connections (so N × S requests in flight), the way an
+//! HTTP/2 client library multiplexes one connection.
+//!
 //! Varying requests: `--header 'K: V'` (repeatable); in the path and body,
 //! `__N__` becomes a number unique to each request and `__R__` a uniform
 //! random number below `--rand-max`; `--paths-file F` picks a random line
@@ -42,6 +46,8 @@ struct Args {
     rand_max: u64,
     paths: Vec<String>,
     bodies: Vec<String>,
+    http2: bool,
+    streams: usize,
 }
 
 /// The non-empty lines of a file.
@@ -72,6 +78,8 @@ fn parse() -> Args {
         rand_max: 1_000_000,
         paths: Vec::new(),
         bodies: Vec::new(),
+        http2: false,
+        streams: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(f) = it.next() {
@@ -94,6 +102,8 @@ fn parse() -> Args {
             "--rand-max" => a.rand_max = v().parse().expect("number"),
             "--paths-file" => a.paths = lines(&v()),
             "--bodies-file" => a.bodies = lines(&v()),
+            "--http2" => a.http2 = true,
+            "--streams" => a.streams = v().parse().expect("number"),
             "-h" | "--help" => {
                 println!("see the doc comment in examples/loadgen.rs");
                 std::process::exit(0)
@@ -129,7 +139,11 @@ fn client_config(a: &Args) -> Arc<rustls::ClientConfig> {
         }
         _ => b.with_no_client_auth(),
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![if a.http2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     if a.handshakes {
         cfg.resumption = rustls::client::Resumption::disabled();
     }
@@ -144,6 +158,23 @@ async fn connect(addr: &str, cfg: &Arc<rustls::ClientConfig>) -> std::io::Result
     tokio_rustls::TlsConnector::from(cfg.clone())
         .connect("localhost".try_into().expect("name"), tcp)
         .await
+}
+
+/// An HTTP/2 connection (TLS with ALPN h2), driven by its own task.
+async fn h2_connect(
+    addr: &str,
+    cfg: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+> {
+    let tls = connect(addr, cfg).await?;
+    let (send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    Ok(send)
 }
 
 /// Reads one response; returns its status.
@@ -237,6 +268,12 @@ impl Template {
         if let Some(f) = &self.fixed {
             return std::borrow::Cow::Borrowed(f);
         }
+        let (path, body) = self.parts(counter, rng);
+        std::borrow::Cow::Owned(self.build(&path, &body))
+    }
+
+    /// The path and body of the next request.
+    fn parts(&self, counter: &AtomicU64, rng: &mut u64) -> (String, String) {
         let n = counter.fetch_add(1, Ordering::Relaxed).to_string();
         let r = (xorshift(rng) % self.rand_max).to_string();
         let path = if self.paths.is_empty() {
@@ -249,8 +286,26 @@ impl Template {
         } else {
             &self.bodies[(xorshift(rng) % self.bodies.len() as u64) as usize]
         };
-        let body = body.replace("__N__", &n).replace("__R__", &r);
-        std::borrow::Cow::Owned(self.build(&path, &body))
+        (path, body.replace("__N__", &n).replace("__R__", &r))
+    }
+
+    /// The next request as HTTP/2 sends it.
+    fn request(
+        &self,
+        counter: &AtomicU64,
+        rng: &mut u64,
+    ) -> hyper::Request<http_body_util::Full<hyper::body::Bytes>> {
+        let (path, body) = self.parts(counter, rng);
+        let mut r = hyper::Request::builder()
+            .method(self.method.as_str())
+            .uri(format!("https://localhost{path}"))
+            .header("content-type", "application/json");
+        for l in self.headers.split("\r\n").filter(|l| !l.is_empty()) {
+            let (k, v) = l.split_once(':').expect("--header 'K: V'");
+            r = r.header(k.trim(), v.trim());
+        }
+        r.body(http_body_util::Full::new(body.into()))
+            .expect("request")
     }
 }
 
@@ -274,7 +329,62 @@ async fn run(a: Args) {
     let start = Instant::now();
     let per_conn_interval = a.rate.map(|r| Duration::from_secs_f64(a.conns as f64 / r));
     let mut tasks = Vec::new();
-    for i in 0..a.conns {
+    if a.http2 {
+        for i in 0..a.conns {
+            let send = loop {
+                match h2_connect(&a.addr, &cfg).await {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("loadgen: HTTP/2 connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            };
+            for j in 0..a.streams {
+                let (mut send, template, counter, stop, errors, non2xx) = (
+                    send.clone(),
+                    template.clone(),
+                    counter.clone(),
+                    stop.clone(),
+                    errors.clone(),
+                    non2xx.clone(),
+                );
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64
+                    ^ ((i * a.streams + j) as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+                tasks.push(tokio::spawn(async move {
+                    use http_body_util::BodyExt;
+                    let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
+                    while !stop.load(Ordering::Relaxed) {
+                        let t0 = Instant::now();
+                        let req = template.request(&counter, &mut rng);
+                        let r = async {
+                            let resp = send.send_request(req).await?;
+                            let status = resp.status().as_u16();
+                            resp.into_body().collect().await?;
+                            Ok::<_, hyper::Error>(status)
+                        }
+                        .await;
+                        match r {
+                            Ok(s) => {
+                                lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                                if !(200..300).contains(&s) {
+                                    non2xx.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                                // The connection is gone: this stream stops.
+                                break;
+                            }
+                        }
+                    }
+                    lat
+                }));
+            }
+        }
+    }
+    for i in 0..if a.http2 { 0 } else { a.conns } {
         let (cfg, template, counter, stop, errors, non2xx, addr) = (
             cfg.clone(),
             template.clone(),
@@ -365,6 +475,7 @@ async fn run(a: Args) {
             "errors": errors.load(Ordering::Relaxed),
             "non_2xx": non2xx.load(Ordering::Relaxed),
             "connections": a.conns, "handshakes": a.handshakes, "rate": a.rate,
+            "http2_streams": a.http2.then_some(a.streams),
         })
     );
 }
