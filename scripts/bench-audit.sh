@@ -12,6 +12,7 @@
 #
 #   scripts/bench-audit.sh                 # ~5 min
 #   SECS=8 ROUNDS=7 CONNS="256 512" scripts/bench-audit.sh
+#   APPENDS=0 CONNS=512 scripts/bench-audit.sh   # the on/off rounds only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-6}
@@ -25,16 +26,20 @@ cargo build --release -q -p phivault-audit --example audit_load
 PV=target/release/phivault
 LG=target/release/examples/loadgen
 
+if [ "${APPENDS:-1}" = 1 ]; then
 echo "== appends and verification"
 AL=$(mktemp -d /var/tmp/pv-audit-load.XXXXXX)
+AL64=$(mktemp -d /var/tmp/pv-audit-load64.XXXXXX)
 target/release/examples/audit_load "$SECS" 2048 "$AL"
-target/release/examples/audit_load "$SECS" 64 "$(mktemp -d /var/tmp/pv-audit-load64.XXXXXX)"
+target/release/examples/audit_load "$SECS" 64 "$AL64"
+rm -rf "$AL64"
 # Verification from disk, not the page cache (needs root to drop caches).
 if sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
   echo "verify, cold cache (phivault audit verify):"
   $PV --json audit verify --audit-dir "$AL" | python3 -c "import json,sys;r=json.load(sys.stdin);print(f\"{r['entries']} entries, {r['bytes']/1e6:.0f} MB in {r['seconds']:.2f}s = {r['bytes']/1e6/r['seconds']:.0f} MB/s, ok={r['ok']}\")"
 fi
 rm -rf "$AL"
+fi
 
 WORK=$(mktemp -d /var/tmp/pv-bench-audit.XXXXXX)
 PIDS=()
