@@ -111,6 +111,12 @@ fn parse() -> Args {
             other => panic!("unknown flag {other}"),
         }
     }
+    if a.http2 && (a.handshakes || a.rate.is_some()) {
+        eprintln!(
+            "loadgen: --http2 runs closed-loop streams on kept connections; it does not combine with --handshakes or --rate"
+        );
+        std::process::exit(2)
+    }
     if a.method == "GET" && !(a.body.is_empty() && a.bodies.is_empty()) {
         a.method = "POST".into();
     }
@@ -326,19 +332,18 @@ async fn run(a: Args) {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let non2xx = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
     let per_conn_interval = a.rate.map(|r| Duration::from_secs_f64(a.conns as f64 / r));
     let mut tasks = Vec::new();
     if a.http2 {
         for i in 0..a.conns {
-            let send = loop {
-                match h2_connect(&a.addr, &cfg).await {
-                    Ok(s) => break s,
-                    Err(e) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("loadgen: HTTP/2 connection failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+            let send = match h2_connect(&a.addr, &cfg).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!(
+                        "loadgen: HTTP/2 connection {i} to {} failed: {e} (is the server up, and does it offer h2 by ALPN?)",
+                        a.addr
+                    );
+                    std::process::exit(1)
                 }
             };
             for j in 0..a.streams {
@@ -451,6 +456,8 @@ async fn run(a: Args) {
             lat
         }));
     }
+    // From here: HTTP/2 connections were opened above, before the clock.
+    let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(a.secs)).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
