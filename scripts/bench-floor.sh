@@ -9,6 +9,7 @@
 #
 #   scripts/bench-floor.sh                    # ~50 000 records, 3 rounds of 8 s
 #   FILL_SECS=120 ROUNDS=3 scripts/bench-floor.sh   # about 10^6 records
+#   SVG=floor.svg scripts/bench-floor.sh             # also a bar chart (scripts/plot-floor.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -51,3 +52,7 @@ for k in ("floor", "get", "search"):
     m = statistics.median(rows[k])
     print(f"{k:7} median {m:8.0f} req/s  ({m / floor:.2f} of the floor)  rounds: {', '.join(f'{v:.0f}' for v in rows[k])}")
 PY
+if [ -n "${SVG:-}" ]; then
+  python3 scripts/plot-floor.py "$W/rounds" "$SVG" "Records reads on $N records, 64 mTLS connections, $(nproc) shared cores ($(date +%F))"
+  echo "chart: $SVG"
+fi
