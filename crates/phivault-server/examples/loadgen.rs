@@ -183,6 +183,30 @@ async fn h2_connect(
     Ok(send)
 }
 
+/// Counts one request's outcome (its latency, a non-2xx status, or an
+/// error); false when it failed.
+fn tally<E>(
+    r: Result<u16, E>,
+    t0: Instant,
+    lat: &mut Vec<u32>,
+    non2xx: &AtomicU64,
+    errors: &AtomicU64,
+) -> bool {
+    match r {
+        Ok(s) => {
+            lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            if !(200..300).contains(&s) {
+                non2xx.fetch_add(1, Ordering::Relaxed);
+            }
+            true
+        }
+        Err(_) => {
+            errors.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
 /// Reads one response; returns its status.
 async fn read_response(s: &mut Tls, buf: &mut Vec<u8>) -> std::io::Result<u16> {
     let mut tmp = [0u8; 16384];
@@ -370,18 +394,9 @@ async fn run(a: Args) {
                             Ok::<_, hyper::Error>(status)
                         }
                         .await;
-                        match r {
-                            Ok(s) => {
-                                lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                                if !(200..300).contains(&s) {
-                                    non2xx.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                                // The connection is gone: this stream stops.
-                                break;
-                            }
+                        if !tally(r, t0, &mut lat, &non2xx, &errors) {
+                            // The connection is gone: this stream stops.
+                            break;
                         }
                     }
                     lat
@@ -437,17 +452,8 @@ async fn run(a: Args) {
                     read_response(c, &mut buf).await
                 }
                 .await;
-                match ok {
-                    Ok(s) => {
-                        lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                        if !(200..300).contains(&s) {
-                            non2xx.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        conn = None;
-                    }
+                if !tally(ok, t0, &mut lat, &non2xx, &errors) {
+                    conn = None;
                 }
                 if handshakes {
                     conn = None;
