@@ -404,7 +404,9 @@ async fn run(a: Args) {
             }
         }
     }
-    for i in 0..if a.http2 { 0 } else { a.conns } {
+    // HTTP/1.1: one closed-loop task per connection (none with --http2).
+    let h1_conns = if a.http2 { 0 } else { a.conns };
+    for i in 0..h1_conns {
         let (cfg, template, counter, stop, errors, non2xx, addr) = (
             cfg.clone(),
             template.clone(),
