@@ -15,9 +15,6 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-8}
 PORT=${PORT:-18310}
-cargo build --release -q -p phivault-cli
-cargo build --release -q -p phivault-server --example loadgen
-PV=$PWD/target/release/phivault; LG=$PWD/target/release/examples/loadgen
 MODE=get
 # shellcheck source=scripts/records-fixture.sh
 . scripts/records-fixture.sh

@@ -15,9 +15,6 @@ MODE=${MODE:-get}
 PERF=${PERF:-1}
 PORT=${PORT:-18300}
 command -v perf >/dev/null || [ "$PERF" = 0 ] || { echo "perf is needed (apt-get install linux-perf), or PERF=0"; exit 2; }
-cargo build --release -q -p phivault-cli
-cargo build --release -q -p phivault-server --example loadgen
-PV=$PWD/target/release/phivault; LG=$PWD/target/release/examples/loadgen
 # shellcheck source=scripts/records-fixture.sh
 . scripts/records-fixture.sh
 $LG "${LGA[@]}" "${ARGS[@]}" -c "${CONNS:-64}" -d 12 >"$W/lg.json" &

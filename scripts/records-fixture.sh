@@ -1,14 +1,24 @@
 # shellcheck shell=bash
-# Sourced by scripts/ab-records.sh and scripts/profile-records.sh: a fresh
+# Sourced by scripts/ab-records.sh, scripts/profile-records.sh,
+# scripts/bench-floor.sh and scripts/wal-frames.sh: a fresh
 # `phivault serve --dev` (binary $PV, port $PORT, optional TOML in $CONFIG)
 # with the bench collection (benches/records-bench.schema.json) filled for
 # $FILL_SECS (default 8) seconds by 100-record bulk requests (about 50 000
-# records in 8 s; 120 s gives about 10^6), then the
+# records in 8 s; 120 s gave 833 100 on 2026-12-05), then the
 # loadgen arguments for one workload, $MODE: get | search | create | bulk.
 #
-# Needs PV, LG (the loadgen example), PORT and MODE; sets W (work dir,
-# removed on exit), D (data dir), PID (the server), LGA (loadgen's
-# connection flags) and ARGS (the workload's flags).
+# Needs PORT and MODE, and the working directory at the repository's top;
+# builds and uses the release phivault and loadgen unless PV / LG name
+# binaries. Sets W (work dir, removed on exit), D (data dir), PID (the
+# server), LGA (loadgen's connection flags) and ARGS (the workload's flags).
+if [ -z "${PV:-}" ]; then
+  cargo build --release -q -p phivault-cli
+  PV=$PWD/target/release/phivault
+fi
+if [ -z "${LG:-}" ]; then
+  cargo build --release -q -p phivault-server --example loadgen
+  LG=$PWD/target/release/examples/loadgen
+fi
 W=$(mktemp -d /var/tmp/pv-rec.XXXXXX); D=$W/data
 cleanup() { kill "${PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
