@@ -4,6 +4,13 @@ the calling process spends, for appends to a growing file and for
 overwrites of a pre-zeroed one. BENCHMARKS.md (audit trail) quotes it.
 
     python3 scripts/fsync-cost.py [DIR]     # default /var/tmp (a real disk, not tmpfs)
+    python3 scripts/fsync-cost.py --settle [DIR]
+
+--settle asks whether a disk still busy with a large write slows the next
+fsyncs (as `scripts/bench-audit.sh`'s on/off rounds follow its append test):
+the latency of 300 appends of 20 KB, each fdatasync'd, when idle, then 0, 2,
+5, 10 and 20 s after writing 1 GiB (fdatasync'd), dropping the page cache
+(as root) and deleting it.
 """
 import os
 import resource
@@ -11,7 +18,9 @@ import sys
 import tempfile
 import time
 
-d = sys.argv[1] if len(sys.argv) > 1 else "/var/tmp"
+settle = "--settle" in sys.argv[1:]
+args = [a for a in sys.argv[1:] if a != "--settle"]
+d = args[0] if args else "/var/tmp"
 
 
 def bench(prezero, n=1000, size=40000):
@@ -34,6 +43,45 @@ def bench(prezero, n=1000, size=40000):
         os.unlink(path)
 
 
-for _ in range(2):
-    bench(False)
-    bench(True)
+def latency(n=300, size=20000):
+    """ms per append + fdatasync, over n appends to a fresh file."""
+    fd, path = tempfile.mkstemp(dir=d)
+    try:
+        t0 = time.time()
+        for _ in range(n):
+            os.write(fd, b"x" * size)
+            os.fdatasync(fd)
+        return (time.time() - t0) / n * 1e3
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+if settle:
+    import shutil
+    import subprocess
+
+    print(f"idle: {latency():.3f} ms per 20 KB append + fdatasync")
+    big = tempfile.mkdtemp(dir=d)
+    for i in range(16):
+        with open(f"{big}/f{i}", "wb") as f:
+            for _ in range(64):
+                f.write(os.urandom(1 << 20))
+            f.flush()
+            os.fdatasync(f.fileno())
+    subprocess.run(["sync"], check=False)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+    except OSError:
+        print("(not root: the page cache was not dropped)")
+    shutil.rmtree(big)
+    waited = 0
+    for at in (0, 2, 5, 10, 20):
+        time.sleep(at - waited)
+        waited = at
+        print(f"{at:2d} s after writing and deleting 1 GiB: {latency():.3f} ms")
+else:
+    for _ in range(2):
+        bench(False)
+        bench(True)
