@@ -9,6 +9,9 @@
 //! `IN_FLIGHT` concurrent appenders on a tokio runtime for `SECONDS`, each
 //! waiting for its entry to be fsynced (group commit), then verifies the
 //! whole log with the public key and reports MB/s.
+//!
+//! `JOURNAL_BYTES=0` syncs the segment at every group commit instead of
+//! writing the group-commit journal (the comparison in BENCHMARKS.md).
 
 use phivault_audit::verify::{VerifyOptions, verify};
 use phivault_audit::{AuditLog, Event, Kind, LogConfig, TlsInfo};
@@ -48,7 +51,14 @@ fn main() {
         .get(3)
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let (log, _) = AuditLog::open(LogConfig::new(&dir)).unwrap();
+    let mut cfg = LogConfig::new(&dir);
+    if let Some(n) = std::env::var("JOURNAL_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        cfg.journal_bytes = n;
+    }
+    let (log, _) = AuditLog::open(cfg).unwrap();
     let sk = SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
     let signer = NoteSigner::new("bench", sk).unwrap();
     let vkey = signer.verifier_key();

@@ -10,7 +10,8 @@
 //!   bad index;
 //! * [`query`]: reading, filtering, following and exporting (JSON lines,
 //!   RFC 5424 syslog) for `phivault audit`;
-//! * [`segment`]: the on-disk format (docs/FORMAT.md §12).
+//! * [`segment`]: the on-disk format (docs/FORMAT.md §12);
+//! * [`journal`]: where each group commit is made durable (§12.4).
 //!
 //! The Merkle and signed-note math is in `phivault_core::audit`; this
 //! crate adds files. See ARCHITECTURE.md and SECURITY.md §6.
@@ -19,6 +20,7 @@
 
 pub mod event;
 pub mod inbox;
+pub mod journal;
 pub mod log;
 pub mod query;
 pub mod segment;

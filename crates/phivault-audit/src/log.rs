@@ -13,6 +13,8 @@
 //!   torn/                      bytes cut from a torn tail at start, kept
 //!   trail-id                   this trail's random id (binds a node name
 //!                              to it in a shared database)
+//!   journal                    the group-commit journal (journal.rs): each
+//!                              batch is made durable here
 //!   LOCK                       flock: one writer at a time
 //! ```
 //!
@@ -22,8 +24,12 @@
 //! and one wake-up list per group commit, none per event). The writer
 //! takes the whole stage at each group commit.
 //!
-//! Durability: a batch is written to the segment and `fdatasync`ed before
-//! any of its callers is told its seq. The leaves file is derived data: it
+//! Durability: a batch is written to the segment (page cache) and then,
+//! durably (`O_DIRECT | O_DSYNC`), to the journal before any of its
+//! callers is told its seq; the segment is synced when the journal is full,
+//! when it is sealed, and at close, and at open the journal's entries past
+//! the segment's end are appended to it again (a power loss). A batch too
+//! large for the journal syncs the segment itself. The leaves file is derived data: it
 //! is synced when a segment is sealed and at checkpoints, and rebuilt for
 //! the newest segment at every start. A checkpoint is signed only over
 //! entries already durable.
@@ -46,6 +52,11 @@ pub const SIX_YEARS: Duration = Duration::from_secs(6 * 366 * 24 * 3600);
 
 /// The default bound of a group commit's gather (`LogConfig::group_commit_delay`).
 pub const DEFAULT_GROUP_COMMIT_DELAY: Duration = Duration::from_micros(2000);
+
+/// The default size of the group-commit journal: room for about 18 000
+/// typical entries between segment syncs, and for any batch of 2 048
+/// appenders.
+pub const DEFAULT_JOURNAL_BYTES: u64 = 8 << 20;
 
 /// How a log is written.
 #[derive(Debug, Clone)]
@@ -70,6 +81,9 @@ pub struct LogConfig {
     /// long it actually waits adapts to the load below this bound (see
     /// `Pacer`); an idle log writes at once; zero never waits.
     pub group_commit_delay: Duration,
+    /// Size of the group-commit journal (`journal.rs`); 0 syncs the
+    /// segment at every group commit instead.
+    pub journal_bytes: u64,
     /// A tokio runtime to acknowledge batches on: one task per batch wakes
     /// its callers from a worker thread (cheap local wake-ups) instead of
     /// this thread waking each caller's task remotely.
@@ -88,6 +102,7 @@ impl LogConfig {
             retention: SIX_YEARS,
             witness_dirs: Vec::new(),
             group_commit_delay: DEFAULT_GROUP_COMMIT_DELAY,
+            journal_bytes: DEFAULT_JOURNAL_BYTES,
             ack_runtime: None,
         }
     }
@@ -104,6 +119,9 @@ pub struct Recovery {
     pub torn_checkpoints: Option<Torn>,
     /// Leaf hashes (re)written from entries.
     pub leaves_rebuilt: u64,
+    /// Entries the newest segment had lost (a power loss took its
+    /// unsynced pages), appended to it again from the journal.
+    pub journal_replayed: u64,
     /// Segments removed by retention.
     pub pruned_segments: Vec<String>,
 }
@@ -342,6 +360,7 @@ struct Writer {
     seg: File,
     seg_path: PathBuf,
     seg_len: u64,
+    journal: Option<crate::journal::Journal>,
     leaves: File,
     ckpts: File,
     frontier: Frontier,
@@ -449,6 +468,26 @@ impl AuditLog {
             ));
         }
         drop(bytes);
+        // Entries the journal holds past the segment's end (a power loss
+        // took the segment's unsynced pages): append them again.
+        let jpath = dir.join(crate::journal::FILE);
+        let (lost, replayed) = crate::journal::frames_after(&jpath, frontier.size())
+            .map_err(io("reading audit/journal"))?;
+        if replayed > 0 {
+            for f in Frames::new(&lost, 0) {
+                let h = merkle::leaf_hash(f.body);
+                leaves_new.push(h);
+                frontier.push(h);
+            }
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(&seg_path)
+                .map_err(io(format!("opening {}", seg_path.display())))?;
+            f.write_all(&lost)
+                .and_then(|()| f.sync_data())
+                .map_err(io("appending the journal's entries to the segment"))?;
+            rec.journal_replayed = replayed;
+        }
         // Leaf hashes: everything before the newest segment must be there
         // (synced when that segment was sealed); the newest segment's are
         // rewritten from its entries.
@@ -514,6 +553,16 @@ impl AuditLog {
             .open(&seg_path)
             .map_err(io(format!("opening {}", seg_path.display())))?;
         let seg_len = seg.metadata().map_err(io("segment"))?.len();
+        // The journal starts again at 0, so what the segment holds from the
+        // last run (perhaps only in the page cache, after a kill) is synced
+        // first.
+        seg.sync_data().map_err(io("syncing the audit segment"))?;
+        let journal = match cfg.journal_bytes {
+            0 => None,
+            n => Some(
+                crate::journal::Journal::open(&jpath, n).map_err(io("opening audit/journal"))?,
+            ),
+        };
         let shared = Arc::new(SharedState {
             stage: Mutex::new(Stage::new()),
             failed: AtomicBool::new(false),
@@ -529,6 +578,7 @@ impl AuditLog {
             seg,
             seg_path,
             seg_len,
+            journal,
             leaves,
             ckpts,
             frontier,
@@ -1017,11 +1067,12 @@ impl Writer {
             self.frontier.push(h);
             self.leafbuf.extend_from_slice(&h);
         }
+        let n = batch.ends.len() as u64;
         let written = self
             .seg
             .write_all(&self.buf)
-            .and_then(|()| self.seg.sync_data())
             .map_err(io("writing the audit segment"))
+            .and_then(|()| self.make_durable(first, n))
             .and_then(|()| {
                 self.leaves
                     .write_all(&self.leafbuf)
@@ -1037,7 +1088,6 @@ impl Writer {
         if self.shared.failed.swap(false, Ordering::AcqRel) {
             *self.shared.last_error.lock().expect("lock") = None;
         }
-        let n = batch.ends.len() as u64;
         let s = &self.shared.stats;
         s.appended.fetch_add(n, Ordering::Relaxed);
         s.batches.fetch_add(1, Ordering::Relaxed);
@@ -1052,6 +1102,33 @@ impl Writer {
         Ok(first)
     }
 
+    /// Makes the batch just written to the segment (`self.buf`, entries
+    /// `first..first + n`) durable: in the journal, or, when the journal
+    /// is full or the batch too large for it, by syncing the segment (which
+    /// then holds everything the journal did, so the journal starts again).
+    /// A journal write that fails after reaching the disk leaves a batch
+    /// the next one overwrites (it goes to the same offset); until then a
+    /// restart would append its entries, whose callers were told the write
+    /// failed: more recorded than acknowledged, never less.
+    fn make_durable(&mut self, first: u64, n: u64) -> Result<()> {
+        match &mut self.journal {
+            Some(j) if j.has_room(self.buf.len()) => {
+                let n = u32::try_from(n).map_err(|_| LogError::TooLarge)?;
+                j.write(first, n, &self.buf)
+                    .map_err(io("writing audit/journal"))
+            }
+            j => {
+                self.seg
+                    .sync_data()
+                    .map_err(io("syncing the audit segment"))?;
+                if let Some(j) = j {
+                    j.restart();
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// After a failed write: cut the files back to the last good state,
     /// through fresh descriptors (a failed fsync may have dropped pages).
     fn repair(&mut self, entries: u64) {
@@ -1064,6 +1141,14 @@ impl Writer {
     }
 
     fn rotate(&mut self) -> Result<()> {
+        // The sealed segment is synced: the journal only ever replays into
+        // the newest one.
+        self.seg
+            .sync_data()
+            .map_err(io("syncing the audit segment"))?;
+        if let Some(j) = &mut self.journal {
+            j.restart();
+        }
         self.leaves
             .sync_data()
             .map_err(io("syncing audit/leaves"))?;

@@ -299,6 +299,96 @@ fn torn_tail_is_cut_kept_and_recorded() {
     assert_eq!(ops.last().unwrap(), "audit.tail_recovered");
 }
 
+/// A copy of the folder `from` (files and subfolders) in `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// A power loss between group commits: the segment is written through the
+/// page cache and synced only when the journal fills, so it can lose its
+/// tail (whole entries, or part of one) while the journal holds every
+/// batch. The next start appends them again, and the log verifies.
+#[test]
+fn a_segment_tail_lost_to_power_loss_comes_back_from_the_journal() {
+    let d = tempfile::tempdir().unwrap();
+    build(d.path(), 300);
+    let orig = std::fs::read(segment_path(d.path())).unwrap();
+    let fr = frames(&orig);
+    let header = segment::parse_header(&orig).unwrap().len;
+    // (cut at, entries the segment keeps, bytes of a torn entry)
+    let mid = fr[150].0 + fr[150].1.len() / 2;
+    for (cut, kept, torn) in [
+        (fr[100].0, 100, 0),
+        (mid, 150, mid - fr[150].0),
+        (header, 0, 0),
+    ] {
+        let c = tempfile::tempdir().unwrap();
+        copy_dir(d.path(), c.path());
+        let p = segment_path(c.path());
+        std::fs::write(&p, &orig[..cut]).unwrap();
+        let (log, rec) = AuditLog::open(cfg(c.path())).unwrap();
+        assert_eq!(rec.journal_replayed, 300 - kept, "cut at {cut}");
+        assert_eq!(
+            rec.torn.as_ref().map(|t| t.1.bytes),
+            (torn > 0).then_some(torn)
+        );
+        let recorded = u64::from(torn > 0);
+        assert_eq!(rec.entries, 300 + recorded);
+        log.set_signer(Some(signer(1))).unwrap();
+        log.close().unwrap();
+        let r = check(c.path());
+        assert!(r.ok && r.findings.is_empty(), "cut at {cut}: {r:?}");
+        assert_eq!(r.entries, 300 + recorded);
+        let b = std::fs::read(&p).unwrap();
+        assert_eq!(
+            &b[..orig.len()],
+            &orig[..],
+            "the same entries, byte for byte"
+        );
+    }
+}
+
+/// With no journal (`journal_bytes = 0`) each group commit syncs the
+/// segment, and a journal left by an earlier start is still replayed.
+#[test]
+fn without_a_journal_the_segment_is_synced_and_an_old_journal_still_replays() {
+    let d = tempfile::tempdir().unwrap();
+    build(d.path(), 40);
+    let p = segment_path(d.path());
+    let orig = std::fs::read(&p).unwrap();
+    let fr = frames(&orig);
+    std::fs::write(&p, &orig[..fr[30].0]).unwrap();
+    let mut c = cfg(d.path());
+    c.journal_bytes = 0;
+    let (log, rec) = AuditLog::open(c.clone()).unwrap();
+    assert_eq!(rec.journal_replayed, 10);
+    log.set_signer(Some(signer(1))).unwrap();
+    for i in 40..60 {
+        log.append_blocking(&ev(i)).unwrap();
+    }
+    log.close().unwrap();
+    let r = check(d.path());
+    assert!(r.ok && r.entries == 60, "{r:?}");
+    // A batch larger than the journal is made durable the same way.
+    let mut c = cfg(d.path());
+    c.journal_bytes = 4096;
+    let (log, _) = AuditLog::open(c).unwrap();
+    let mut big = ev(60);
+    big.detail = Some(serde_json::json!({ "pad": "x".repeat(10_000) }));
+    log.append_blocking(&big).unwrap();
+    log.append_blocking(&ev(61)).unwrap();
+    log.close().unwrap();
+    assert_eq!(check(d.path()).entries, 62);
+}
+
 #[test]
 fn rotation_and_retention_keep_the_tree_verifiable() {
     let d = tempfile::tempdir().unwrap();

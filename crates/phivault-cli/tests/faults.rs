@@ -1638,7 +1638,13 @@ fn disk_full_on_the_sqlite_data_dir() {
     let t_all = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let fs = tmp.path().join("fs");
-    std::fs::write(tmp.path().join("config.toml"), "").unwrap();
+    // The trail's group-commit journal is written in full at start (8 MiB
+    // by default): a small one leaves this 16 MiB disk to the test.
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        "[audit]\njournal_bytes = 1048576\n",
+    )
+    .unwrap();
     let b = Backend {
         name: "sqlite on a full disk",
         dir: fs.join("data"),

@@ -144,6 +144,7 @@ impl Trail {
         cfg.retention = settings.retention;
         cfg.witness_dirs = settings.witness_dirs.clone();
         cfg.group_commit_delay = settings.group_commit_delay;
+        cfg.journal_bytes = settings.journal_bytes;
         cfg.ack_runtime = tokio::runtime::Handle::try_current().ok();
         let (log, rec) = AuditLog::open(cfg).map_err(|e| e.to_string())?;
         if let Some((seg, t)) = &rec.torn {

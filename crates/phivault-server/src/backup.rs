@@ -148,7 +148,9 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
             let r = rel.join(e.file_name());
             if ft.is_dir() {
                 todo.push(r);
-            } else if ft.is_file() {
+            } else if ft.is_file() && r != Path::new(phivault_audit::journal::FILE) {
+                // (The group-commit journal is node-local scratch: the
+                // segments hold all it does.)
                 out.push(r);
             }
         }

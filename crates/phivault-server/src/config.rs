@@ -239,6 +239,12 @@ pub struct AuditFile {
     /// many share fewer fsyncs. Trades a little latency for much less CPU
     /// per request.
     pub group_commit_delay_us: Option<u64>,
+    /// Size of the group-commit journal, bytes (default 8 MiB, written
+    /// once as zeros at start; docs/FORMAT.md §12.4). Each batch is made
+    /// durable there, overwriting in place, instead of by an `fdatasync`
+    /// of the growing segment. 0: no journal, sync the segment at every
+    /// group commit (as durable, more CPU and latency per commit).
+    pub journal_bytes: Option<u64>,
     /// Record nothing at all. Only for measuring the trail's cost
     /// (BENCHMARKS.md); never with real PHI. Warned about at every start.
     #[serde(default)]
@@ -293,6 +299,8 @@ pub struct AuditSettings {
     pub insecure_disable: bool,
     /// Group commit delay under load.
     pub group_commit_delay: Duration,
+    /// Group-commit journal size (0: none).
+    pub journal_bytes: u64,
 }
 
 fn host_name() -> String {
@@ -371,6 +379,14 @@ impl AuditSettings {
         if a.group_commit_delay_us.is_some_and(|d| d > 100_000) {
             return Err("audit.group_commit_delay_us must be at most 100000 (100 ms)".into());
         }
+        if a.journal_bytes
+            .is_some_and(|n| n != 0 && !(64 << 10..=1 << 30).contains(&n))
+        {
+            return Err(
+                "audit.journal_bytes must be 0 (no journal) or from 65536 (64 KiB) to 1073741824 (1 GiB)"
+                    .into(),
+            );
+        }
         let ca_default = data_dir.join("ca").join("ca.pem");
         let mut witness_urls = Vec::new();
         for u in &a.witness_urls {
@@ -424,6 +440,9 @@ impl AuditSettings {
                 phivault_audit::log::DEFAULT_GROUP_COMMIT_DELAY,
                 Duration::from_micros,
             ),
+            journal_bytes: a
+                .journal_bytes
+                .unwrap_or(phivault_audit::log::DEFAULT_JOURNAL_BYTES),
         })
     }
 }

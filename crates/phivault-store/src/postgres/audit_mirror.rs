@@ -75,7 +75,10 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             let r = rel.join(e.file_name());
             match e.file_type() {
                 Ok(t) if t.is_dir() => todo.push(r),
-                Ok(t) if t.is_file() => out.push(r),
+                // The trail's group-commit journal (`phivault_audit::journal::FILE`)
+                // is node-local scratch, rewritten in place at every commit:
+                // the segments hold all it does.
+                Ok(t) if t.is_file() && r != Path::new("journal") => out.push(r),
                 _ => {}
             }
         }
