@@ -1,12 +1,13 @@
 //! The audit trail's parsers: segment headers and frames (what recovery
-//! and verification read from disk), event JSON, signed notes and
+//! and verification read from disk), the group-commit journal's batch
+//! chain (what a start replays), event JSON, signed notes and
 //! checkpoint bodies, verifier keys, proof verification with arbitrary
 //! hashes, and time expressions. None may panic.
 #![no_main]
 #![forbid(unsafe_code)]
 use libfuzzer_sys::fuzz_target;
 use phivault_audit::segment::{Frames, parse_header};
-use phivault_audit::{Event, query};
+use phivault_audit::{Event, journal, query};
 use phivault_core::audit::merkle;
 use phivault_core::audit::note::{Checkpoint, NoteVerifier};
 
@@ -20,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 4 {
+    match mode % 5 {
         0 => {
             let start = parse_header(rest).map(|h| h.len).unwrap_or(0);
             for f in Frames::new(rest, start) {
@@ -55,10 +56,19 @@ fuzz_target!(|data: &[u8]| {
                 let _ = merkle::consistency_proof(&h, a, b);
             }
         }
-        _ => {
+        3 => {
             if let Ok(s) = std::str::from_utf8(rest) {
                 let _ = query::parse_when(s, 1_700_000_000_000);
                 let _ = serde_json::from_str::<Event>(s);
+            }
+        }
+        _ => {
+            // Every batch the chain accepts is whole: its frames parse to
+            // the end and carry its seqs.
+            for b in journal::chain(rest) {
+                let seqs: Vec<u64> = Frames::new(b.frames, 0).map(|f| f.seq).collect();
+                assert_eq!(seqs.len(), b.n as usize);
+                assert!(seqs.iter().enumerate().all(|(i, s)| *s == b.first_seq + i as u64));
             }
         }
     }

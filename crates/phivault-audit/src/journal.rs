@@ -356,6 +356,42 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Whatever batches are written (with restarts between some), the
+        /// chain is exactly those since the last restart, and a start that
+        /// finds the segment ending anywhere inside them gets back every
+        /// later entry, in order.
+        #[test]
+        fn the_chain_is_what_was_written_since_the_last_restart(
+            sizes in proptest::collection::vec((1u64..40, any::<bool>()), 1..12),
+            cut in 0u64..1000,
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join(FILE);
+            let mut j = Journal::open(&p, 256 << 10).unwrap();
+            let mut next = 0u64;
+            let mut since = Vec::new();
+            for (n, restart) in sizes {
+                let f = frames(next, n);
+                if restart || !j.has_room(f.len()) {
+                    j.restart();
+                    since.clear();
+                }
+                j.write(next, n as u32, &f).unwrap();
+                since.push((next, n as u32));
+                next += n;
+            }
+            let b = std::fs::read(&p).unwrap();
+            let got: Vec<(u64, u32)> = chain(&b).iter().map(|b| (b.first_seq, b.n)).collect();
+            prop_assert_eq!(&got, &since);
+            let first = since[0].0;
+            let from = first + cut % (next - first + 1);
+            let (f, n) = frames_after(&p, from).unwrap();
+            prop_assert_eq!(n, next - from);
+            let seqs: Vec<u64> = Frames::new(&f, 0).map(|f| f.seq).collect();
+            prop_assert_eq!(seqs, (from..next).collect::<Vec<_>>());
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..9000)) {
             let _ = chain(&b);
