@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""What one fdatasync costs on this machine's disk: wall time and the CPU
-the calling process spends, for appends to a growing file and for
-overwrites of a pre-zeroed one. BENCHMARKS.md (audit trail) quotes it.
+"""What one durable write costs on this machine's disk: wall time, the CPU
+the calling process spends and the disk's write and flush requests, for
+32 KB appends + fdatasync to a growing file, overwrites of a pre-zeroed one
++ fdatasync, and O_DIRECT | O_DSYNC overwrites (the audit trail's
+group-commit journal). BENCHMARKS.md (audit trail) quotes it.
 
     python3 scripts/fsync-cost.py [DIR]     # default /var/tmp (a real disk, not tmpfs)
     python3 scripts/fsync-cost.py --settle [DIR]
@@ -12,6 +14,7 @@ the latency of 300 appends of 20 KB, each fdatasync'd, when idle, then 0, 2,
 5, 10 and 20 s after writing 1 GiB (fdatasync'd), dropping the page cache
 (as root) and deleting it.
 """
+import mmap
 import os
 import resource
 import sys
@@ -23,21 +26,46 @@ args = [a for a in sys.argv[1:] if a != "--settle"]
 d = args[0] if args else "/var/tmp"
 
 
-def bench(prezero, n=1000, size=40000):
+def dev_stat():
+    """(write requests, flush requests) of the disk holding d, or None."""
+    try:
+        st = os.stat(d)
+        name = os.path.basename(os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
+        f = open(f"/sys/class/block/{name}/stat").read().split()
+        return int(f[4]), int(f[15]) if len(f) > 15 else 0
+    except OSError:
+        return None
+
+
+def bench(mode, n=1000, size=32768):
+    """mode: append (+ fdatasync), prezero (overwrite written zeros +
+    fdatasync), direct (O_DIRECT | O_DSYNC overwrite of written zeros, as
+    the audit trail's group-commit journal does)."""
     fd, path = tempfile.mkstemp(dir=d)
     try:
-        if prezero:
+        if mode != "append":
             os.write(fd, b"\0" * (n * size))
             os.fsync(fd)
             os.lseek(fd, 0, 0)
-        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.time()
-        for _ in range(n):
-            os.write(fd, b"x" * size)
-            os.fdatasync(fd)
-        el, r1 = time.time() - t0, resource.getrusage(resource.RUSAGE_SELF)
+        if mode == "direct":
+            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+            buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT needs
+            buf.write(b"x" * size)
+        io0, r0, t0 = dev_stat(), resource.getrusage(resource.RUSAGE_SELF), time.time()
+        for i in range(n):
+            if mode == "direct":
+                os.pwritev(fd, [buf], i * size)
+            else:
+                os.write(fd, b"x" * size)
+                os.fdatasync(fd)
+        el, r1, io1 = time.time() - t0, resource.getrusage(resource.RUSAGE_SELF), dev_stat()
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        what = "overwrite, pre-zeroed" if prezero else "append"
-        print(f"{what:22} {el / n * 1e3:.2f} ms per fdatasync, {cpu / n * 1e6:.0f} us CPU each")
+        what = {"append": "append", "prezero": "overwrite, pre-zeroed", "direct": "O_DIRECT|O_DSYNC"}[mode]
+        ios = ""
+        if io0 and io1:
+            ios = f", {(io1[0] - io0[0]) / n:.2f} writes + {(io1[1] - io0[1]) / n:.2f} flushes on the device"
+        print(f"{what:22} {el / n * 1e3:.2f} ms per durable write, {cpu / n * 1e6:.0f} us CPU each{ios}")
     finally:
         os.close(fd)
         os.unlink(path)
@@ -83,5 +111,5 @@ if settle:
         print(f"{at:2d} s after writing and deleting 1 GiB: {latency():.3f} ms")
 else:
     for _ in range(2):
-        bench(False)
-        bench(True)
+        for m in ("append", "prezero", "direct"):
+            bench(m)
