@@ -906,9 +906,9 @@ impl Writer {
                     return;
                 }
             };
-            // Under load, pace the group commits (see `Pacer`): each fsync
-            // costs about 80 µs of CPU here (scripts/fsync-cost.py) and a
-            // wake-up of this thread that preempts a request, so thousands
+            // Under load, pace the group commits (see `Pacer`): each durable
+            // write costs 30–120 µs of CPU here (scripts/fsync-cost.py) and
+            // wake-ups of this thread that preempt requests, so thousands
             // of tiny batches a second would cost a third of a core.
             // Sleeping, not blocking in recv, also spares each appender a
             // wake-up of this thread.

@@ -130,7 +130,8 @@ pub struct Metrics {
     pub audit_entries: Gauge,
     /// Checkpoints signed since start (set at scrape).
     pub audit_checkpoints: Gauge,
-    /// Group commits (one write + fdatasync each) since start (set at scrape).
+    /// Group commits (each one durable write: the journal's, or a segment
+    /// fdatasync) since start (set at scrape).
     pub audit_group_commits: Gauge,
     /// 1 while the audit trail can't be written (set at scrape).
     pub audit_failing: Gauge,
@@ -263,7 +264,7 @@ impl Metrics {
         );
         registry.register(
             "audit_group_commits",
-            "Audit group commits (one write and fdatasync each) since start; entries appended ÷ this is events per fsync",
+            "Audit group commits (one durable write each) since start; entries appended ÷ this is events per durable write",
             audit_group_commits.clone(),
         );
         registry.register(
