@@ -88,13 +88,14 @@ pub fn chain(b: &[u8]) -> Vec<Batch<'_>> {
             break;
         }
         let mut fr = Frames::new(frames, 0);
-        let whole = fr
-            .by_ref()
-            .enumerate()
-            .all(|(i, f)| Some(f.seq) == first_seq.checked_add(i as u64))
-            && fr.torn.is_none()
-            && fr.position() == frames.len()
-            && Frames::new(frames, 0).count() == n as usize;
+        let mut count = 0u64;
+        let in_order = fr.by_ref().all(|f| {
+            let ok = Some(f.seq) == first_seq.checked_add(count);
+            count += 1;
+            ok
+        });
+        let whole =
+            in_order && fr.torn.is_none() && fr.position() == frames.len() && count == u64::from(n);
         if !whole {
             break;
         }
