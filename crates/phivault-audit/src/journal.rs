@@ -117,8 +117,9 @@ pub struct Journal {
     /// Next write offset (block aligned).
     pos: u64,
     size: u64,
-    /// Staging with room for one aligned window of `size` bytes (O_DIRECT
-    /// needs aligned memory; `align_offset` finds it without `unsafe`).
+    /// Staging, grown to the largest batch plus one block: O_DIRECT needs
+    /// aligned memory, and `align_offset` finds a block-aligned window in
+    /// it without `unsafe`.
     mem: Vec<u8>,
     direct: bool,
 }
@@ -232,11 +233,6 @@ impl Journal {
         }
         self.pos += total as u64;
         Ok(())
-    }
-
-    /// Whether writes bypass the page cache.
-    pub fn direct(&self) -> bool {
-        self.direct
     }
 }
 
