@@ -10,6 +10,9 @@
 #   scripts/ab-audit.sh 'journal_bytes = 0' ''          # without vs with the journal
 #   CONNS=64 ROUNDS=6 SECS=4 scripts/ab-audit.sh 'group_commit_delay_us = 6000' ''
 #   PV=/path/to/other/phivault scripts/ab-audit.sh ...  # another build
+#   scripts/ab-audit.sh '@/tmp/old/phivault' ''        # two builds, each with the default [audit]
+# A variant that starts with @PATH runs that binary (the rest of it, after
+# a space, is its [audit] lines); the others and the off server run $PV.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-5}; ROUNDS=${ROUNDS:-10}; CONNS=${CONNS:-512}
@@ -24,9 +27,11 @@ python3 -c "import base64,json,os;print(json.dumps({'plaintext':base64.b64encode
 NAMES=(); i=0
 for v in "$@" "insecure_disable = true"; do
   n=v$i; NAMES+=("$n"); port=$((18400 + i)); i=$((i + 1))
+  bin=$PV
+  if [[ $v == @* ]]; then bin=${v%% *}; bin=${bin#@}; if [[ $v == *" "* ]]; then v=${v#* }; else v=; fi; fi
   printf '[server]\nmax_connections_per_ip = 4096\n[audit]\n%s\n' "$v" >"$W/$n.toml"
-  echo "$n: [audit] ${v:-(defaults)}"
-  $PV --config "$W/$n.toml" --data-dir "$W/$n" -q serve --dev --listen 127.0.0.1:$port --log error >"$W/$n.out" 2>"$W/$n.err" &
+  echo "$n: $bin, [audit] ${v:-(defaults)}"
+  $bin --config "$W/$n.toml" --data-dir "$W/$n" -q serve --dev --listen 127.0.0.1:$port --log error >"$W/$n.out" 2>"$W/$n.err" &
   PIDS+=($!)
   for _ in $(seq 100); do curl -sf --cacert "$W/$n/ca/ca.pem" "https://127.0.0.1:$port/v1/sys/health" >/dev/null && break; sleep 0.2; done
 done

@@ -11,7 +11,9 @@
 //! * [`query`]: reading, filtering, following and exporting (JSON lines,
 //!   RFC 5424 syslog) for `phivault audit`;
 //! * [`segment`]: the on-disk format (docs/FORMAT.md §12);
-//! * [`journal`]: where each group commit is made durable (§12.4).
+//! * [`journal`]: where each group commit is made durable (§12.4);
+//! * [`idle`]: when the appenders' runtime runs out of work, which ends a
+//!   group commit's gather.
 //!
 //! The Merkle and signed-note math is in `phivault_core::audit`; this
 //! crate adds files. See ARCHITECTURE.md and SECURITY.md §6.
@@ -19,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod event;
+pub mod idle;
 pub mod inbox;
 pub mod journal;
 pub mod log;
@@ -28,6 +31,7 @@ pub mod verify;
 pub mod witness;
 
 pub use event::{Event, Kind, Outcome, Severity, TlsInfo};
+pub use idle::RuntimeIdle;
 pub use log::{AuditLog, LogConfig, Recovery};
 
 /// Errors of the audit trail.

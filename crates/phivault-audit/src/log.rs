@@ -35,6 +35,7 @@
 //! entries already durable.
 
 use crate::event::{Event, Kind, Severity};
+use crate::idle::RuntimeIdle;
 use crate::segment::{self, Frames, Torn};
 use crate::{LogError, Result};
 use phivault_core::audit::merkle::{self, Frontier, Hash};
@@ -79,7 +80,8 @@ pub struct LogConfig {
     /// commit gathers events for up to this long before it writes, so
     /// that one fsync covers more of them (PostgreSQL's commit_delay). How
     /// long it actually waits adapts to the load below this bound (see
-    /// `Pacer`); an idle log writes at once; zero never waits.
+    /// `Pacer`), and no longer than until the appenders' runtime has run
+    /// out of work (`idle`); an idle log writes at once; zero never waits.
     pub group_commit_delay: Duration,
     /// Size of the group-commit journal (`journal.rs`); 0 syncs the
     /// segment at every group commit instead.
@@ -88,6 +90,9 @@ pub struct LogConfig {
     /// its callers from a worker thread (cheap local wake-ups) instead of
     /// this thread waking each caller's task remotely.
     pub ack_runtime: Option<tokio::runtime::Handle>,
+    /// The appenders' runtime tells when it has run out of work; a gather
+    /// then ends at once (see [`crate::idle`]).
+    pub idle: Option<Arc<RuntimeIdle>>,
 }
 
 impl LogConfig {
@@ -104,6 +109,7 @@ impl LogConfig {
             group_commit_delay: DEFAULT_GROUP_COMMIT_DELAY,
             journal_bytes: DEFAULT_JOURNAL_BYTES,
             ack_runtime: None,
+            idle: None,
         }
     }
 }
@@ -846,7 +852,9 @@ fn rebuild_leaves(segs: &[(u64, PathBuf)], from: u64, to: u64, leaves: &mut File
 /// commit gathers until `gather` after the previous write began, then
 /// looks once more a `step` later: if events were still arriving, the
 /// burst was cut and the next commit gathers twice as long (up to the
-/// configured `group_commit_delay`); if not, a quarter less.
+/// configured `group_commit_delay`); if not, a quarter less. A gather
+/// also ends as soon as every worker of the appenders' runtime has parked
+/// (`LogConfig::idle`): nothing runs then that could add to the batch.
 /// (BENCHMARKS.md, audit trail, compares this with fixed delays.)
 struct Pacer {
     gather: Duration,
@@ -917,14 +925,14 @@ impl Writer {
                 && !self.cfg.group_commit_delay.is_zero();
             if paced {
                 let wait = (last_write + pacer.gather).saturating_duration_since(Instant::now());
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
-                }
-                if pacer.looks(&mut looks) {
+                // Every appender's request has been served and its
+                // runtime has nothing left to run: the burst is over.
+                let idle = !wait.is_zero() && self.gather(wait);
+                if !idle && pacer.looks(&mut looks) {
                     // Is the burst over? One short look more decides
                     // whether the next batch gathers for longer or shorter.
                     let before = self.staged();
-                    std::thread::sleep(pacer.step());
+                    self.gather(pacer.step());
                     pacer.learn(self.staged() > before);
                 }
             }
@@ -966,6 +974,18 @@ impl Writer {
                     let _ = done.send(self.finish());
                     return;
                 }
+            }
+        }
+    }
+
+    /// Lets appends gather for `d`, less if the appenders' runtime runs
+    /// out of work first (then returns true).
+    fn gather(&self, d: Duration) -> bool {
+        match &self.cfg.idle {
+            Some(idle) => idle.sleep(d),
+            None => {
+                std::thread::sleep(d);
+                false
             }
         }
     }
@@ -1365,6 +1385,50 @@ mod tests {
             assert_eq!(e["op"], format!("op.{n}"), "seq {seq}");
         }
         assert!(log.stats().batches.load(Ordering::Relaxed) < all.len() as u64);
+    }
+
+    /// Three rounds of ten appends at once from a task on a 2-worker
+    /// runtime, with a 2 s gather bound; how long they took.
+    fn paced_rounds(idle: Option<Arc<RuntimeIdle>>) -> Duration {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        if let Some(i) = &idle {
+            let (p, u) = (i.clone(), i.clone());
+            b.on_thread_park(move || p.parked())
+                .on_thread_unpark(move || u.unparked());
+        }
+        let rt = b.build().unwrap();
+        let mut cfg = LogConfig::new(d.path());
+        // The first paced gather is a quarter of this (`Pacer::new`).
+        cfg.group_commit_delay = Duration::from_secs(2);
+        cfg.ack_runtime = Some(rt.handle().clone());
+        cfg.idle = idle;
+        let (log, _) = AuditLog::open(cfg).unwrap();
+        let log = Arc::new(log);
+        let l = log.clone();
+        let took = rt.block_on(rt.spawn(async move {
+            let at = Instant::now();
+            for r in 0..3 {
+                let futs: Vec<_> = (0..10).map(|i| l.append(&marked(r * 10 + i))).collect();
+                for f in futs {
+                    f.await.unwrap();
+                }
+            }
+            at.elapsed()
+        }));
+        log.close().unwrap();
+        took.unwrap()
+    }
+
+    #[test]
+    fn a_gather_ends_when_the_appenders_runtime_runs_out_of_work() {
+        // Without the signal, a round after a batch of several waits out
+        // the gather; with it, the workers park as soon as every append
+        // is staged, and the commit is written at once.
+        assert!(paced_rounds(None) >= Duration::from_millis(500));
+        let fast = paced_rounds(Some(Arc::new(RuntimeIdle::new(2))));
+        assert!(fast < Duration::from_millis(250), "{fast:?}");
     }
 
     #[test]

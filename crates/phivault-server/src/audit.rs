@@ -146,6 +146,7 @@ impl Trail {
         cfg.group_commit_delay = settings.group_commit_delay;
         cfg.journal_bytes = settings.journal_bytes;
         cfg.ack_runtime = tokio::runtime::Handle::try_current().ok();
+        cfg.idle = settings.runtime_idle.clone();
         let (log, rec) = AuditLog::open(cfg).map_err(|e| e.to_string())?;
         if let Some((seg, t)) = &rec.torn {
             tracing::warn!(segment = %seg, offset = t.offset, bytes = t.bytes, reason = t.reason, "audit trail: a torn tail (a crash mid-write) was cut and kept under audit/torn/; the log continues verifiably");

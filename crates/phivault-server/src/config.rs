@@ -301,6 +301,10 @@ pub struct AuditSettings {
     pub group_commit_delay: Duration,
     /// Group-commit journal size (0: none).
     pub journal_bytes: u64,
+    /// The server runtime's idle signal (set by [`crate::server::run_blocking`],
+    /// not configured), which ends a group commit's gather early.
+    #[serde(skip)]
+    pub runtime_idle: Option<std::sync::Arc<phivault_audit::RuntimeIdle>>,
 }
 
 fn host_name() -> String {
@@ -443,6 +447,7 @@ impl AuditSettings {
             journal_bytes: a
                 .journal_bytes
                 .unwrap_or(phivault_audit::log::DEFAULT_JOURNAL_BYTES),
+            runtime_idle: None,
         })
     }
 }

@@ -777,7 +777,15 @@ pub fn run_blocking(
     keystore: Option<Keystore>,
     ready: impl FnOnce(&Running),
 ) -> Result<(), crate::ServeError> {
+    let mut settings = settings;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let idle = Arc::new(phivault_audit::RuntimeIdle::new(workers));
+    settings.audit.runtime_idle = Some(idle.clone());
+    let (on_park, on_unpark) = (idle.clone(), idle);
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .on_thread_park(move || on_park.parked())
+        .on_thread_unpark(move || on_unpark.unparked())
         .enable_all()
         .build()
         .map_err(|e| crate::ServeError::Bind(settings.listen, e))?;
