@@ -236,16 +236,30 @@ impl Journal {
     }
 }
 
+/// What the journal holds past a segment's end.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The frames after `next`, contiguous from it.
+    pub frames: Vec<u8>,
+    /// How many.
+    pub count: u64,
+    /// The seq of the first entry the journal holds past a gap, when its
+    /// chain skips entries after `next` (only a disk that lost synced
+    /// writes, or a journal from another trail, does that): nothing from
+    /// there on can be joined to the segment.
+    pub gap: Option<u64>,
+}
+
 /// The frames of the journal at `path` that come after `next` (the seq
-/// after the newest segment's last entry), contiguous from `next`, and how
-/// many they are; empty when the journal has none (or is missing).
-pub fn frames_after(path: &Path, next: u64) -> io::Result<(Vec<u8>, u64)> {
+/// after the newest segment's last entry), contiguous from `next`; empty
+/// when the journal has none (or is missing).
+pub fn frames_after(path: &Path, next: u64) -> io::Result<Tail> {
     let b = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
         Err(e) => return Err(e),
     };
-    let mut out = Vec::new();
+    let mut t = Tail::default();
     let mut want = next;
     for batch in chain(&b) {
         for f in Frames::new(batch.frames, 0) {
@@ -253,15 +267,17 @@ pub fn frames_after(path: &Path, next: u64) -> io::Result<(Vec<u8>, u64)> {
                 continue;
             }
             if f.seq != want {
-                // A gap: nothing after it can be joined to the segment.
-                return Ok((out, want - next));
+                t.gap = Some(f.seq);
+                t.count = want - next;
+                return Ok(t);
             }
             let end = f.offset + segment::FRAME_OVERHEAD + f.body.len();
-            out.extend_from_slice(&batch.frames[f.offset..end]);
+            t.frames.extend_from_slice(&batch.frames[f.offset..end]);
             want += 1;
         }
     }
-    Ok((out, want - next))
+    t.count = want - next;
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -294,23 +310,24 @@ mod tests {
             [(0, 10, 3), (4096, 13, 2)]
         );
         // The segment ends at 12: entries 12, 13, 14 come back, in order.
-        let (f, n) = frames_after(&p, 12).unwrap();
-        assert_eq!(n, 3);
-        let seqs: Vec<u64> = Frames::new(&f, 0).map(|f| f.seq).collect();
+        let t = frames_after(&p, 12).unwrap();
+        assert_eq!((t.count, t.gap), (3, None));
+        let seqs: Vec<u64> = Frames::new(&t.frames, 0).map(|f| f.seq).collect();
         assert_eq!(seqs, [12, 13, 14]);
         // A segment already past the journal: nothing.
-        assert_eq!(frames_after(&p, 15).unwrap().1, 0);
+        assert_eq!(frames_after(&p, 15).unwrap().count, 0);
         // A segment that ends before the journal starts: a gap, nothing.
-        assert_eq!(frames_after(&p, 5).unwrap().1, 0);
+        let t = frames_after(&p, 5).unwrap();
+        assert_eq!((t.count, t.gap), (0, Some(10)));
         // After a restart the new chain replaces the old from offset 0;
         // the stale second batch (13..15) does not follow 20..22.
         j.restart();
         j.write(20, 2, &frames(20, 2)).unwrap();
         let b = std::fs::read(&p).unwrap();
         assert_eq!(chain(&b).len(), 1);
-        assert_eq!(frames_after(&p, 20).unwrap().1, 2);
+        assert_eq!(frames_after(&p, 20).unwrap().count, 2);
         // A missing journal holds nothing.
-        assert_eq!(frames_after(&d.path().join("nope"), 0).unwrap().1, 0);
+        assert_eq!(frames_after(&d.path().join("nope"), 0).unwrap().count, 0);
     }
 
     #[test]
@@ -383,9 +400,10 @@ mod tests {
             prop_assert_eq!(&got, &since);
             let first = since[0].0;
             let from = first + cut % (next - first + 1);
-            let (f, n) = frames_after(&p, from).unwrap();
-            prop_assert_eq!(n, next - from);
-            let seqs: Vec<u64> = Frames::new(&f, 0).map(|f| f.seq).collect();
+            let t = frames_after(&p, from).unwrap();
+            prop_assert_eq!(t.count, next - from);
+            prop_assert_eq!(t.gap, None);
+            let seqs: Vec<u64> = Frames::new(&t.frames, 0).map(|f| f.seq).collect();
             prop_assert_eq!(seqs, (from..next).collect::<Vec<_>>());
         }
 

@@ -128,6 +128,11 @@ pub struct Recovery {
     /// Entries the newest segment had lost (a power loss took its
     /// unsynced pages), appended to it again from the journal.
     pub journal_replayed: u64,
+    /// The journal skips entries: the log continues at the first seq
+    /// (what it has), the journal at the second. Entries between them are
+    /// lost (a disk that dropped synced writes, or a journal copied from
+    /// another trail); the journal is not used past the gap.
+    pub journal_gap: Option<(u64, u64)>,
     /// Segments removed by retention.
     pub pruned_segments: Vec<String>,
 }
@@ -477,9 +482,11 @@ impl AuditLog {
         // Entries the journal holds past the segment's end (a power loss
         // took the segment's unsynced pages): append them again.
         let jpath = dir.join(crate::journal::FILE);
-        let (lost, replayed) = crate::journal::frames_after(&jpath, frontier.size())
+        let tail = crate::journal::frames_after(&jpath, frontier.size())
             .map_err(io("reading audit/journal"))?;
-        if replayed > 0 {
+        rec.journal_gap = tail.gap.map(|g| (frontier.size() + tail.count, g));
+        if tail.count > 0 {
+            let lost = tail.frames;
             for f in Frames::new(&lost, 0) {
                 let h = merkle::leaf_hash(f.body);
                 leaves_new.push(h);
@@ -492,7 +499,7 @@ impl AuditLog {
             f.write_all(&lost)
                 .and_then(|()| f.sync_data())
                 .map_err(io("appending the journal's entries to the segment"))?;
-            rec.journal_replayed = replayed;
+            rec.journal_replayed = tail.count;
         }
         // Leaf hashes: everything before the newest segment must be there
         // (synced when that segment was sealed); the newest segment's are

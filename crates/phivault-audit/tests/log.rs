@@ -197,10 +197,19 @@ fn deleted_inserted_reordered_truncated() {
     assert!(finding(&r, FindingKind::Reordered), "{r:?}");
     assert_eq!(r.first_bad_index, Some(37));
 
+    // Cut from the segment only, the last entries still stand in the
+    // group-commit journal (as after a power loss), and are read from it.
     rewrite(d.path(), &orig[..50]);
+    let r = check(d.path());
+    assert!(r.ok && r.entries == 60 && r.journal == 10, "{r:?}");
+    // Cut from both: a truncation.
+    let journal = d.path().join(phivault_audit::journal::FILE);
+    let saved = std::fs::read(&journal).unwrap();
+    std::fs::remove_file(&journal).unwrap();
     let r = check(d.path());
     assert!(finding(&r, FindingKind::Truncated), "{r:?}");
     assert_eq!(r.first_bad_index, Some(50));
+    std::fs::write(&journal, saved).unwrap();
 
     rewrite(d.path(), &orig);
     assert!(check(d.path()).ok);
@@ -334,8 +343,14 @@ fn a_segment_tail_lost_to_power_loss_comes_back_from_the_journal() {
         copy_dir(d.path(), c.path());
         let p = segment_path(c.path());
         std::fs::write(&p, &orig[..cut]).unwrap();
+        // Before any start, verify reads the lost entries from the
+        // journal: no false truncation (a torn entry is only noted).
+        let r = check(c.path());
+        assert!(r.ok, "cut at {cut}: {r:?}");
+        assert_eq!((r.entries, r.journal), (300, 300 - kept), "cut at {cut}");
         let (log, rec) = AuditLog::open(cfg(c.path())).unwrap();
         assert_eq!(rec.journal_replayed, 300 - kept, "cut at {cut}");
+        assert_eq!(rec.journal_gap, None);
         assert_eq!(
             rec.torn.as_ref().map(|t| t.1.bytes),
             (torn > 0).then_some(torn)
@@ -354,6 +369,39 @@ fn a_segment_tail_lost_to_power_loss_comes_back_from_the_journal() {
             "the same entries, byte for byte"
         );
     }
+}
+
+/// A journal whose chain starts past the segment's end (the segment lost
+/// entries the journal no longer holds: a disk that dropped a synced
+/// write) is not joined on: the start reports the gap, verify the
+/// truncation.
+#[test]
+fn a_journal_that_skips_entries_is_reported_not_joined() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path());
+    c.journal_bytes = 64 << 10;
+    let (log, _) = AuditLog::open(c.clone()).unwrap();
+    log.set_signer(Some(signer(1))).unwrap();
+    for i in 0..100 {
+        log.append_blocking(&ev(i)).unwrap();
+    }
+    log.close().unwrap();
+    // 100 batches of one entry, 4 KiB each, through a 64 KiB journal: it
+    // restarted several times and holds only the newest ones.
+    let p = segment_path(d.path());
+    let orig = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &orig[..frames(&orig)[20].0]).unwrap();
+    let r = check(d.path());
+    assert!(!r.ok && r.journal == 0 && r.entries == 20, "{r:?}");
+    assert!(
+        r.findings.iter().any(|f| f.kind == FindingKind::Truncated),
+        "{r:?}"
+    );
+    let (_log, rec) = AuditLog::open(c).unwrap();
+    let (have, resumes) = rec.journal_gap.expect("the gap is reported");
+    assert_eq!(have, 20);
+    assert!(resumes > 20 && resumes < 100, "{resumes}");
+    assert_eq!(rec.journal_replayed, 0);
 }
 
 /// With no journal (`journal_bytes = 0`) each group commit syncs the

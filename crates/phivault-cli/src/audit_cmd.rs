@@ -485,6 +485,12 @@ fn verify_cmd(g: &Global, d: &Path, key: &[String], witness: &[PathBuf]) -> Resu
             },
             r.seconds
         );
+        if r.journal > 0 {
+            println!(
+                "{} of them read from the group-commit journal: a power loss took them from the newest segment after they were acknowledged; the server's next start appends them to it again",
+                r.journal
+            );
+        }
         if let Some(c) = &r.latest {
             println!(
                 "latest checkpoint: size {} root {} ({}){}",

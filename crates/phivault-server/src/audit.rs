@@ -151,6 +151,19 @@ impl Trail {
         if let Some((seg, t)) = &rec.torn {
             tracing::warn!(segment = %seg, offset = t.offset, bytes = t.bytes, reason = t.reason, "audit trail: a torn tail (a crash mid-write) was cut and kept under audit/torn/; the log continues verifiably");
         }
+        if rec.journal_replayed > 0 {
+            tracing::warn!(
+                entries = rec.journal_replayed,
+                "audit trail: entries a power loss took from the newest segment were appended again from the group-commit journal"
+            );
+        }
+        if let Some((have, journal)) = rec.journal_gap {
+            tracing::error!(
+                log_ends_at = have,
+                journal_resumes_at = journal,
+                "audit trail: the group-commit journal skips entries after the log's end (a disk that lost synced writes, or a journal from another trail); entries between the two are missing; run `phivault audit verify` and compare with the last witness checkpoint"
+            );
+        }
         if !rec.pruned_segments.is_empty() {
             tracing::info!(
                 segments = rec.pruned_segments.len(),
