@@ -331,6 +331,32 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_o_direct_refuses_is_made_without_it() {
+        // The kernel refuses an O_DIRECT write at an offset that is not
+        // block aligned with EINVAL, as some file systems refuse every
+        // O_DIRECT write though they accepted the flag at open. The
+        // journal never writes there itself; here it is put there to get
+        // that real refusal.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(FILE);
+        let mut j = Journal::open(&p, 64 << 10).unwrap();
+        assert!(j.direct, "O_DIRECT is available on this file system");
+        j.pos = 100;
+        j.write(7, 2, &frames(7, 2)).unwrap();
+        assert!(!j.direct, "the write fell back to O_DSYNC alone");
+        let b = std::fs::read(&p).unwrap();
+        assert_eq!(&b[100..104], MAGIC);
+        // Later writes go through the reopened file.
+        j.pos = 8192;
+        j.write(9, 1, &frames(9, 1)).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        assert_eq!(
+            chain(&b[8192..]).first().map(|b| (b.first_seq, b.n)),
+            Some((9, 1))
+        );
+    }
+
+    #[test]
     fn a_damaged_batch_ends_the_chain() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join(FILE);

@@ -346,6 +346,37 @@ pub fn trail_id(dir: &Path) -> Result<String> {
     Ok(id)
 }
 
+/// The files under a trail's folder `dir` that hold its record, relative
+/// and sorted (symlinks are not followed; a missing folder has none): what
+/// a backup or a mirror of the trail copies. The group-commit journal is
+/// left out: node-local scratch, rewritten in place at every commit, whose
+/// entries the segments hold.
+pub fn record_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let rd = match fs::read_dir(dir.join(&rel)) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.as_os_str().is_empty() => {
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let e = e?;
+            let ft = e.file_type()?;
+            let r = rel.join(e.file_name());
+            if ft.is_dir() {
+                todo.push(r);
+            } else if ft.is_file() && r != Path::new(crate::journal::FILE) {
+                out.push(r);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The segments of a log, oldest first: (first seq, path).
 pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let sd = dir.join("segments");

@@ -129,36 +129,6 @@ fn put(w: &mut impl Write, line: &Line) -> Result<(), ArchiveError> {
         .map_err(|e| ArchiveError::Io("writing the backup".into(), e))
 }
 
-/// Files under `dir`, relative, sorted; symlinks are not followed.
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
-    let mut out = Vec::new();
-    let mut todo = vec![PathBuf::new()];
-    while let Some(rel) = todo.pop() {
-        let rd = match std::fs::read_dir(dir.join(&rel)) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.as_os_str().is_empty() => {
-                return Ok(out);
-            }
-            Err(e) => return Err(ArchiveError::Io(format!("reading {}", dir.display()), e)),
-        };
-        for e in rd.flatten() {
-            let ft = e
-                .file_type()
-                .map_err(|x| ArchiveError::Io("stat".into(), x))?;
-            let r = rel.join(e.file_name());
-            if ft.is_dir() {
-                todo.push(r);
-            } else if ft.is_file() && r != Path::new(phivault_audit::journal::FILE) {
-                // (The group-commit journal is node-local scratch: the
-                // segments hold all it does.)
-                out.push(r);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Writes the archive of `store`, the keystore at `keystore`, and the
 /// audit trail in `audit_dir` to `w`. `progress` gets the counts so far.
 pub async fn write(
@@ -270,7 +240,9 @@ pub async fn write(
         )?;
         c.keystore = 1;
     }
-    for rel in files_under(audit_dir)? {
+    let files = phivault_audit::log::record_files(audit_dir)
+        .map_err(|e| ArchiveError::Io(format!("reading {}", audit_dir.display()), e))?;
+    for rel in files {
         let path = audit_dir.join(&rel);
         let mut f = std::fs::File::open(&path)
             .map_err(|e| ArchiveError::Io(format!("reading {}", path.display()), e))?;
@@ -552,7 +524,9 @@ pub async fn restore(
     if phivault_keystore::store::exists(keystore) {
         return Err(ArchiveError::NotEmpty(keystore.describe()));
     }
-    if !files_under(audit_dir)?.is_empty() {
+    // Any file counts here, a group-commit journal too: one left from
+    // another trail must not be replayed onto the restored one.
+    if std::fs::read_dir(audit_dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(ArchiveError::NotEmpty(audit_dir.display().to_string()));
     }
     let mut a = ArchiveReader::new(r);

@@ -63,30 +63,6 @@ fn stat(p: &Path) -> Option<Seen> {
     })
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![PathBuf::new()];
-    while let Some(rel) = todo.pop() {
-        for e in std::fs::read_dir(dir.join(&rel))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let r = rel.join(e.file_name());
-            match e.file_type() {
-                Ok(t) if t.is_dir() => todo.push(r),
-                // The trail's group-commit journal (`phivault_audit::journal::FILE`)
-                // is node-local scratch, rewritten in place at every commit:
-                // the segments hold all it does.
-                Ok(t) if t.is_file() && r != Path::new("journal") => out.push(r),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn rel_str(p: &Path) -> String {
     p.to_string_lossy().replace('\\', "/")
 }
@@ -167,7 +143,9 @@ impl AuditMirror {
             self.loaded = true;
         }
         let mut st = SyncStats::default();
-        let now: Vec<PathBuf> = files_under(dir);
+        let now = phivault_audit::log::record_files(dir).map_err(|e| {
+            StoreError::Db(format!("reading the audit folder {}: {e}", dir.display()))
+        })?;
         // Checkpoints are read first and stored last. The log writes an
         // entry before any checkpoint that covers it, so checkpoint bytes
         // read before the segments cover only entries those reads hold;
