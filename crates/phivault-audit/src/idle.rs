@@ -13,7 +13,10 @@
 //! gathering when that count reaches zero.
 //!
 //! tokio has no "runtime idle" callback, so this counts parks and unparks
-//! itself; the two hooks are called on worker threads only, in pairs.
+//! itself: tokio calls the two hooks around each park of a worker, in
+//! pairs, so the count is the runtime's workers minus those parked. It is
+//! only a hint: a wrong count would change when a batch is written, never
+//! whether its appenders wait for it to be durable.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
