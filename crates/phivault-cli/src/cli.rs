@@ -317,7 +317,9 @@ pub enum AuditCommand {
     /// secret: only the log's public key (--key; by default DATA/audit/log.pub,
     /// which an attacker with write access could replace: pin the key).
     /// Exits 0 when intact, 1 when tampering is found, naming the first
-    /// bad index.
+    /// bad index. Entries that a power loss took from the newest segment
+    /// are read from the group-commit journal (audit/journal) and checked
+    /// too; the server's next start puts them back.
     Verify {
         /// Trusted verifier key: a key string or a file of them.
         #[arg(long)]
