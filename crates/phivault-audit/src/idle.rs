@@ -61,7 +61,7 @@ impl RuntimeIdle {
     }
 
     /// Whether every worker is parked now.
-    pub fn is_idle(&self) -> bool {
+    fn is_idle(&self) -> bool {
         self.running.load(Ordering::Acquire) <= 0
     }
 

@@ -145,6 +145,21 @@ fn backup_verify_restore_sqlite_and_postgres() {
     assert_ne!(code, 0);
     assert!(!err.contains("Zebulon"), "{err}");
 
+    // An audit folder holding only a group-commit journal (left from
+    // another trail) is not empty: the journal could be replayed onto the
+    // restored trail at its first start.
+    let j = d.join("j");
+    copy_config(&a, &j);
+    std::fs::create_dir_all(j.join("audit")).unwrap();
+    std::fs::copy(a.join("audit/journal"), j.join("audit/journal")).unwrap();
+    let (code, _, err) = run(pv(&j)
+        .args(["backup", "restore"])
+        .arg(&b1)
+        .arg("--key")
+        .arg(d.join("bk.key")));
+    assert_ne!(code, 0);
+    assert!(err.contains("audit is not empty"), "{err}");
+
     // Restore into a new data dir.
     let r = d.join("r");
     copy_config(&a, &r);
