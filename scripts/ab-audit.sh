@@ -10,6 +10,9 @@
 #   scripts/ab-audit.sh 'journal_bytes = 0' ''          # without vs with the journal
 #   CONNS=64 ROUNDS=6 SECS=4 scripts/ab-audit.sh 'group_commit_delay_us = 6000' ''
 #   PV=/path/to/other/phivault scripts/ab-audit.sh ...  # another build
+#   DETAIL=1 scripts/ab-audit.sh ''             # also, per load (on stderr): the
+#       # machine's idle share (/proc/stat) and the server's group commits
+#       # (phivault_audit_* metrics): entries per commit, commits/s
 #   scripts/ab-audit.sh '@/tmp/old/phivault' ''        # two builds, each with the default [audit]
 # A variant that starts with @PATH runs that binary (the rest of it, after
 # a space, is its [audit] lines); the others and the off server run $PV.
@@ -36,11 +39,29 @@ for v in "$@" "insecure_disable = true"; do
   for _ in $(seq 100); do curl -sf --cacert "$W/$n/ca/ca.pem" "https://127.0.0.1:$port/v1/sys/health" >/dev/null && break; sleep 0.2; done
 done
 k=${#NAMES[@]}
-load() { # $1 = index, $2 = conns, $3 = secs
+cpu() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+commits() { # $1 = index: "entries group_commits" from the server's metrics
   local n=${NAMES[$1]}
-  $LG --ca "$W/$n/ca/ca.pem" --cert "$W/$n/clients/admin.pem" --key "$W/$n/clients/admin.key" \
+  curl -s --cacert "$W/$n/ca/ca.pem" --cert "$W/$n/clients/admin.pem" --key "$W/$n/clients/admin.key" \
+    "https://127.0.0.1:$((18400 + $1))/v1/sys/metrics" \
+    | awk '/^phivault_audit_entries /{e=$2} /^phivault_audit_group_commits /{g=$2} END{print e + 0, g + 0}'
+}
+load() { # $1 = index, $2 = conns, $3 = secs
+  local n=${NAMES[$1]} c0 m0 rps
+  [ -z "${DETAIL:-}" ] || { c0=$(cpu); m0=$(commits "$1"); }
+  rps=$($LG --ca "$W/$n/ca/ca.pem" --cert "$W/$n/clients/admin.pem" --key "$W/$n/clients/admin.key" \
     --addr 127.0.0.1:$((18400 + $1)) --path /v1/transit/encrypt/billing --body-file "$W/enc1k.json" -c "$2" -d "$3" \
-    | python3 -c "import json,sys;print(round(json.load(sys.stdin)['rps']))"
+    | python3 -c "import json,sys;print(round(json.load(sys.stdin)['rps']))")
+  if [ -n "${DETAIL:-}" ]; then
+    python3 -c "
+import sys
+i0, t0, i1, t1, e0, g0, e1, g1, secs = map(float, sys.argv[2:11])
+g = g1 - g0
+print(f'  {sys.argv[1]}: {sys.argv[11]} req/s, machine idle {100 * (i1 - i0) / (t1 - t0):.1f} %' +
+      (f', {(e1 - e0) / g:.1f} entries per group commit, {g / secs:.0f} commits/s' if g else ''))" \
+      "$n" $c0 $(cpu) $m0 $(commits "$1") "$3" "$rps" >&2
+  fi
+  echo "$rps"
 }
 for j in $(seq 0 $((k - 1))); do load "$j" 256 2 >/dev/null; done   # warm-up, not counted
 declare -A R

@@ -7,12 +7,13 @@
 #   CONFIG='[audit]\\ninsecure_disable = true' scripts/ab-records.sh BINARY get
 #
 # About 50 000 records from an 8-second bulk fill, 64 mTLS connections,
-# SECS (10) of load; prints "rps non_2xx errors". Needs the loadgen example
-# built (cargo build --release -p phivault-server --example loadgen).
+# SECS (10) of load (CONNS: another connection count); prints "rps non_2xx
+# errors". Needs the loadgen example built
+# (cargo build --release -p phivault-server --example loadgen).
 set -euo pipefail
 PV=$(realpath "$1"); MODE=$2; PORT=${PORT:-18350}
 cd "$(dirname "$0")/.."
 LG=$PWD/target/release/examples/loadgen
 # shellcheck source=scripts/records-fixture.sh
 . scripts/records-fixture.sh
-$LG "${LGA[@]}" "${ARGS[@]}" -c 64 -d ${SECS:-10} | python3 -c "import json,sys;r=json.load(sys.stdin);print(round(r['rps']), r['non_2xx'], r['errors'])"
+$LG "${LGA[@]}" "${ARGS[@]}" -c "${CONNS:-64}" -d "${SECS:-10}" | python3 -c "import json,sys;r=json.load(sys.stdin);print(round(r['rps']), r['non_2xx'], r['errors'])"

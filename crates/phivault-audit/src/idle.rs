@@ -6,7 +6,7 @@
 //! served, since their events will join the batch; it is wrong once every
 //! worker of the runtime has parked: then nothing is left to run but the
 //! requests that wait for this very commit, and the machine idles until
-//! the gather times out. At 64 connections that idle time was a third of
+//! the gather times out. At 64 connections that idle time was 27–30 % of
 //! the CPU (BENCHMARKS.md, audit trail, sixth session). A [`RuntimeIdle`]
 //! counts the runtime's workers that are running, through tokio's
 //! `on_thread_park` / `on_thread_unpark` hooks, and wakes a writer that is
