@@ -1213,7 +1213,7 @@ fn run_items(
     // A large batch is CPU work: run it on rayon, and tell tokio this
     // worker is busy so other connections (handshakes, health) move on.
     let results: Vec<Value> = if batch.len() >= 64 {
-        tokio::task::block_in_place(|| batch.par_iter().map(one).collect())
+        crate::records::cpu(|| batch.par_iter().map(one).collect())
     } else {
         batch.iter().map(one).collect()
     };

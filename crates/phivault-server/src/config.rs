@@ -36,6 +36,9 @@ pub struct ServerFile {
     pub max_connections_per_ip: Option<usize>,
     /// How often TLS files are checked for changes.
     pub reload_poll: Option<String>,
+    /// Threads that serve connections (each connection stays on one);
+    /// default: one per CPU.
+    pub workers: Option<usize>,
 }
 
 /// `[tls]` in the file.
@@ -471,6 +474,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most open connections from one address.
     pub max_connections_per_ip: usize,
+    /// Connection worker threads (`phivault serve`; 0: one per CPU).
+    pub workers: usize,
 }
 
 impl Default for Limits {
@@ -484,6 +489,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_ip: 512,
+            workers: 0,
         }
     }
 }
@@ -528,6 +534,12 @@ pub struct ServerSettings {
     pub audit: AuditSettings,
     /// Where records live.
     pub storage: StorageSettings,
+    /// The threads connections are pinned to (set by
+    /// [`crate::server::run_blocking`], not configured: see
+    /// `limits.workers`); without them connections run on the caller's
+    /// runtime.
+    #[serde(skip)]
+    pub conn_workers: Option<std::sync::Arc<crate::workers::ConnWorkers>>,
 }
 
 /// Parses `"10s"`-style durations (also bare seconds).
@@ -572,6 +584,7 @@ impl ServerSettings {
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
             max_connections: s.max_connections.unwrap_or(d.max_connections),
             max_connections_per_ip: s.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
+            workers: s.workers.unwrap_or(d.workers),
             header_timeout: dur("server.header_timeout", &s.header_timeout, d.header_timeout)?,
             read_timeout: dur("server.read_timeout", &s.read_timeout, d.read_timeout)?,
             handshake_timeout: dur(
@@ -631,6 +644,7 @@ impl ServerSettings {
             records: crate::records::RecordsSettings::default(),
             audit: AuditSettings::resolve(data_dir, &AuditFile::default())?,
             storage: StorageSettings::resolve(&StorageFile::default(), None)?,
+            conn_workers: None,
         })
     }
 

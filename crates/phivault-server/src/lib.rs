@@ -20,6 +20,7 @@ pub mod records;
 pub mod server;
 pub mod tls;
 pub mod transit;
+pub mod workers;
 
 use std::path::PathBuf;
 

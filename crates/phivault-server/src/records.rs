@@ -260,8 +260,11 @@ pub fn new_id() -> String {
 pub type Item = std::result::Result<Value, RecordsError>;
 
 /// Runs CPU-bound work (a bulk request's crypto, on rayon) without
-/// stalling the other tasks of a multi-threaded runtime's worker.
-fn cpu<R>(f: impl FnOnce() -> R) -> R {
+/// stalling the other tasks of a multi-threaded runtime's worker. On a
+/// connection worker (a single-threaded runtime, `crate::workers`) it runs
+/// in place: the worker's other connections wait for it, as they would for
+/// any request's CPU.
+pub(crate) fn cpu<R>(f: impl FnOnce() -> R) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),

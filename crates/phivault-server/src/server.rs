@@ -651,7 +651,14 @@ pub async fn start_on(
                                         a = listener.accept() => match a {
                                                 Ok((tcp, peer)) => match (slots.clone().try_acquire_owned(), per_ip.admit(peer.ip())) {
                             (Ok(permit), Some(ip_slot)) => {
-                                conns.spawn(handle_conn(tcp, peer, reloader.current(), st.clone(), router.clone(), rx.clone(), (permit, ip_slot)));
+                                let serve = {
+                                    let (built, st, router, rx) = (reloader.current(), st.clone(), router.clone(), rx.clone());
+                                    move |tcp| handle_conn(tcp, peer, built, st, router, rx, (permit, ip_slot))
+                                };
+                                match &st.settings.conn_workers {
+                                    Some(w) => w.spawn(&mut conns, tcp, serve),
+                                    None => drop(conns.spawn(serve(tcp))),
+                                }
                             }
                             (total, _) => {
                                 // At a connection limit: refuse at once
@@ -778,18 +785,28 @@ pub fn run_blocking(
     ready: impl FnOnce(&Running),
 ) -> Result<(), crate::ServeError> {
     let mut settings = settings;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = match settings.limits.workers {
+        0 => cpus,
+        n => n,
+    };
+    // Requests run on the connection workers (see `crate::workers`): the
+    // audit trail's idle signal counts those.
     let idle = Arc::new(phivault_audit::RuntimeIdle::new(workers));
     settings.audit.runtime_idle = Some(idle.clone());
-    let (on_park, on_unpark) = (idle.clone(), idle);
+    let conn_workers = Arc::new(
+        crate::workers::ConnWorkers::start(workers, Some(idle))
+            .map_err(|e| crate::ServeError::Bind(settings.listen, e))?,
+    );
+    settings.conn_workers = Some(conn_workers.clone());
+    // The main runtime: accept loop, signals, background jobs, the audit
+    // trail's acknowledgements.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .on_thread_park(move || on_park.parked())
-        .on_thread_unpark(move || on_unpark.unparked())
+        .worker_threads(cpus)
         .enable_all()
         .build()
         .map_err(|e| crate::ServeError::Bind(settings.listen, e))?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let running = start(settings, keystore).await?;
         let sig = |k| signal(k).map_err(|e| crate::ServeError::Bind(running.addr, e));
@@ -815,5 +832,10 @@ pub fn run_blocking(
         tracing::info!("signal received: graceful shutdown");
         running.shutdown().await;
         Ok(())
-    })
+    });
+    // Connections are drained (or were cut at the grace period): stop the
+    // main runtime's tasks, then the workers.
+    drop(rt);
+    drop(conn_workers);
+    served
 }
