@@ -32,7 +32,7 @@ pub mod witness;
 
 pub use event::{Event, Kind, Outcome, Severity, TlsInfo};
 pub use idle::RuntimeIdle;
-pub use log::{AuditLog, LogConfig, Recovery};
+pub use log::{AuditLog, LogConfig, Recovery, set_ack_slot};
 
 /// Errors of the audit trail.
 #[derive(Debug, thiserror::Error)]

@@ -86,10 +86,14 @@ pub struct LogConfig {
     /// Size of the group-commit journal (`journal.rs`); 0 syncs the
     /// segment at every group commit instead.
     pub journal_bytes: u64,
-    /// A tokio runtime to acknowledge batches on: one task per batch wakes
-    /// its callers from a worker thread (cheap local wake-ups) instead of
-    /// this thread waking each caller's task remotely.
-    pub ack_runtime: Option<tokio::runtime::Handle>,
+    /// Tokio runtimes to acknowledge batches on: for each, one task per
+    /// batch wakes the callers that wait on that runtime (cheap local
+    /// wake-ups) instead of this thread waking each caller's task
+    /// remotely. With several (a server with a single-threaded runtime
+    /// per core), each runtime's thread says which one it is with
+    /// [`set_ack_slot`]; callers on other threads are woken with the
+    /// first runtime's.
+    pub ack_runtimes: Vec<tokio::runtime::Handle>,
     /// The appenders' runtime tells when it has run out of work; a gather
     /// then ends at once (see [`crate::idle`]).
     pub idle: Option<Arc<RuntimeIdle>>,
@@ -108,7 +112,7 @@ impl LogConfig {
             witness_dirs: Vec::new(),
             group_commit_delay: DEFAULT_GROUP_COMMIT_DELAY,
             journal_bytes: DEFAULT_JOURNAL_BYTES,
-            ack_runtime: None,
+            ack_runtimes: Vec::new(),
             idle: None,
         }
     }
@@ -159,16 +163,55 @@ enum Outcome {
     Closed,
 }
 
+thread_local! {
+    /// Which of [`LogConfig::ack_runtimes`] runs on this thread.
+    static ACK_SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Tells the logs that this thread runs `LogConfig::ack_runtimes[slot]`
+/// (call it once, first thing on the thread of a single-threaded
+/// runtime): appends awaited here are then woken by that runtime's
+/// acknowledgement task.
+pub fn set_ack_slot(slot: usize) {
+    ACK_SLOT.set(slot);
+}
+
 /// One group commit, awaited by every append staged into it: async
-/// callers through `notify`, threads outside a runtime through `cv`.
-#[derive(Default)]
+/// callers through `notify` (one per acknowledging runtime), threads
+/// outside a runtime through `cv`.
 struct Batch {
     done: OnceLock<Outcome>,
-    notify: tokio::sync::Notify,
+    notify: Box<[tokio::sync::Notify]>,
     cv: (Mutex<()>, Condvar),
 }
 
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
 impl Batch {
+    fn new(slots: usize) -> Self {
+        Self {
+            done: OnceLock::new(),
+            notify: (0..slots.max(1)).map(|_| Default::default()).collect(),
+            cv: Default::default(),
+        }
+    }
+
+    /// The `Notify` of the caller's acknowledging runtime.
+    fn my_notify(&self) -> &tokio::sync::Notify {
+        let slot = ACK_SLOT.get();
+        self.notify.get(slot).unwrap_or(&self.notify[0])
+    }
+
+    fn notify_all(&self) {
+        for n in &self.notify {
+            n.notify_waiters();
+        }
+    }
+
     /// Records the outcome (the first one counts) and wakes the blocking
     /// waiters; async waiters are woken by the caller (see `Writer::ack`).
     fn finish(&self, o: Outcome) {
@@ -189,7 +232,7 @@ impl Batch {
         loop {
             // Created before the check: a `Notified` sees every
             // `notify_waiters` after its creation, polled or not.
-            let woken = self.notify.notified();
+            let woken = self.my_notify().notified();
             if let Some(o) = self.done.get() {
                 return Self::result(o, index);
             }
@@ -211,14 +254,29 @@ impl Batch {
 /// Wakes a batch's async waiters when dropped, after recording `Closed`
 /// if nothing was recorded (the writer panicked mid-commit): however a
 /// commit ends, no appender waits forever.
-struct WakeOnDrop(Arc<Batch>);
+struct WakeOnDrop(Arc<Batch>, Wake);
+
+/// Whose waiters a [`WakeOnDrop`] wakes.
+#[derive(Clone, Copy)]
+enum Wake {
+    /// Every slot's.
+    All,
+    /// One acknowledging runtime's.
+    Slot(usize),
+    /// None: others took over every slot.
+    Handed,
+}
 
 impl Drop for WakeOnDrop {
     fn drop(&mut self) {
         if self.0.done.get().is_none() {
             self.0.finish(Outcome::Closed);
         }
-        self.0.notify.notify_waiters();
+        match self.1 {
+            Wake::All => self.0.notify_all(),
+            Wake::Slot(i) => self.0.notify.get(i).map_or((), |n| n.notify_waiters()),
+            Wake::Handed => {}
+        }
     }
 }
 
@@ -229,15 +287,18 @@ struct Stage {
     ends: Vec<usize>,
     batch: Arc<Batch>,
     closed: bool,
+    /// How many acknowledging runtimes (a batch's `notify` slots).
+    slots: usize,
 }
 
 impl Stage {
-    fn new() -> Self {
+    fn new(slots: usize) -> Self {
         Self {
             bodies: Vec::with_capacity(64 << 10),
             ends: Vec::with_capacity(128),
-            batch: Arc::default(),
+            batch: Arc::new(Batch::new(slots)),
             closed: false,
+            slots,
         }
     }
 }
@@ -608,7 +669,7 @@ impl AuditLog {
             ),
         };
         let shared = Arc::new(SharedState {
-            stage: Mutex::new(Stage::new()),
+            stage: Mutex::new(Stage::new(cfg.ack_runtimes.len())),
             failed: AtomicBool::new(false),
             last_error: Mutex::new(None),
             stats: Stats::default(),
@@ -1044,7 +1105,8 @@ impl Writer {
             if ends.is_empty() {
                 st.batch.clone()
             } else {
-                std::mem::take(&mut st.batch)
+                let fresh = Arc::new(Batch::new(st.slots));
+                std::mem::replace(&mut st.batch, fresh)
             }
         };
         Taken {
@@ -1057,7 +1119,7 @@ impl Writer {
     /// Writes a taken stage and tells its appenders how it went.
     fn commit(&mut self, taken: Taken) {
         // Armed before the write: a panic in it still answers everyone.
-        let wake = WakeOnDrop(taken.batch.clone());
+        let mut wake = WakeOnDrop(taken.batch.clone(), Wake::All);
         let outcome = match self.write_batch(&taken) {
             Ok(first) => Outcome::Durable(first),
             Err(e) => Outcome::Failed(e.to_string()),
@@ -1073,10 +1135,17 @@ impl Writer {
         // from this thread each is a remote one. A runtime that has shut
         // down drops the task unrun, and with it `wake`, which wakes them
         // from here instead.
-        match &self.cfg.ack_runtime {
-            Some(rt) if ends.len() > 1 => drop(rt.spawn(async move { drop(wake) })),
-            _ => drop(wake),
+        let rts = &self.cfg.ack_runtimes;
+        if ends.len() > 1 && !rts.is_empty() {
+            for (i, rt) in rts.iter().enumerate() {
+                let w = WakeOnDrop(batch.clone(), Wake::Slot(i));
+                drop(rt.spawn(async move { drop(w) }));
+            }
+            // Each slot has its task now (a runtime that has shut down
+            // drops it unrun, which wakes that slot from here).
+            wake.1 = Wake::Handed;
         }
+        drop(wake);
         bodies.clear();
         ends.clear();
         self.spare = (bodies, ends);
@@ -1343,7 +1412,7 @@ impl Drop for Writer {
             st.batch.clone()
         };
         batch.finish(Outcome::Closed);
-        batch.notify.notify_waiters();
+        batch.notify_all();
     }
 }
 
@@ -1366,6 +1435,77 @@ mod tests {
         out
     }
 
+    /// A server with a single-threaded runtime per core: each runtime's
+    /// appenders are acknowledged in its own slot, and every one of them
+    /// gets the seq of its own entry. Then one runtime stops: the other's
+    /// appenders are still acknowledged (the stopped one's task is dropped
+    /// unrun, which wakes its slot from the writer).
+    #[test]
+    fn per_runtime_acknowledgement_slots_wake_every_appender() {
+        let d = tempfile::tempdir().unwrap();
+        let mut stops = Vec::new();
+        let mut threads = Vec::new();
+        let mut handles = Vec::new();
+        for slot in 0..2 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            handles.push(rt.handle().clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            stops.push(Some(stop));
+            threads.push(Some(std::thread::spawn(move || {
+                set_ack_slot(slot);
+                rt.block_on(async move {
+                    let _ = stopped.await;
+                });
+            })));
+        }
+        let mut cfg = LogConfig::new(d.path());
+        cfg.ack_runtimes = handles.clone();
+        let (log, _) = AuditLog::open(cfg).unwrap();
+        let log = Arc::new(log);
+        let round = |runtimes: &[usize], base: u64| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for &r in runtimes {
+                for t in 0..4u64 {
+                    let (log, tx) = (log.clone(), tx.clone());
+                    handles[r].spawn(async move {
+                        for i in 0..200 {
+                            let n = base + r as u64 * 10_000 + t * 1000 + i;
+                            tx.send((n, log.append(&marked(n)).await.unwrap())).unwrap();
+                        }
+                    });
+                }
+            }
+            drop(tx);
+            // An appender left unwoken fails here instead of hanging.
+            let want = runtimes.len() * 800;
+            (0..want)
+                .map(|_| {
+                    rx.recv_timeout(Duration::from_secs(20))
+                        .expect("an appender was not woken")
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut got = round(&[0, 1], 0);
+        assert_eq!(got.len(), 1600);
+        // Slot 1's runtime stops; slot 0 goes on alone.
+        drop(stops[1].take());
+        threads[1].take().unwrap().join().unwrap();
+        got.extend(round(&[0], 100_000));
+        assert_eq!(got.len(), 2400);
+        log.close().unwrap();
+        let all = entries(d.path());
+        for (n, seq) in &got {
+            let want = format!("\"op.{n}\"");
+            let e = String::from_utf8_lossy(&all[*seq as usize]).into_owned();
+            assert!(e.contains(&want), "seq {seq} holds {e}, not op.{n}");
+        }
+        drop(stops[0].take());
+        threads[0].take().unwrap().join().unwrap();
+    }
+
     #[test]
     fn each_append_is_told_the_seq_of_its_own_entry() {
         let d = tempfile::tempdir().unwrap();
@@ -1374,7 +1514,7 @@ mod tests {
             .build()
             .unwrap();
         let mut cfg = LogConfig::new(d.path());
-        cfg.ack_runtime = Some(rt.handle().clone());
+        cfg.ack_runtimes = vec![rt.handle().clone()];
         let (log, _) = AuditLog::open(cfg).unwrap();
         let log = Arc::new(log);
         // Async appends on the runtime and blocking ones from threads, at
@@ -1440,7 +1580,7 @@ mod tests {
         let mut cfg = LogConfig::new(d.path());
         // The first paced gather is a quarter of this (`Pacer::new`).
         cfg.group_commit_delay = Duration::from_secs(2);
-        cfg.ack_runtime = Some(rt.handle().clone());
+        cfg.ack_runtimes = vec![rt.handle().clone()];
         cfg.idle = idle;
         let (log, _) = AuditLog::open(cfg).unwrap();
         let log = Arc::new(log);
@@ -1482,7 +1622,7 @@ mod tests {
         drop(gone);
         let d = tempfile::tempdir().unwrap();
         let mut cfg = LogConfig::new(d.path());
-        cfg.ack_runtime = Some(handle);
+        cfg.ack_runtimes = vec![handle];
         let (log, _) = AuditLog::open(cfg).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

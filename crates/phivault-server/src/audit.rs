@@ -145,7 +145,11 @@ impl Trail {
         cfg.witness_dirs = settings.witness_dirs.clone();
         cfg.group_commit_delay = settings.group_commit_delay;
         cfg.journal_bytes = settings.journal_bytes;
-        cfg.ack_runtime = tokio::runtime::Handle::try_current().ok();
+        cfg.ack_runtimes = if settings.ack_runtimes.is_empty() {
+            tokio::runtime::Handle::try_current().into_iter().collect()
+        } else {
+            settings.ack_runtimes.clone()
+        };
         cfg.idle = settings.runtime_idle.clone();
         let (log, rec) = AuditLog::open(cfg).map_err(|e| e.to_string())?;
         if let Some((seg, t)) = &rec.torn {

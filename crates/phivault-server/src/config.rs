@@ -308,6 +308,11 @@ pub struct AuditSettings {
     /// not configured), which ends a group commit's gather early.
     #[serde(skip)]
     pub runtime_idle: Option<std::sync::Arc<phivault_audit::RuntimeIdle>>,
+    /// The connection workers' runtimes, which acknowledge their own
+    /// requests' entries (set by [`crate::server::run_blocking`]; empty:
+    /// the runtime that opens the trail does).
+    #[serde(skip)]
+    pub ack_runtimes: Vec<tokio::runtime::Handle>,
 }
 
 fn host_name() -> String {
@@ -451,6 +456,7 @@ impl AuditSettings {
                 .journal_bytes
                 .unwrap_or(phivault_audit::log::DEFAULT_JOURNAL_BYTES),
             runtime_idle: None,
+            ack_runtimes: Vec::new(),
         })
     }
 }

@@ -799,8 +799,8 @@ pub fn run_blocking(
             .map_err(|e| crate::ServeError::Bind(settings.listen, e))?,
     );
     settings.conn_workers = Some(conn_workers.clone());
-    // The main runtime: accept loop, signals, background jobs, the audit
-    // trail's acknowledgements.
+    settings.audit.ack_runtimes = conn_workers.handles();
+    // The main runtime: accept loop, signals, background jobs.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cpus)
         .enable_all()

@@ -17,8 +17,10 @@
 //! while it runs. Many connections spread over the workers: the acceptor
 //! gives each new one to the worker with the fewest open.
 //!
-//! The accept loop, signals, background jobs and the audit trail's
-//! acknowledgements stay on the main (multi-threaded) runtime.
+//! The accept loop, signals and background jobs stay on the main
+//! (multi-threaded) runtime. Each worker acknowledges its own requests'
+//! audit entries: after a group commit, one task per worker wakes that
+//! worker's waiting requests (`phivault_audit::set_ack_slot`).
 
 use phivault_audit::RuntimeIdle;
 use std::future::Future;
@@ -80,6 +82,7 @@ impl ConnWorkers {
             let thread = std::thread::Builder::new()
                 .name(format!("phivault-conn-{i}"))
                 .spawn(move || {
+                    phivault_audit::set_ack_slot(i);
                     rt.block_on(async {
                         let _ = stopped.await;
                     });
@@ -92,6 +95,12 @@ impl ConnWorkers {
             });
         }
         Ok(Self { workers })
+    }
+
+    /// The workers' runtimes, in order (worker `i` has told the audit
+    /// trail it is acknowledgement slot `i`).
+    pub fn handles(&self) -> Vec<Handle> {
+        self.workers.iter().map(|w| w.handle.clone()).collect()
     }
 
     /// How many workers.
