@@ -13,6 +13,7 @@
 #   scripts/bench-records.sh                 # ROWS=1000000 (about 10 min, ~4 GB of disk)
 #   ROWS=100000 SECS=5 scripts/bench-records.sh
 #   AUDIT=off PG=0 scripts/bench-records.sh  # without the audit trail
+#   AB="OLD NEW" PG=0 scripts/bench-records.sh  # also two builds' get and search on the same records
 #
 # Prints JSON lines and a Markdown table (paste into BENCHMARKS.md).
 set -euo pipefail
@@ -137,6 +138,23 @@ curl -sS --http1.1 --cacert "$D/ca/ca.pem" --cert "$D/clients/admin.pem" --key "
   -d "{\"index\":\"mrn\",\"value\":\"MRN-FG${GEN}x1-7\"}" | python3 -c "import json,sys; r=json.load(sys.stdin)['records']; assert len(r)==1, r; print('# search spot check: 1 hit', file=sys.stderr)"
 du -sh "$D" | sed 's/^/# data dir: /' >&2
 kill "$PV_PID"; wait "$PV_PID" 2>/dev/null || true; PV_PID=
+
+# AB="/path/to/old/phivault /path/to/new/phivault": two builds on the same
+# records. After the fill, each binary in turn serves the same data dir
+# (AB_ROUNDS rounds, 2 by default, alternating), its page cache warmed the
+# same way, and get and search are measured again: "get search" req/s.
+for r in $(seq "${AB_ROUNDS:-2}"); do
+  for b in ${AB:-}; do
+    "$b" "${CFG[@]}" --data-dir "$D" -q serve --dev --listen 127.0.0.1:$PORT --log warn >>"$WORK/pv.out" 2>>"$WORK/pv.err" &
+    PV_PID=$!
+    for _ in $(seq 100); do curl -sf --cacert "$D/ca/ca.pem" "https://127.0.0.1:$PORT/v1/sys/health" >/dev/null 2>&1 && break; sleep 0.2; done
+    cat "$D"/*.db >/dev/null
+    G=$(run --method GET --paths-file "$WORK/paths.txt" --header "X-Purpose-Of-Use: TREAT" -c "$CONNS" -d "$SECS")
+    S=$(run --method POST --path /v1/records/bench/search --body-file "$WORK/search.json" --header "X-Purpose-Of-Use: TREAT" --rand-max "$LAST_REQS" -c "$CONNS" -d "$SECS")
+    echo "{\"op\":\"ab\",\"round\":$r,\"binary\":\"$b\",\"rows\":$(rows),\"get\":$G,\"search\":$S}"
+    kill "$PV_PID"; wait "$PV_PID" 2>/dev/null || true; PV_PID=
+  done
+done
 
 if [ "$PG" = 1 ]; then
   ROWS=$ROWS SECS=$SECS CONNS=$CONNS scripts/bench-records-pg.sh | tee "$WORK/pg.txt"

@@ -723,6 +723,12 @@ impl ServerSettings {
                 "server.max_connections and max_connections_per_ip must be at least 1".into(),
             );
         }
+        if self.limits.workers > 1024 {
+            return Err(format!(
+                "server.workers is {}: at most 1024 (0 = one per CPU, the default; one thread per core serves connections best)",
+                self.limits.workers
+            ));
+        }
         if self.reload_poll < Duration::from_secs(1) || self.reload_poll > Duration::from_secs(3600)
         {
             return Err("server.reload_poll must be between 1s and 1h".into());
@@ -792,5 +798,35 @@ impl ServerSettings {
             m.info.key
         ));
         Ok(notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_workers(n: usize) -> Result<Vec<String>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ServerFile {
+            workers: Some(n),
+            ..Default::default()
+        };
+        ServerSettings::resolve(dir.path(), &s, &TlsFile::default(), &AuthFile::default())
+            .unwrap()
+            .validate()
+    }
+
+    #[test]
+    fn server_workers_is_bounded_with_a_clear_error() {
+        let e = with_workers(1025).unwrap_err();
+        assert!(e.contains("server.workers is 1025: at most 1024"), "{e}");
+        // At the bound (and at 0, one per CPU) the check passes; whatever
+        // validate() says next (the TLS files of an empty folder) is not
+        // about workers.
+        for n in [0, 1, 1024] {
+            if let Err(e) = with_workers(n) {
+                assert!(!e.contains("server.workers"), "{n}: {e}");
+            }
+        }
     }
 }
