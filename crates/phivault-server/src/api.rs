@@ -1210,8 +1210,8 @@ fn run_items(
         }
         v
     };
-    // A large batch is CPU work: run it on rayon, and tell tokio this
-    // worker is busy so other connections (handshakes, health) move on.
+    // A large batch is CPU work: run it on rayon (`records::cpu`: on a
+    // connection worker the worker's other connections wait for it).
     let results: Vec<Value> = if batch.len() >= 64 {
         crate::records::cpu(|| batch.par_iter().map(one).collect())
     } else {

@@ -134,8 +134,15 @@ pub fn id_hash(key: &HmacKey, kind: &str, id: &str) -> String {
 
 impl Trail {
     /// Opens the trail in the settings' folder. Reports a recovered torn
-    /// tail in the server log too.
-    pub fn open(settings: AuditSettings, node: String) -> Result<Self, String> {
+    /// tail in the server log too. With connection `workers`, each worker
+    /// acknowledges its own requests' entries and a group commit's gather
+    /// ends once all of them are out of work; without, the runtime that
+    /// opens the trail acknowledges.
+    pub fn open(
+        settings: AuditSettings,
+        node: String,
+        workers: Option<&crate::workers::ConnWorkers>,
+    ) -> Result<Self, String> {
         let mut cfg = LogConfig::new(settings.dir.clone());
         cfg.origin = settings.origin.clone();
         cfg.checkpoint_every = settings.checkpoint_every;
@@ -145,12 +152,13 @@ impl Trail {
         cfg.witness_dirs = settings.witness_dirs.clone();
         cfg.group_commit_delay = settings.group_commit_delay;
         cfg.journal_bytes = settings.journal_bytes;
-        cfg.ack_runtimes = if settings.ack_runtimes.is_empty() {
-            tokio::runtime::Handle::try_current().into_iter().collect()
-        } else {
-            settings.ack_runtimes.clone()
-        };
-        cfg.idle = settings.runtime_idle.clone();
+        match workers {
+            Some(w) => {
+                cfg.ack_runtimes = w.handles();
+                cfg.idle = Some(w.idle());
+            }
+            None => cfg.ack_runtimes = tokio::runtime::Handle::try_current().into_iter().collect(),
+        }
         let (log, rec) = AuditLog::open(cfg).map_err(|e| e.to_string())?;
         if let Some((seg, t)) = &rec.torn {
             tracing::warn!(segment = %seg, offset = t.offset, bytes = t.bytes, reason = t.reason, "audit trail: a torn tail (a crash mid-write) was cut and kept under audit/torn/; the log continues verifiably");

@@ -304,15 +304,6 @@ pub struct AuditSettings {
     pub group_commit_delay: Duration,
     /// Group-commit journal size (0: none).
     pub journal_bytes: u64,
-    /// The server runtime's idle signal (set by [`crate::server::run_blocking`],
-    /// not configured), which ends a group commit's gather early.
-    #[serde(skip)]
-    pub runtime_idle: Option<std::sync::Arc<phivault_audit::RuntimeIdle>>,
-    /// The connection workers' runtimes, which acknowledge their own
-    /// requests' entries (set by [`crate::server::run_blocking`]; empty:
-    /// the runtime that opens the trail does).
-    #[serde(skip)]
-    pub ack_runtimes: Vec<tokio::runtime::Handle>,
 }
 
 fn host_name() -> String {
@@ -455,8 +446,6 @@ impl AuditSettings {
             journal_bytes: a
                 .journal_bytes
                 .unwrap_or(phivault_audit::log::DEFAULT_JOURNAL_BYTES),
-            runtime_idle: None,
-            ack_runtimes: Vec::new(),
         })
     }
 }

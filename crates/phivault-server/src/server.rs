@@ -216,8 +216,12 @@ pub async fn state(
         );
     }
     // No audit trail, no server: every request is recorded.
-    let audit = crate::audit::Trail::open(settings.audit.clone(), settings.audit.node.clone())
-        .map_err(crate::ServeError::Audit)?;
+    let audit = crate::audit::Trail::open(
+        settings.audit.clone(),
+        settings.audit.node.clone(),
+        settings.conn_workers.as_deref(),
+    )
+    .map_err(crate::ServeError::Audit)?;
     if let Some(ks) = &keystore {
         audit.unsealed(ks);
     }
@@ -790,16 +794,14 @@ pub fn run_blocking(
         0 => cpus,
         n => n,
     };
-    // Requests run on the connection workers (see `crate::workers`): the
-    // audit trail's idle signal counts those.
-    let idle = Arc::new(phivault_audit::RuntimeIdle::new(workers));
-    settings.audit.runtime_idle = Some(idle.clone());
+    // Requests run on the connection workers (see `crate::workers`); the
+    // audit trail takes its acknowledgement runtimes and idle signal from
+    // them.
     let conn_workers = Arc::new(
-        crate::workers::ConnWorkers::start(workers, Some(idle))
+        crate::workers::ConnWorkers::start(workers)
             .map_err(|e| crate::ServeError::Bind(settings.listen, e))?,
     );
     settings.conn_workers = Some(conn_workers.clone());
-    settings.audit.ack_runtimes = conn_workers.handles();
     // The main runtime: accept loop, signals, background jobs.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cpus)

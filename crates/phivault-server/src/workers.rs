@@ -34,6 +34,9 @@ use tokio::task::JoinSet;
 /// (after their connections: stop those first) and joins their threads.
 pub struct ConnWorkers {
     workers: Vec<Worker>,
+    /// Counts the workers that are running (their park hooks): the audit
+    /// trail's "out of work" signal.
+    idle: Arc<RuntimeIdle>,
 }
 
 struct Worker {
@@ -63,20 +66,17 @@ impl Drop for Open {
 
 impl ConnWorkers {
     /// Starts `n` workers (at least one), threads `phivault-conn-{i}`.
-    /// `idle`, when given, is told when each worker's thread parks and
-    /// unparks (the audit trail's group commit ends its gather once every
-    /// worker is parked).
-    pub fn start(n: usize, idle: Option<Arc<RuntimeIdle>>) -> std::io::Result<Self> {
-        let mut workers = Vec::with_capacity(n.max(1));
-        for i in 0..n.max(1) {
-            let mut b = tokio::runtime::Builder::new_current_thread();
-            b.enable_all();
-            if let Some(idle) = &idle {
-                let (park, unpark) = (idle.clone(), idle.clone());
-                b.on_thread_park(move || park.parked())
-                    .on_thread_unpark(move || unpark.unparked());
-            }
-            let rt = b.build()?;
+    pub fn start(n: usize) -> std::io::Result<Self> {
+        let n = n.max(1);
+        let idle = Arc::new(RuntimeIdle::new(n));
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let (park, unpark) = (idle.clone(), idle.clone());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .on_thread_park(move || park.parked())
+                .on_thread_unpark(move || unpark.unparked())
+                .build()?;
             let handle = rt.handle().clone();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let thread = std::thread::Builder::new()
@@ -94,7 +94,13 @@ impl ConnWorkers {
                 thread: Some(thread),
             });
         }
-        Ok(Self { workers })
+        Ok(Self { workers, idle })
+    }
+
+    /// Told when each worker parks and unparks: a group commit's gather
+    /// ends once every worker has parked (`phivault_audit::RuntimeIdle`).
+    pub fn idle(&self) -> Arc<RuntimeIdle> {
+        self.idle.clone()
     }
 
     /// The workers' runtimes, in order (worker `i` has told the audit
@@ -186,7 +192,7 @@ mod tests {
 
     #[test]
     fn connections_spread_over_pinned_workers_and_are_counted_until_they_close() {
-        let workers = ConnWorkers::start(2, None).unwrap();
+        let workers = ConnWorkers::start(2).unwrap();
         let main = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -232,7 +238,7 @@ mod tests {
 
     #[test]
     fn an_aborted_connection_is_no_longer_counted_and_workers_stop_on_drop() {
-        let workers = ConnWorkers::start(1, None).unwrap();
+        let workers = ConnWorkers::start(1).unwrap();
         let main = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
