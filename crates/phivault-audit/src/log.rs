@@ -86,10 +86,10 @@ pub struct LogConfig {
     /// Size of the group-commit journal (`journal.rs`); 0 syncs the
     /// segment at every group commit instead.
     pub journal_bytes: u64,
-    /// Tokio runtimes to acknowledge batches on: for each, one task per
-    /// batch wakes the callers that wait on that runtime (cheap local
-    /// wake-ups) instead of this thread waking each caller's task
-    /// remotely. With several (a server with a single-threaded runtime
+    /// Tokio runtimes to acknowledge batches on: for each runtime with an
+    /// appender waiting on a batch, one task wakes the callers that wait
+    /// there (cheap local wake-ups) instead of this thread waking each
+    /// caller's task remotely. With several (a server with a single-threaded runtime
     /// per core), each runtime's thread says which one it is with
     /// [`set_ack_slot`]; callers on other threads are woken with the
     /// first runtime's.
@@ -200,12 +200,6 @@ impl Batch {
         }
     }
 
-    /// The `Notify` of the caller's acknowledging runtime.
-    fn my_notify(&self) -> &tokio::sync::Notify {
-        let slot = ACK_SLOT.get();
-        self.notify.get(slot).unwrap_or(&self.notify[0])
-    }
-
     fn notify_all(&self) {
         for n in &self.notify {
             n.notify_waiters();
@@ -228,11 +222,14 @@ impl Batch {
         }
     }
 
-    async fn wait(&self, index: u64) -> Result<u64> {
+    /// Waits on the `Notify` of acknowledging runtime `slot` (the one the
+    /// append was staged with, which is marked waiting in its stage).
+    async fn wait(&self, index: u64, slot: usize) -> Result<u64> {
+        let notify = self.notify.get(slot).unwrap_or(&self.notify[0]);
         loop {
             // Created before the check: a `Notified` sees every
             // `notify_waiters` after its creation, polled or not.
-            let woken = self.my_notify().notified();
+            let woken = notify.notified();
             if let Some(o) = self.done.get() {
                 return Self::result(o, index);
             }
@@ -281,11 +278,16 @@ impl Drop for WakeOnDrop {
 }
 
 /// Appends waiting for the next group commit: their JSON bodies end to
-/// end, where each ends, and the batch they will be acknowledged with.
+/// end, where each ends, the batch they will be acknowledged with, and
+/// which acknowledging runtimes have an async appender waiting on it.
 struct Stage {
     bodies: Vec<u8>,
     ends: Vec<usize>,
     batch: Arc<Batch>,
+    /// One flag per `notify` slot: an async appender waits on it. Only
+    /// these runtimes get an acknowledgement task (a task on a runtime
+    /// with nobody to wake would only wake its parked thread).
+    waiting: Vec<bool>,
     closed: bool,
     /// How many acknowledging runtimes (a batch's `notify` slots).
     slots: usize,
@@ -297,6 +299,7 @@ impl Stage {
             bodies: Vec::with_capacity(64 << 10),
             ends: Vec::with_capacity(128),
             batch: Arc::new(Batch::new(slots)),
+            waiting: vec![false; slots.max(1)],
             closed: false,
             slots,
         }
@@ -308,6 +311,8 @@ struct Taken {
     bodies: Vec<u8>,
     ends: Vec<usize>,
     batch: Arc<Batch>,
+    /// `Stage::waiting` of this batch.
+    waiting: Vec<bool>,
 }
 
 impl Taken {
@@ -342,6 +347,9 @@ pub struct Stats {
     pub size: AtomicU64,
     /// Checkpoints a witness did not take.
     pub witness_failures: AtomicU64,
+    /// Acknowledgement tasks spawned on the appenders' runtimes (at most
+    /// one per runtime with a waiting appender, per group commit).
+    pub ack_tasks: AtomicU64,
 }
 
 struct SharedState {
@@ -473,7 +481,7 @@ struct Writer {
     buf: Vec<u8>,
     leafbuf: Vec<u8>,
     /// Emptied buffers to give the stage back (their capacity kept).
-    spare: (Vec<u8>, Vec<usize>),
+    spare: (Vec<u8>, Vec<usize>, Vec<bool>),
     _lock: File,
 }
 
@@ -692,7 +700,7 @@ impl AuditLog {
             last_ckpt_at: Instant::now(),
             buf: Vec::new(),
             leafbuf: Vec::new(),
-            spare: (Vec::new(), Vec::new()),
+            spare: (Vec::new(), Vec::new(), Vec::new()),
             _lock: lock,
         };
         rec.pruned_segments = w.prune();
@@ -719,6 +727,7 @@ impl AuditLog {
                 bodies: Vec::new(),
                 ends: Vec::new(),
                 batch: Arc::default(),
+                waiting: Vec::new(),
             };
             for (_, ev) in &waiting {
                 ev.write_json(&mut open_batch.bodies);
@@ -759,35 +768,37 @@ impl AuditLog {
         let staged = SCRATCH.with_borrow_mut(|b| {
             b.clear();
             ev.write_json(b);
-            self.stage(b)
+            self.stage(b, true)
         });
         Self::durable(staged)
     }
 
     /// Appends serialized event JSON (see [`Event::to_json`]).
     pub fn append_json(&self, json: &[u8]) -> impl Future<Output = Result<u64>> + Send + use<> {
-        Self::durable(self.stage(json))
+        Self::durable(self.stage(json, true))
     }
 
-    async fn durable(staged: Result<(Arc<Batch>, u64)>) -> Result<u64> {
-        let (batch, index) = staged?;
-        batch.wait(index).await
+    async fn durable(staged: Result<(Arc<Batch>, u64, usize)>) -> Result<u64> {
+        let (batch, index, slot) = staged?;
+        batch.wait(index, slot).await
     }
 
     /// Appends and waits (for threads outside an async runtime).
     pub fn append_blocking(&self, ev: &Event) -> Result<u64> {
-        let (batch, index) = self.stage(&ev.to_json())?;
+        let (batch, index, _) = self.stage(&ev.to_json(), false)?;
         batch.wait_blocking(index)
     }
 
     /// Copies `json` into the stage; returns the batch it will be
-    /// acknowledged with and its index there. Wakes the writer when the
-    /// stage was empty (later appends find it awake or about to look).
-    fn stage(&self, json: &[u8]) -> Result<(Arc<Batch>, u64)> {
+    /// acknowledged with, its index there and the acknowledging runtime
+    /// slot to wait on (this thread's, see [`set_ack_slot`]), marked
+    /// waiting when `notified` (an async appender). Wakes the writer when
+    /// the stage was empty (later appends find it awake or about to look).
+    fn stage(&self, json: &[u8], notified: bool) -> Result<(Arc<Batch>, u64, usize)> {
         if json.len() + 8 > segment::MAX_BODY {
             return Err(LogError::TooLarge);
         }
-        let was_empty = {
+        let (first, batch, index, slot) = {
             let mut st = self.shared.stage.lock().expect("lock");
             if st.closed {
                 return Err(LogError::Closed);
@@ -796,13 +807,18 @@ impl AuditLog {
             let end = st.bodies.len();
             st.ends.push(end);
             let index = st.ends.len() as u64 - 1;
-            (index == 0, st.batch.clone(), index)
+            let slot = Some(ACK_SLOT.get())
+                .filter(|&s| s < st.waiting.len())
+                .unwrap_or(0);
+            if notified {
+                st.waiting[slot] = true;
+            }
+            (index == 0, st.batch.clone(), index, slot)
         };
-        let (first, batch, index) = was_empty;
         if first {
             self.send(Msg::Staged)?;
         }
-        Ok((batch, index))
+        Ok((batch, index, slot))
     }
 
     /// Appends the events other processes left in `audit/inbox/` (see
@@ -1097,11 +1113,13 @@ impl Writer {
     /// Takes everything staged, leaving empty buffers (with capacity) and
     /// a fresh batch behind.
     fn take_stage(&mut self) -> Taken {
-        let (mut bodies, mut ends) = std::mem::take(&mut self.spare);
+        let (mut bodies, mut ends, mut waiting) = std::mem::take(&mut self.spare);
         let batch = {
             let mut st = self.shared.stage.lock().expect("lock");
             std::mem::swap(&mut st.bodies, &mut bodies);
             std::mem::swap(&mut st.ends, &mut ends);
+            waiting.resize(st.waiting.len(), false);
+            std::mem::swap(&mut st.waiting, &mut waiting);
             if ends.is_empty() {
                 st.batch.clone()
             } else {
@@ -1113,6 +1131,7 @@ impl Writer {
             bodies,
             ends,
             batch,
+            waiting,
         }
     }
 
@@ -1128,6 +1147,7 @@ impl Writer {
             mut bodies,
             mut ends,
             batch,
+            mut waiting,
         } = taken;
         batch.finish(outcome);
         // Async appenders are woken from a task on the runtime when there
@@ -1135,20 +1155,29 @@ impl Writer {
         // from this thread each is a remote one. A runtime that has shut
         // down drops the task unrun, and with it `wake`, which wakes them
         // from here instead.
+        // Only runtimes with an appender waiting get a task: on a machine
+        // with many workers, a task for nobody would wake a parked worker
+        // (and delay the idle signal of the next gather).
         let rts = &self.cfg.ack_runtimes;
         if ends.len() > 1 && !rts.is_empty() {
             for (i, rt) in rts.iter().enumerate() {
+                if !waiting.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
                 let w = WakeOnDrop(batch.clone(), Wake::Slot(i));
                 drop(rt.spawn(async move { drop(w) }));
+                self.shared.stats.ack_tasks.fetch_add(1, Ordering::Relaxed);
             }
-            // Each slot has its task now (a runtime that has shut down
-            // drops it unrun, which wakes that slot from here).
+            // Each waiting slot has its task now (a runtime that has shut
+            // down drops it unrun, which wakes that slot from here); no
+            // async appender waits on the others.
             wake.1 = Wake::Handed;
         }
         drop(wake);
         bodies.clear();
         ends.clear();
-        self.spare = (bodies, ends);
+        waiting.fill(false);
+        self.spare = (bodies, ends, waiting);
     }
 
     /// Closes the stage to new appends and commits what it holds.
@@ -1168,6 +1197,7 @@ impl Writer {
             bodies,
             ends,
             batch: Arc::default(),
+            waiting: Vec::new(),
         })
     }
 
@@ -1490,11 +1520,56 @@ mod tests {
         };
         let mut got = round(&[0, 1], 0);
         assert_eq!(got.len(), 1600);
-        // Slot 1's runtime stops; slot 0 goes on alone.
+        // Slot 1's runtime stops; slot 0 goes on alone, and only slot 0's
+        // runtime gets acknowledgement tasks: at most one per commit.
         drop(stops[1].take());
         threads[1].take().unwrap().join().unwrap();
+        let (tasks, batches) = (
+            || log.stats().ack_tasks.load(Ordering::Relaxed),
+            || log.stats().batches.load(Ordering::Relaxed),
+        );
+        let (t0, b0) = (tasks(), batches());
         got.extend(round(&[0], 100_000));
         assert_eq!(got.len(), 2400);
+        assert!(tasks() > t0, "no acknowledgement task was spawned");
+        assert!(
+            tasks() - t0 <= batches() - b0,
+            "{} tasks for {} commits of one runtime's appenders",
+            tasks() - t0,
+            batches() - b0
+        );
+        // Appends staged as slot 1 whose runtime has stopped (awaited on a
+        // runtime the log does not know): the unrun task's drop wakes them.
+        let late = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                set_ack_slot(1);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let futs: Vec<_> = (0..64u64)
+                        .map(|i| {
+                            let n = 200_000 + i;
+                            let f = log.append(&marked(n));
+                            async move { (n, f.await.unwrap()) }
+                        })
+                        .collect();
+                    let mut out = Vec::new();
+                    for f in futs {
+                        out.push(f.await);
+                    }
+                    out
+                })
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !late.is_finished() {
+            assert!(Instant::now() < deadline, "a slot-1 appender was not woken");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        got.extend(late.join().unwrap());
+        assert_eq!(got.len(), 2464);
         log.close().unwrap();
         let all = entries(d.path());
         for (n, seq) in &got {
@@ -1673,7 +1748,7 @@ mod tests {
             Batch::result(stranded.done.get().unwrap(), 0),
             Err(LogError::Closed)
         ));
-        assert!(matches!(log.stage(b"{}"), Err(LogError::Closed)));
+        assert!(matches!(log.stage(b"{}", true), Err(LogError::Closed)));
     }
 
     #[test]
