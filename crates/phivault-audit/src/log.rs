@@ -137,6 +137,17 @@ pub struct Recovery {
     /// lost (a disk that dropped synced writes, or a journal copied from
     /// another trail); the journal is not used past the gap.
     pub journal_gap: Option<(u64, u64)>,
+    /// The journal's chain ended at a batch another trail wrote (a journal
+    /// copied from another node or folder): none of its entries were
+    /// taken, and the journal is overwritten from its start.
+    pub journal_foreign: bool,
+    /// The log holds fewer entries (the first number) than its last signed
+    /// checkpoint covered (the second): signed entries were lost (a disk
+    /// that dropped synced writes, files removed or restored from an older
+    /// copy). Recorded in the log as `audit.entries_lost`; no checkpoint is
+    /// signed again until the log is past the old size, and `phivault
+    /// audit verify` reports the truncation.
+    pub short_of_checkpoint: Option<(u64, u64)>,
     /// Segments removed by retention.
     pub pruned_segments: Vec<String>,
 }
@@ -415,6 +426,21 @@ pub fn trail_id(dir: &Path) -> Result<String> {
     Ok(id)
 }
 
+/// This trail's id as the journal's batches name it (made if missing,
+/// like [`trail_id`]).
+fn trail_bytes(dir: &Path) -> Result<crate::journal::TrailId> {
+    let id = trail_id(dir)?;
+    hex::decode(&id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            LogError::Format(format!(
+                "{} is not a trail id",
+                dir.join("trail-id").display()
+            ))
+        })
+}
+
 /// The files under a trail's folder `dir` that hold its record, relative
 /// and sorted (symlinks are not followed; a missing folder has none): what
 /// a backup or a mirror of the trail copies. The group-commit journal is
@@ -582,9 +608,11 @@ impl AuditLog {
         // Entries the journal holds past the segment's end (a power loss
         // took the segment's unsynced pages): append them again.
         let jpath = dir.join(crate::journal::FILE);
-        let tail = crate::journal::frames_after(&jpath, frontier.size())
+        let trail = trail_bytes(&dir)?;
+        let tail = crate::journal::frames_after(&jpath, frontier.size(), Some(&trail))
             .map_err(io("reading audit/journal"))?;
         rec.journal_gap = tail.gap.map(|g| (frontier.size() + tail.count, g));
+        rec.journal_foreign = tail.foreign;
         if tail.count > 0 {
             let lost = tail.frames;
             for f in Frames::new(&lost, 0) {
@@ -673,7 +701,8 @@ impl AuditLog {
         let journal = match cfg.journal_bytes {
             0 => None,
             n => Some(
-                crate::journal::Journal::open(&jpath, n).map_err(io("opening audit/journal"))?,
+                crate::journal::Journal::open(&jpath, n, trail)
+                    .map_err(io("opening audit/journal"))?,
             ),
         };
         let shared = Arc::new(SharedState {
@@ -704,6 +733,19 @@ impl AuditLog {
             _lock: lock,
         };
         rec.pruned_segments = w.prune();
+        if w.frontier.size() < last_ckpt_size {
+            rec.short_of_checkpoint = Some((w.frontier.size(), last_ckpt_size));
+            let ev = Event::new(Kind::Audit, "audit.entries_lost")
+                .severity(Severity::High)
+                .reason("the log holds fewer entries than its last signed checkpoint")
+                .detail(serde_json::json!({
+                    "entries": w.frontier.size(), "checkpoint_size": last_ckpt_size,
+                    "journal_gap": rec.journal_gap.map(|g| g.1),
+                    "journal_foreign": rec.journal_foreign,
+                }));
+            w.write_one(&ev)?;
+            rec.entries += 1;
+        }
         if let Some((seg, t)) = &rec.torn {
             let ev = Event::new(Kind::Audit, "audit.tail_recovered")
                 .severity(Severity::High)
@@ -1067,7 +1109,8 @@ impl Writer {
                 last_write = Instant::now();
                 self.commit(taken);
             }
-            let due = self.frontier.size() - self.last_ckpt_size >= self.cfg.checkpoint_every
+            let due = self.frontier.size().saturating_sub(self.last_ckpt_size)
+                >= self.cfg.checkpoint_every
                 || self.last_ckpt_at.elapsed() >= self.cfg.checkpoint_interval;
             if due {
                 if let Err(e) = self.checkpoint() {
@@ -1372,7 +1415,10 @@ impl Writer {
             return Ok(None);
         };
         let size = self.frontier.size();
-        if size == 0 || size == self.last_ckpt_size {
+        // Never a checkpoint of a tree no larger than the last one signed:
+        // after entries were lost (`Recovery::short_of_checkpoint`) that
+        // would be a rollback signed by the log's own key.
+        if size == 0 || size <= self.last_ckpt_size {
             return Ok(None);
         }
         let cp = Checkpoint {

@@ -368,9 +368,12 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
     // They are checked against the checkpoints like any other entry.
     let mut journal = 0;
     if seq_break.is_none() && nsegs > 0 {
-        let tail =
-            crate::journal::frames_after(&opts.dir.join(crate::journal::FILE), pass.entries.size())
-                .map_err(|e| LogError::Io("reading audit/journal".into(), e))?;
+        let tail = crate::journal::frames_after(
+            &opts.dir.join(crate::journal::FILE),
+            pass.entries.size(),
+            crate::journal::read_trail_id(&opts.dir).as_ref(),
+        )
+        .map_err(|e| LogError::Io("reading audit/journal".into(), e))?;
         for f in Frames::new(&tail.frames, 0) {
             pass.push(merkle::leaf_hash(f.body), leaf_file.next());
         }

@@ -397,11 +397,60 @@ fn a_journal_that_skips_entries_is_reported_not_joined() {
         r.findings.iter().any(|f| f.kind == FindingKind::Truncated),
         "{r:?}"
     );
-    let (_log, rec) = AuditLog::open(c).unwrap();
+    let (log, rec) = AuditLog::open(c).unwrap();
     let (have, resumes) = rec.journal_gap.expect("the gap is reported");
     assert_eq!(have, 20);
     assert!(resumes > 20 && resumes < 100, "{resumes}");
     assert_eq!(rec.journal_replayed, 0);
+    // Signed entries are gone: reported, recorded in the log, and the
+    // writer goes on without signing a checkpoint of a smaller tree (a
+    // rollback under the log's own key).
+    assert_eq!(rec.short_of_checkpoint, Some((20, 100)));
+    log.set_signer(Some(signer(1))).unwrap();
+    for i in 0..15 {
+        log.append_blocking(&ev(i)).unwrap();
+    }
+    assert!(log.checkpoint().unwrap().is_none());
+    log.close().unwrap();
+    let newest = std::fs::read_to_string(d.path().join("checkpoint")).unwrap();
+    assert_eq!(phivault_audit::witness::note_size(&newest), Some(100));
+    let mut ops = Vec::new();
+    phivault_audit::query::for_each(d.path(), 0, |e| {
+        ops.push(e.event.op);
+        true
+    })
+    .unwrap();
+    assert_eq!(ops[20], "audit.entries_lost");
+}
+
+/// A journal copied from another trail holds the very seqs this trail's
+/// segment lost: its batches name the other trail, so none is appended
+/// here; the start reports it, and verify reads only this trail's own.
+#[test]
+fn another_trails_journal_is_reported_and_never_replayed() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    build(a.path(), 300);
+    build(b.path(), 300);
+    let p = segment_path(b.path());
+    let orig = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &orig[..frames(&orig)[200].0]).unwrap();
+    let own = std::fs::read(b.path().join("journal")).unwrap();
+    std::fs::copy(a.path().join("journal"), b.path().join("journal")).unwrap();
+    let r = check(b.path());
+    assert!(!r.ok && r.journal == 0 && r.entries == 200, "{r:?}");
+    let c = tempfile::tempdir().unwrap();
+    copy_dir(b.path(), c.path());
+    let (log, rec) = AuditLog::open(cfg(c.path())).unwrap();
+    assert!(rec.journal_foreign, "{rec:?}");
+    assert_eq!((rec.journal_replayed, rec.journal_gap), (0, None));
+    log.close().unwrap();
+    // Its own journal brings the lost entries back.
+    std::fs::write(b.path().join("journal"), own).unwrap();
+    let r = check(b.path());
+    assert!(r.ok && r.journal == 100, "{r:?}");
+    let (_log, rec) = AuditLog::open(cfg(b.path())).unwrap();
+    assert!(!rec.journal_foreign);
+    assert_eq!(rec.journal_replayed, 100);
 }
 
 /// With no journal (`journal_bytes = 0`) each group commit syncs the

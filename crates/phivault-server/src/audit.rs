@@ -176,6 +176,18 @@ impl Trail {
                 "audit trail: the group-commit journal skips entries after the log's end (a disk that lost synced writes, or a journal from another trail); entries between the two are missing; run `phivault audit verify` and compare with the last witness checkpoint"
             );
         }
+        if let Some((have, signed)) = rec.short_of_checkpoint {
+            tracing::error!(
+                entries = have,
+                checkpoint_size = signed,
+                "audit trail: the log holds fewer entries than its last signed checkpoint covered; signed entries were lost (recorded as audit.entries_lost); run `phivault audit verify` and compare with the last witness checkpoint"
+            );
+        }
+        if rec.journal_foreign {
+            tracing::error!(
+                "audit trail: the group-commit journal holds batches of another trail (a journal copied from another node or folder); none of them were appended to this log, and the journal is written afresh; if this node lost power, run `phivault audit verify` and compare with the last witness checkpoint"
+            );
+        }
         if !rec.pruned_segments.is_empty() {
             tracing::info!(
                 segments = rec.pruned_segments.len(),
