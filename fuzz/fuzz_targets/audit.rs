@@ -64,9 +64,9 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             // Every batch the chain accepts is whole: its frames parse to
-            // the end and carry its seqs. The trail id is the input's first
-            // 16 bytes, so named batches of "this" trail are reachable.
-            let trail: Option<journal::TrailId> = rest.get(..16).and_then(|t| t.try_into().ok());
+            // the end and carry its seqs. The trail is the one the first
+            // batch names, so this trail's `PVJ2` batches are reachable.
+            let trail: Option<journal::TrailId> = rest.get(4..20).and_then(|t| t.try_into().ok());
             for b in journal::chain(rest, trail.as_ref()) {
                 let seqs: Vec<u64> = Frames::new(b.frames, 0).map(|f| f.seq).collect();
                 assert_eq!(seqs.len(), b.n as usize);

@@ -136,13 +136,18 @@ impl<'a> Chain<'a> {
         if hasher.finalize() != crc {
             return None;
         }
-        if !ours {
-            self.foreign = true;
+        let follows = self
+            .batches
+            .last()
+            .is_none_or(|p| p.first_seq.checked_add(u64::from(p.n)) == Some(first_seq));
+        if !follows {
             return None;
         }
-        if let Some(p) = self.batches.last()
-            && p.first_seq.checked_add(u64::from(p.n)) != Some(first_seq)
-        {
+        if !ours {
+            // Where the chain would go on: stale batches of another trail
+            // further in (a copied journal this trail has since partly
+            // overwritten) are not reported again at every start.
+            self.foreign = true;
             return None;
         }
         let mut fr = Frames::new(frames, 0);
@@ -491,6 +496,18 @@ mod tests {
         j.write(11, 2, &frames(11, 2)).unwrap();
         let t = frames_after(&p, 10, Some(&T)).unwrap();
         assert_eq!((t.count, t.foreign), (1, true));
+        // This trail overwrites the copied journal from its start: the
+        // other trail's stale batches further in, which do not follow its
+        // chain, are not reported again.
+        let mut j = Journal::open(&d.path().join("j3"), 64 << 10, [9; 16]).unwrap();
+        for s in 0..6 {
+            j.write(100 + s, 1, &frames(100 + s, 1)).unwrap();
+        }
+        let mut j = Journal::open(&d.path().join("j3"), 64 << 10, T).unwrap();
+        j.write(0, 2, &frames(0, 2)).unwrap();
+        j.write(2, 1, &frames(2, 1)).unwrap();
+        let t = frames_after(&d.path().join("j3"), 0, Some(&T)).unwrap();
+        assert_eq!((t.count, t.foreign), (3, false));
         // Stale zeros after a chain are not a foreign batch.
         let mut j = Journal::open(&d.path().join("j2"), 64 << 10, T).unwrap();
         j.write(0, 2, &frames(0, 2)).unwrap();

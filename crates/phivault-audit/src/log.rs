@@ -137,9 +137,10 @@ pub struct Recovery {
     /// lost (a disk that dropped synced writes, or a journal copied from
     /// another trail); the journal is not used past the gap.
     pub journal_gap: Option<(u64, u64)>,
-    /// The journal's chain ended at a batch another trail wrote (a journal
-    /// copied from another node or folder): none of its entries were
-    /// taken, and the journal is overwritten from its start.
+    /// The journal's chain ended at a batch another trail wrote, where
+    /// this trail's would have gone on (a journal copied from another node
+    /// or folder): none of its entries were taken. This trail's batches
+    /// are written from the journal's start again.
     pub journal_foreign: bool,
     /// The log holds fewer entries (the first number) than its last signed
     /// checkpoint covered (the second): signed entries were lost (a disk
@@ -181,8 +182,11 @@ thread_local! {
 
 /// Tells the logs that this thread runs `LogConfig::ack_runtimes[slot]`
 /// (call it once, first thing on the thread of a single-threaded
-/// runtime): appends awaited here are then woken by that runtime's
-/// acknowledgement task.
+/// runtime): appends made here are then woken by that runtime's
+/// acknowledgement task. The slot is taken when the append is made (its
+/// future created), not when it is polled: await an append on the
+/// runtime that made it, or it resumes only once that runtime has run
+/// its task (and never, if that runtime's thread blocks on it).
 pub fn set_ack_slot(slot: usize) {
     ACK_SLOT.set(slot);
 }
@@ -813,6 +817,19 @@ impl AuditLog {
             self.stage(b, true)
         });
         Self::durable(staged)
+    }
+
+    /// Appends an event without waiting for it (nobody is told when it is
+    /// durable; a later commit makes it so): no acknowledging runtime is
+    /// marked waiting for it.
+    pub fn append_detached(&self, ev: &Event) -> Result<()> {
+        SCRATCH
+            .with_borrow_mut(|b| {
+                b.clear();
+                ev.write_json(b);
+                self.stage(b, false)
+            })
+            .map(drop)
     }
 
     /// Appends serialized event JSON (see [`Event::to_json`]).

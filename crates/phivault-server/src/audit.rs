@@ -254,8 +254,14 @@ impl Trail {
 
     /// Appends without waiting (handshake failures, lifecycle events that
     /// happen outside a request).
-    pub fn emit(&self, ev: Event) {
-        drop(self.record(ev));
+    pub fn emit(&self, mut ev: Event) {
+        if self.settings.insecure_disable {
+            return;
+        }
+        ev.node = Some(self.node.clone());
+        // A failure shows in the log's own state (`failure`, metrics);
+        // nobody waits here to be told.
+        let _ = self.log.append_detached(&ev);
     }
 
     /// A key lifecycle event (create, rotate, destroy, shred, backup).
