@@ -96,6 +96,10 @@ pub struct Report {
     /// a segment (a power loss took them from the newest segment; the next
     /// start puts them back).
     pub journal: u64,
+    /// The group-commit journal holds batches of another trail where this
+    /// trail's would go on (a journal copied from another node or
+    /// folder): none of them were read.
+    pub journal_foreign: bool,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
     /// Witness checkpoints checked.
@@ -367,6 +371,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
     // they were acknowledged; the next start appends them to it again.
     // They are checked against the checkpoints like any other entry.
     let mut journal = 0;
+    let mut journal_foreign = false;
     if seq_break.is_none() && nsegs > 0 {
         let tail = crate::journal::frames_after(
             &opts.dir.join(crate::journal::FILE),
@@ -378,6 +383,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
             pass.push(merkle::leaf_hash(f.body), leaf_file.next());
         }
         journal = tail.count;
+        journal_foreign = tail.foreign;
     }
     // Reordering: a deletion whose missing seq shows up later.
     if let Some((pos, FindingKind::Deleted, msg)) = &seq_break
@@ -511,6 +517,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
         pruned,
         bytes,
         journal,
+        journal_foreign,
         checkpoints,
         witness_checkpoints,
         unsigned_tail: n - latest.as_ref().map_or(0, |c| c.size),

@@ -438,6 +438,7 @@ fn another_trails_journal_is_reported_and_never_replayed() {
     std::fs::copy(a.path().join("journal"), b.path().join("journal")).unwrap();
     let r = check(b.path());
     assert!(!r.ok && r.journal == 0 && r.entries == 200, "{r:?}");
+    assert!(r.journal_foreign, "{r:?}");
     let c = tempfile::tempdir().unwrap();
     copy_dir(b.path(), c.path());
     let (log, rec) = AuditLog::open(cfg(c.path())).unwrap();
@@ -447,7 +448,7 @@ fn another_trails_journal_is_reported_and_never_replayed() {
     // Its own journal brings the lost entries back.
     std::fs::write(b.path().join("journal"), own).unwrap();
     let r = check(b.path());
-    assert!(r.ok && r.journal == 100, "{r:?}");
+    assert!(r.ok && r.journal == 100 && !r.journal_foreign, "{r:?}");
     let (_log, rec) = AuditLog::open(cfg(b.path())).unwrap();
     assert!(!rec.journal_foreign);
     assert_eq!(rec.journal_replayed, 100);

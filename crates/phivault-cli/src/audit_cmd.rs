@@ -491,6 +491,11 @@ fn verify_cmd(g: &Global, d: &Path, key: &[String], witness: &[PathBuf]) -> Resu
                 r.journal
             );
         }
+        if r.journal_foreign {
+            println!(
+                "the group-commit journal holds batches of another trail (a journal copied from another node or folder): none of them were read"
+            );
+        }
         if let Some(c) = &r.latest {
             println!(
                 "latest checkpoint: size {} root {} ({}){}",
