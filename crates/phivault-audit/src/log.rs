@@ -145,10 +145,17 @@ pub struct Recovery {
     /// The log holds fewer entries (the first number) than its last signed
     /// checkpoint covered (the second): signed entries were lost (a disk
     /// that dropped synced writes, files removed or restored from an older
-    /// copy). Recorded in the log as `audit.entries_lost`; no checkpoint is
-    /// signed again until the log is past the old size, and `phivault
-    /// audit verify` reports the truncation.
+    /// copy). Recorded in the log as `audit.entries_lost`; `phivault audit
+    /// verify` reports the truncation. Signing stops (see
+    /// [`AuditLog::signing_blocked`]).
     pub short_of_checkpoint: Option<(u64, u64)>,
+    /// The log's first entries up to its last signed checkpoint's size (this
+    /// number) no longer hash to that checkpoint's root: entries it signed
+    /// were changed or replaced. Checked when the checkpoint lies in the
+    /// newest segment (always, after a clean stop or a seal; a checkpoint
+    /// in an older segment is left to `verify`). Recorded as
+    /// `audit.checkpoint_mismatch`; signing stops.
+    pub checkpoint_mismatch: Option<u64>,
     /// Segments removed by retention.
     pub pruned_segments: Vec<String>,
 }
@@ -372,6 +379,8 @@ pub struct Stats {
 
 struct SharedState {
     stage: Mutex<Stage>,
+    /// Why this log signs no checkpoint (set once, at open).
+    signing_blocked: OnceLock<String>,
     failed: AtomicBool,
     last_error: Mutex<Option<String>>,
     stats: Stats,
@@ -554,6 +563,7 @@ impl AuditLog {
         }
         let mut frontier = Frontier::from_parts(first, header.frontier.clone())
             .map_err(|e| LogError::Format(format!("{}: {e}", seg_path.display())))?;
+        let seg_start = frontier.clone();
         let mut frames = Frames::new(&bytes, header.len);
         let mut leaves_new = Vec::new();
         let mut good = header.len;
@@ -680,6 +690,7 @@ impl AuditLog {
             .map_err(io("reading audit/checkpoints.log"))?;
         let mut cf = Frames::new(&cb, 0);
         let mut last_ckpt_size = 0;
+        let mut last_root = None;
         for f in cf.by_ref() {
             if let Some(cp) = std::str::from_utf8(f.json())
                 .ok()
@@ -687,7 +698,16 @@ impl AuditLog {
                 .and_then(|(b, _)| Checkpoint::parse_body(&format!("{b}\n")).ok())
             {
                 last_ckpt_size = cp.size;
+                last_root = Some(cp.root);
             }
+        }
+        // Is this still the log its last checkpoint signed?
+        if let Some(root) = last_root
+            && last_ckpt_size <= frontier.size()
+            && let Some(have) = root_at(last_ckpt_size, &segs, seg_start, &leaves_new, &mut leaves)?
+            && have != root
+        {
+            rec.checkpoint_mismatch = Some(last_ckpt_size);
         }
         if let Some(t) = cf.torn.clone() {
             ckpts
@@ -714,6 +734,7 @@ impl AuditLog {
         };
         let shared = Arc::new(SharedState {
             stage: Mutex::new(Stage::new(cfg.ack_runtimes.len())),
+            signing_blocked: OnceLock::new(),
             failed: AtomicBool::new(false),
             last_error: Mutex::new(None),
             stats: Stats::default(),
@@ -740,7 +761,24 @@ impl AuditLog {
             _lock: lock,
         };
         rec.pruned_segments = w.prune();
+        if let Some(size) = rec.checkpoint_mismatch {
+            let ev = Event::new(Kind::Audit, "audit.checkpoint_mismatch")
+                .severity(Severity::High)
+                .reason("the log's entries no longer hash to its last signed checkpoint")
+                .detail(
+                    serde_json::json!({ "checkpoint_size": size, "entries": w.frontier.size() }),
+                );
+            w.write_one(&ev)?;
+            rec.entries += 1;
+            let _ = w.shared.signing_blocked.set(format!(
+                "the log's first {size} entries no longer hash to its last signed checkpoint (entries it signed were changed or replaced)"
+            ));
+        }
         if w.frontier.size() < last_ckpt_size {
+            let _ = w.shared.signing_blocked.set(format!(
+                "the log holds {} entries, fewer than the {last_ckpt_size} its last signed checkpoint covered (signed entries were lost)",
+                w.frontier.size()
+            ));
             rec.short_of_checkpoint = Some((w.frontier.size(), last_ckpt_size));
             let ev = Event::new(Kind::Audit, "audit.entries_lost")
                 .severity(Severity::High)
@@ -820,6 +858,16 @@ impl AuditLog {
             self.stage(b, true)
         });
         Self::durable(staged)
+    }
+
+    /// Why this log signs no checkpoint, if it doesn't: at open it found
+    /// signed entries lost or changed (`Recovery::short_of_checkpoint`,
+    /// `Recovery::checkpoint_mismatch`). Any checkpoint of it would fork
+    /// from the ones it signed; entries are still appended and durable. It
+    /// stays so at every start: keep the folder as evidence and start a new
+    /// trail (an empty `audit.dir`).
+    pub fn signing_blocked(&self) -> Option<String> {
+        self.shared.signing_blocked.get().cloned()
     }
 
     /// Appends an event without waiting for it (nobody is told when it is
@@ -967,6 +1015,55 @@ fn remove_ingested(dir: &Path, files: impl Iterator<Item = PathBuf>) {
         let _ = fs::remove_file(p);
     }
     let _ = phivault_keystore::atomic::sync_dir(&crate::inbox::path(dir));
+}
+
+/// The root of the log's first `size` entries, from the frontier in the
+/// header of the segment holding entry `size - 1` and that segment's leaf
+/// hashes: at most one segment's worth of hashing. `newest` is the newest
+/// segment's frontier at its start and `newest_leaves` its leaf hashes;
+/// `leaves` (the leaves file) has every older segment's. `None` when that
+/// segment is gone (retention) or its header does not say.
+fn root_at(
+    size: u64,
+    segs: &[(u64, PathBuf)],
+    newest: Frontier,
+    newest_leaves: &[Hash],
+    leaves: &mut File,
+) -> Result<Option<Hash>> {
+    if size >= newest.size() {
+        let Some(hs) = newest_leaves.get(..(size - newest.size()) as usize) else {
+            return Ok(None);
+        };
+        let mut f = newest;
+        hs.iter().for_each(|h| f.push(*h));
+        return Ok(Some(f.root()));
+    }
+    // The segment holding the checkpoint's last entry (the newest one
+    // starting before `size`).
+    let Some((first, path)) = segs.iter().rev().find(|(first, _)| *first < size) else {
+        return Ok(None);
+    };
+    let mut head = Vec::with_capacity(segment::MAX_HEADER);
+    File::open(path)
+        .and_then(|f| f.take(segment::MAX_HEADER as u64).read_to_end(&mut head))
+        .map_err(io(format!("reading {}", path.display())))?;
+    let Ok(h) = segment::parse_header(&head) else {
+        return Ok(None);
+    };
+    let Ok(mut f) = Frontier::from_parts(*first, h.frontier) else {
+        return Ok(None);
+    };
+    let mut b = vec![0u8; ((size - first) * 32) as usize];
+    leaves
+        .seek(SeekFrom::Start(first * 32))
+        .and_then(|_| leaves.read_exact(&mut b))
+        .map_err(io("reading audit/leaves"))?;
+    leaves
+        .seek(SeekFrom::End(0))
+        .map_err(io("seeking audit/leaves"))?;
+    b.chunks_exact(32)
+        .for_each(|c| f.push(c.try_into().expect("32 bytes")));
+    Ok(Some(f.root()))
 }
 
 fn create_segment(path: &Path, first: u64, frontier: &[Hash]) -> Result<File> {
@@ -1439,10 +1536,12 @@ impl Writer {
             return Ok(None);
         };
         let size = self.frontier.size();
-        // Never a checkpoint of a tree no larger than the last one signed:
-        // after entries were lost (`Recovery::short_of_checkpoint`) that
-        // would be a rollback signed by the log's own key.
-        if size == 0 || size <= self.last_ckpt_size {
+        // Never a checkpoint of a tree no larger than the last one signed,
+        // nor of one that does not extend it (`Recovery::short_of_checkpoint`,
+        // `Recovery::checkpoint_mismatch`): that would be a rollback or a
+        // fork signed by the log's own key, and a witness that compares
+        // sizes only would take it.
+        if size == 0 || size <= self.last_ckpt_size || self.shared.signing_blocked.get().is_some() {
             return Ok(None);
         }
         let cp = Checkpoint {

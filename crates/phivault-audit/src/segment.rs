@@ -21,6 +21,8 @@ pub const MAGIC: &[u8; 8] = b"PVAUDIT1";
 pub const MAX_BODY: usize = 4 << 20;
 /// Bytes before a body: length and CRC.
 pub const FRAME_OVERHEAD: usize = 8;
+/// The largest segment header: magic, first seq, count, 64 frontier hashes.
+pub const MAX_HEADER: usize = 17 + 32 * 64;
 
 /// A parsed segment header.
 #[derive(Debug, Clone, PartialEq, Eq)]

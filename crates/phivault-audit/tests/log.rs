@@ -397,23 +397,39 @@ fn a_journal_that_skips_entries_is_reported_not_joined() {
         r.findings.iter().any(|f| f.kind == FindingKind::Truncated),
         "{r:?}"
     );
-    let (log, rec) = AuditLog::open(c).unwrap();
+    let (log, rec) = AuditLog::open(c.clone()).unwrap();
     let (have, resumes) = rec.journal_gap.expect("the gap is reported");
     assert_eq!(have, 20);
     assert!(resumes > 20 && resumes < 100, "{resumes}");
     assert_eq!(rec.journal_replayed, 0);
     // Signed entries are gone: reported, recorded in the log, and the
-    // writer goes on without signing a checkpoint of a smaller tree (a
-    // rollback under the log's own key).
+    // writer goes on without signing a checkpoint, neither of a smaller
+    // tree (a rollback under the log's own key) nor, once it is larger,
+    // of one that forks from the last signed.
     assert_eq!(rec.short_of_checkpoint, Some((20, 100)));
+    assert!(
+        log.signing_blocked()
+            .unwrap()
+            .contains("fewer than the 100")
+    );
     log.set_signer(Some(signer(1))).unwrap();
-    for i in 0..15 {
+    for i in 0..90 {
         log.append_blocking(&ev(i)).unwrap();
     }
     assert!(log.checkpoint().unwrap().is_none());
     log.close().unwrap();
-    let newest = std::fs::read_to_string(d.path().join("checkpoint")).unwrap();
-    assert_eq!(phivault_audit::witness::note_size(&newest), Some(100));
+    let newest = || std::fs::read_to_string(d.path().join("checkpoint")).unwrap();
+    assert_eq!(phivault_audit::witness::note_size(&newest()), Some(100));
+    // At the next start the log is past the old size, and its first 100
+    // entries are not the ones signed: still no checkpoint.
+    let (log, rec) = AuditLog::open(c.clone()).unwrap();
+    assert_eq!(rec.short_of_checkpoint, None);
+    assert_eq!(rec.checkpoint_mismatch, Some(100));
+    log.set_signer(Some(signer(1))).unwrap();
+    log.append_blocking(&ev(0)).unwrap();
+    assert!(log.checkpoint().unwrap().is_none());
+    log.close().unwrap();
+    assert_eq!(phivault_audit::witness::note_size(&newest()), Some(100));
     let mut ops = Vec::new();
     phivault_audit::query::for_each(d.path(), 0, |e| {
         ops.push(e.event.op);
@@ -421,6 +437,69 @@ fn a_journal_that_skips_entries_is_reported_not_joined() {
     })
     .unwrap();
     assert_eq!(ops[20], "audit.entries_lost");
+    assert_eq!(ops[111], "audit.checkpoint_mismatch");
+}
+
+/// Entries replaced by others (the same count: a segment from another
+/// trail) no longer hash to the last signed checkpoint: found at start,
+/// recorded, and no checkpoint is signed over them. Checked both when the
+/// checkpoint lies in the newest segment and in an older one; an intact
+/// log is never flagged.
+#[test]
+fn a_log_that_no_longer_matches_its_last_checkpoint_signs_no_more() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    build(a.path(), 300);
+    build(b.path(), 300);
+    let (log, rec) = AuditLog::open(cfg(a.path())).unwrap();
+    assert_eq!(
+        (rec.checkpoint_mismatch, log.signing_blocked()),
+        (None, None)
+    );
+    log.close().unwrap();
+    std::fs::copy(segment_path(b.path()), segment_path(a.path())).unwrap();
+    let (log, rec) = AuditLog::open(cfg(a.path())).unwrap();
+    assert_eq!(rec.checkpoint_mismatch, Some(300));
+    assert!(log.signing_blocked().unwrap().contains("no longer hash"));
+    log.set_signer(Some(signer(1))).unwrap();
+    log.append_blocking(&ev(1)).unwrap();
+    assert!(log.checkpoint().unwrap().is_none());
+    log.close().unwrap();
+    assert!(!check(a.path()).ok);
+
+    // The last checkpoint in an older segment: signed at 50, then 200
+    // entries unsigned over several small segments.
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path());
+    c.segment_bytes = 4096;
+    c.checkpoint_every = u64::MAX;
+    let (log, _) = AuditLog::open(c.clone()).unwrap();
+    log.set_signer(Some(signer(1))).unwrap();
+    for i in 0..50 {
+        log.append_blocking(&ev(i)).unwrap();
+    }
+    assert_eq!(log.checkpoint().unwrap().map(|s| s.size), Some(50));
+    log.set_signer(None).unwrap();
+    for i in 50..250 {
+        log.append_blocking(&ev(i)).unwrap();
+    }
+    log.close().unwrap();
+    let segs = list_segments(d.path()).unwrap();
+    assert!(segs.len() > 3 && segs.last().unwrap().0 > 50, "{segs:?}");
+    let (log, rec) = AuditLog::open(c.clone()).unwrap();
+    assert_eq!(
+        (rec.checkpoint_mismatch, log.signing_blocked()),
+        (None, None)
+    );
+    log.close().unwrap();
+    // The leaf hash of entry 49 changed (the check hashes the leaves of
+    // the checkpoint's own segment onto the frontier in its header).
+    let lp = d.path().join("leaves");
+    let mut l = std::fs::read(&lp).unwrap();
+    l[49 * 32] ^= 1;
+    std::fs::write(&lp, l).unwrap();
+    let (log, rec) = AuditLog::open(c).unwrap();
+    assert_eq!(rec.checkpoint_mismatch, Some(50));
+    assert!(log.signing_blocked().is_some());
 }
 
 /// A journal copied from another trail holds the very seqs this trail's

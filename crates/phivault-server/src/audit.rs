@@ -183,6 +183,12 @@ impl Trail {
                 "audit trail: the log holds fewer entries than its last signed checkpoint covered; signed entries were lost (recorded as audit.entries_lost); run `phivault audit verify` and compare with the last witness checkpoint"
             );
         }
+        if let Some(signed) = rec.checkpoint_mismatch {
+            tracing::error!(
+                checkpoint_size = signed,
+                "audit trail: the log's entries no longer hash to its last signed checkpoint; entries it signed were changed or replaced (recorded as audit.checkpoint_mismatch); run `phivault audit verify`"
+            );
+        }
         if rec.journal_foreign {
             tracing::error!(
                 "audit trail: the group-commit journal holds batches of another trail (a journal copied from another node or folder); none of them were appended to this log, and the journal is written afresh; if this node lost power, run `phivault audit verify` and compare with the last witness checkpoint"
@@ -192,6 +198,11 @@ impl Trail {
             tracing::info!(
                 segments = rec.pruned_segments.len(),
                 "audit trail: segments past retention removed (their leaf hashes stay)"
+            );
+        }
+        if let Some(why) = log.signing_blocked() {
+            tracing::error!(
+                "audit trail: no checkpoint will be signed for this log ({why}): a new one would fork from those it signed; entries are still recorded durably; keep the audit folder as evidence and point audit.dir at an empty folder to start a new trail"
             );
         }
         Ok(Self {
