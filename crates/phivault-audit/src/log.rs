@@ -15,6 +15,8 @@
 //!                              to it in a shared database)
 //!   journal                    the group-commit journal (journal.rs): each
 //!                              batch is made durable here
+//!   signing-blocked            why this log signs no more checkpoints, when
+//!                              a start found signed entries lost or changed
 //!   LOCK                       flock: one writer at a time
 //! ```
 //!
@@ -47,6 +49,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
+
+/// The files that hold signed checkpoints (see [`record_files`]).
+pub const CHECKPOINT_FILES: [&str; 2] = ["checkpoint", "checkpoints.log"];
+
+/// Written (atomically) when a start finds signed entries lost or changed;
+/// while it exists the log signs no checkpoint (`AuditLog::signing_blocked`).
+pub const SIGNING_BLOCKED_FILE: &str = "signing-blocked";
 
 /// Six years: HIPAA's documentation retention (45 CFR 164.316(b)(2)(i)).
 pub const SIX_YEARS: Duration = Duration::from_secs(6 * 366 * 24 * 3600);
@@ -151,10 +160,10 @@ pub struct Recovery {
     pub short_of_checkpoint: Option<(u64, u64)>,
     /// The log's first entries up to its last signed checkpoint's size (this
     /// number) no longer hash to that checkpoint's root: entries it signed
-    /// were changed or replaced. Checked when the checkpoint lies in the
-    /// newest segment (always, after a clean stop or a seal; a checkpoint
-    /// in an older segment is left to `verify`). Recorded as
-    /// `audit.checkpoint_mismatch`; signing stops.
+    /// were changed or replaced. Checked from the segment holding the
+    /// checkpoint's last entry (its header's frontier and its leaves);
+    /// when that segment is gone (retention) or can't be read, left to
+    /// `verify`. Recorded as `audit.checkpoint_mismatch`; signing stops.
     pub checkpoint_mismatch: Option<u64>,
     /// Segments removed by retention.
     pub pruned_segments: Vec<String>,
@@ -462,6 +471,13 @@ fn trail_bytes(dir: &Path) -> Result<crate::journal::TrailId> {
 /// a backup or a mirror of the trail copies. The group-commit journal is
 /// left out: node-local scratch, rewritten in place at every commit, whose
 /// entries the segments hold.
+///
+/// A copy of a live trail reads [`CHECKPOINT_FILES`] *before* it lists
+/// the rest: a checkpoint covers only entries written before it, so every
+/// entry a copied checkpoint covers is then in a listed segment. (Listed
+/// first, a segment started between the listing and the checkpoint's read
+/// would be missing from a copy whose checkpoint covers it, and the copy
+/// would start with signing blocked: `Recovery::short_of_checkpoint`.)
 pub fn record_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut todo = vec![PathBuf::new()];
@@ -761,6 +777,12 @@ impl AuditLog {
             _lock: lock,
         };
         rec.pruned_segments = w.prune();
+        // A block found at an earlier start stays (retention may since have
+        // removed the segment that showed it).
+        let marker = dir.join(SIGNING_BLOCKED_FILE);
+        if let Ok(why) = fs::read_to_string(&marker) {
+            let _ = w.shared.signing_blocked.set(why.trim().to_owned());
+        }
         if let Some(size) = rec.checkpoint_mismatch {
             let ev = Event::new(Kind::Audit, "audit.checkpoint_mismatch")
                 .severity(Severity::High)
@@ -790,6 +812,12 @@ impl AuditLog {
                 }));
             w.write_one(&ev)?;
             rec.entries += 1;
+        }
+        if let Some(why) = w.shared.signing_blocked.get()
+            && !marker.exists()
+        {
+            phivault_keystore::atomic::write_atomic(&marker, format!("{why}\n").as_bytes())
+                .map_err(io("writing audit/signing-blocked"))?;
         }
         if let Some((seg, t)) = &rec.torn {
             let ev = Event::new(Kind::Audit, "audit.tail_recovered")
@@ -864,8 +892,9 @@ impl AuditLog {
     /// signed entries lost or changed (`Recovery::short_of_checkpoint`,
     /// `Recovery::checkpoint_mismatch`). Any checkpoint of it would fork
     /// from the ones it signed; entries are still appended and durable. It
-    /// stays so at every start: keep the folder as evidence and start a new
-    /// trail (an empty `audit.dir`).
+    /// stays so at every start (the reason is kept in
+    /// `audit/signing-blocked`): keep the folder as evidence and start a
+    /// new trail (an empty `audit.dir`).
     pub fn signing_blocked(&self) -> Option<String> {
         self.shared.signing_blocked.get().cloned()
     }
@@ -1043,27 +1072,41 @@ fn root_at(
     let Some((first, path)) = segs.iter().rev().find(|(first, _)| *first < size) else {
         return Ok(None);
     };
+    // An older segment that can't be read, or whose header is damaged, is
+    // not checked here (`verify` reads everything): this check must not
+    // stop a start, nor block signing over a bit flip in a header.
     let mut head = Vec::with_capacity(segment::MAX_HEADER);
-    File::open(path)
-        .and_then(|f| f.take(segment::MAX_HEADER as u64).read_to_end(&mut head))
-        .map_err(io(format!("reading {}", path.display())))?;
-    let Ok(h) = segment::parse_header(&head) else {
+    let read =
+        File::open(path).and_then(|f| f.take(segment::MAX_HEADER as u64).read_to_end(&mut head));
+    let Some(h) = read
+        .ok()
+        .and_then(|_| segment::parse_header(&head).ok())
+        .filter(|h| h.first_seq == *first)
+    else {
         return Ok(None);
     };
     let Ok(mut f) = Frontier::from_parts(*first, h.frontier) else {
         return Ok(None);
     };
-    let mut b = vec![0u8; ((size - first) * 32) as usize];
-    leaves
-        .seek(SeekFrom::Start(first * 32))
-        .and_then(|_| leaves.read_exact(&mut b))
-        .map_err(io("reading audit/leaves"))?;
+    let hashed = (|| -> std::io::Result<()> {
+        leaves.seek(SeekFrom::Start(first * 32))?;
+        let mut left = (size - first) * 32;
+        let mut b = vec![0u8; 64 << 10];
+        while left > 0 {
+            let n = left.min(b.len() as u64) as usize;
+            leaves.read_exact(&mut b[..n])?;
+            b[..n]
+                .chunks_exact(32)
+                .for_each(|c| f.push(c.try_into().expect("32 bytes")));
+            left -= n as u64;
+        }
+        Ok(())
+    })();
+    // Later writes append: the cursor goes back to the end either way.
     leaves
         .seek(SeekFrom::End(0))
         .map_err(io("seeking audit/leaves"))?;
-    b.chunks_exact(32)
-        .for_each(|c| f.push(c.try_into().expect("32 bytes")));
-    Ok(Some(f.root()))
+    Ok(hashed.ok().map(|()| f.root()))
 }
 
 fn create_segment(path: &Path, first: u64, frontier: &[Hash]) -> Result<File> {
@@ -1320,10 +1363,12 @@ impl Writer {
         // (and delay the idle signal of the next gather).
         let rts = &self.cfg.ack_runtimes;
         if ends.len() > 1 && !rts.is_empty() {
-            self.shared
-                .stats
-                .ack_batches
-                .fetch_add(1, Ordering::Relaxed);
+            if waiting.iter().take(rts.len()).any(|w| *w) {
+                self.shared
+                    .stats
+                    .ack_batches
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             for (i, rt) in rts.iter().enumerate() {
                 if !waiting.get(i).copied().unwrap_or(false) {
                     continue;

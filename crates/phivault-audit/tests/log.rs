@@ -456,6 +456,7 @@ fn a_log_that_no_longer_matches_its_last_checkpoint_signs_no_more() {
         (None, None)
     );
     log.close().unwrap();
+    let own = std::fs::read(segment_path(a.path())).unwrap();
     std::fs::copy(segment_path(b.path()), segment_path(a.path())).unwrap();
     let (log, rec) = AuditLog::open(cfg(a.path())).unwrap();
     assert_eq!(rec.checkpoint_mismatch, Some(300));
@@ -465,6 +466,15 @@ fn a_log_that_no_longer_matches_its_last_checkpoint_signs_no_more() {
     assert!(log.checkpoint().unwrap().is_none());
     log.close().unwrap();
     assert!(!check(a.path()).ok);
+    // The block stays even when what showed it is gone (here: the log's
+    // own segment back; in life, retention removing that segment).
+    std::fs::write(segment_path(a.path()), own).unwrap();
+    let (log, rec) = AuditLog::open(cfg(a.path())).unwrap();
+    assert_eq!(rec.checkpoint_mismatch, None);
+    assert!(log.signing_blocked().unwrap().contains("no longer hash"));
+    log.set_signer(Some(signer(1))).unwrap();
+    assert!(log.checkpoint().unwrap().is_none());
+    log.close().unwrap();
 
     // The last checkpoint in an older segment: signed at 50, then 200
     // entries unsigned over several small segments.
@@ -490,7 +500,14 @@ fn a_log_that_no_longer_matches_its_last_checkpoint_signs_no_more() {
         (rec.checkpoint_mismatch, log.signing_blocked()),
         (None, None)
     );
+    // The check leaves the leaves file's cursor at its end: what is
+    // appended now verifies.
+    for i in 250..260 {
+        log.append_blocking(&ev(i)).unwrap();
+    }
     log.close().unwrap();
+    let r = check(d.path());
+    assert!(r.ok && r.entries == 260, "{r:?}");
     // The leaf hash of entry 49 changed (the check hashes the leaves of
     // the checkpoint's own segment onto the frontier in its header).
     let lp = d.path().join("leaves");
@@ -500,6 +517,49 @@ fn a_log_that_no_longer_matches_its_last_checkpoint_signs_no_more() {
     let (log, rec) = AuditLog::open(c).unwrap();
     assert_eq!(rec.checkpoint_mismatch, Some(50));
     assert!(log.signing_blocked().is_some());
+}
+
+/// A checkpoint exactly at a segment boundary (the newest segment's first
+/// entry, then the last entry of an older one) is checked without a false
+/// alarm.
+#[test]
+fn a_checkpoint_on_a_segment_boundary_is_no_false_alarm() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path());
+    c.segment_bytes = 4096;
+    c.checkpoint_every = u64::MAX;
+    let (log, _) = AuditLog::open(c.clone()).unwrap();
+    log.set_signer(Some(signer(1))).unwrap();
+    let mut n = 0u64;
+    // Append until a segment has just been started (it holds no entry).
+    loop {
+        log.append_blocking(&ev(n)).unwrap();
+        n += 1;
+        if n > 20 && list_segments(d.path()).unwrap().last().unwrap().0 == n {
+            break;
+        }
+        assert!(n < 1000, "no rotation");
+    }
+    assert_eq!(log.checkpoint().unwrap().map(|s| s.size), Some(n));
+    log.set_signer(None).unwrap();
+    log.close().unwrap();
+    let blocked = |log: &AuditLog, rec: &phivault_audit::log::Recovery| {
+        (rec.checkpoint_mismatch, log.signing_blocked())
+    };
+    let (log, rec) = AuditLog::open(c.clone()).unwrap();
+    assert_eq!(blocked(&log, &rec), (None, None));
+    // More entries, more segments: the checkpoint now ends an older one.
+    for i in n..n + 100 {
+        log.append_blocking(&ev(i)).unwrap();
+    }
+    log.close().unwrap();
+    assert!(list_segments(d.path()).unwrap().last().unwrap().0 > n);
+    let (log, rec) = AuditLog::open(c).unwrap();
+    assert_eq!(blocked(&log, &rec), (None, None));
+    log.set_signer(Some(signer(1))).unwrap();
+    log.close().unwrap();
+    let r = check(d.path());
+    assert!(r.ok && r.findings.is_empty(), "{r:?}");
 }
 
 /// A journal copied from another trail holds the very seqs this trail's

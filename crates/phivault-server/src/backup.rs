@@ -129,6 +129,42 @@ fn put(w: &mut impl Write, line: &Line) -> Result<(), ArchiveError> {
         .map_err(|e| ArchiveError::Io("writing the backup".into(), e))
 }
 
+/// Streams one audit file (`rel`, inside `audit_dir`) as chunks.
+fn put_audit_file(
+    w: &mut impl Write,
+    audit_dir: &Path,
+    rel: &Path,
+    c: &mut Counts,
+) -> Result<(), ArchiveError> {
+    let path = audit_dir.join(rel);
+    let mut f = std::fs::File::open(&path)
+        .map_err(|e| ArchiveError::Io(format!("reading {}", path.display()), e))?;
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)
+            .map_err(|e| ArchiveError::Io(format!("reading {}", path.display()), e))?;
+        if n == 0 && offset > 0 {
+            break;
+        }
+        put(
+            w,
+            &Line::AuditChunk {
+                path: rel.to_string_lossy().into_owned(),
+                offset,
+                data: B64.encode(&buf[..n]),
+            },
+        )?;
+        offset += n as u64;
+        if n == 0 {
+            break;
+        }
+    }
+    c.audit_files += 1;
+    c.audit_bytes += offset;
+    Ok(())
+}
+
 /// Writes the archive of `store`, the keystore at `keystore`, and the
 /// audit trail in `audit_dir` to `w`. `progress` gets the counts so far.
 pub async fn write(
@@ -240,35 +276,24 @@ pub async fn write(
         )?;
         c.keystore = 1;
     }
+    // The checkpoint files first, and the rest listed only after them:
+    // every entry a copied checkpoint covers is then in a listed segment
+    // (see `record_files`).
+    let is_checkpoint = |r: &Path| {
+        phivault_audit::log::CHECKPOINT_FILES
+            .iter()
+            .any(|c| r == Path::new(c))
+    };
+    for name in phivault_audit::log::CHECKPOINT_FILES {
+        if audit_dir.join(name).is_file() {
+            put_audit_file(w, audit_dir, Path::new(name), &mut c)?;
+            progress(&c);
+        }
+    }
     let files = phivault_audit::log::record_files(audit_dir)
         .map_err(|e| ArchiveError::Io(format!("reading {}", audit_dir.display()), e))?;
-    for rel in files {
-        let path = audit_dir.join(&rel);
-        let mut f = std::fs::File::open(&path)
-            .map_err(|e| ArchiveError::Io(format!("reading {}", path.display()), e))?;
-        let mut offset = 0u64;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = std::io::Read::read(&mut f, &mut buf)
-                .map_err(|e| ArchiveError::Io(format!("reading {}", path.display()), e))?;
-            if n == 0 && offset > 0 {
-                break;
-            }
-            put(
-                w,
-                &Line::AuditChunk {
-                    path: rel.to_string_lossy().into_owned(),
-                    offset,
-                    data: B64.encode(&buf[..n]),
-                },
-            )?;
-            offset += n as u64;
-            if n == 0 {
-                break;
-            }
-        }
-        c.audit_files += 1;
-        c.audit_bytes += offset;
+    for rel in files.iter().filter(|r| !is_checkpoint(r)) {
+        put_audit_file(w, audit_dir, rel, &mut c)?;
         progress(&c);
     }
     put(w, &Line::End { counts: c })?;

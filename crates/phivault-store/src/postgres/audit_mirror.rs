@@ -143,26 +143,32 @@ impl AuditMirror {
             self.loaded = true;
         }
         let mut st = SyncStats::default();
+        // Checkpoints are read first (before the folder is even listed) and
+        // stored last. The log writes an entry before any checkpoint that
+        // covers it, so checkpoint bytes read before the listing and the
+        // segments' reads cover only entries those reads hold; stored after
+        // them, a pass cut short anywhere (a stop, a crash, a database
+        // error) never leaves the copy with a checkpoint over entries it
+        // lacks, and the copy always verifies. (Listed first, a segment
+        // started between the listing and the checkpoints' read would be
+        // missing.)
+        let is_checkpoint = |r: &PathBuf| {
+            phivault_audit::log::CHECKPOINT_FILES
+                .iter()
+                .any(|c| r == Path::new(c))
+        };
+        let mut late = Vec::new();
+        for rel in phivault_audit::log::CHECKPOINT_FILES.map(PathBuf::from) {
+            if let Some(cur) = stat(&dir.join(&rel))
+                && self.seen.get(&rel).copied() != Some(cur)
+                && let Ok(b) = std::fs::read(dir.join(&rel))
+            {
+                late.push((rel, Some((cur, b))));
+            }
+        }
         let now = phivault_audit::log::record_files(dir).map_err(|e| {
             StoreError::Db(format!("reading the audit folder {}: {e}", dir.display()))
         })?;
-        // Checkpoints are read first and stored last. The log writes an
-        // entry before any checkpoint that covers it, so checkpoint bytes
-        // read before the segments cover only entries those reads hold;
-        // stored after them, a pass cut short anywhere (a stop, a crash, a
-        // database error) never leaves the copy with a checkpoint over
-        // entries it lacks, and the copy always verifies.
-        let is_checkpoint =
-            |r: &PathBuf| matches!(r.to_str(), Some("checkpoint" | "checkpoints.log"));
-        let mut late = Vec::new();
-        for rel in now.iter().filter(|r| is_checkpoint(r)) {
-            if let Some(cur) = stat(&dir.join(rel))
-                && self.seen.get(rel).copied() != Some(cur)
-                && let Ok(b) = std::fs::read(dir.join(rel))
-            {
-                late.push((rel.clone(), Some((cur, b))));
-            }
-        }
         let order: Vec<(PathBuf, Option<Read>)> = now
             .iter()
             .filter(|r| !is_checkpoint(r))
