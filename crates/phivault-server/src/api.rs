@@ -739,6 +739,8 @@ pub fn refresh_gauges(st: &Shared) {
         m.audit_witness_failures
             .set(s.witness_failures.load(Relaxed) as i64);
         m.audit_failing.set(i64::from(log.failure().is_some()));
+        m.audit_signing_blocked
+            .set(i64::from(log.signing_blocked().is_some()));
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let na = st

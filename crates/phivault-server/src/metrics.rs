@@ -137,6 +137,9 @@ pub struct Metrics {
     pub audit_failing: Gauge,
     /// Checkpoints a witness folder did not take (set at scrape).
     pub audit_witness_failures: Gauge,
+    /// 1 when the trail signs no checkpoints: a start found signed entries
+    /// lost or changed (`audit/signing-blocked`; set at scrape).
+    pub audit_signing_blocked: Gauge,
     /// Unix time the server certificate expires (updated on reload).
     pub server_cert_not_after: AtomicU64,
     /// Unix time the CRL needs replacing (0 = no CRL).
@@ -237,6 +240,7 @@ impl Metrics {
         let audit_group_commits = Gauge::default();
         let audit_failing = Gauge::default();
         let audit_witness_failures = Gauge::default();
+        let audit_signing_blocked = Gauge::default();
         registry.register(
             "audit_refusals",
             "Requests refused (503) because the audit trail could not be written durably",
@@ -277,6 +281,11 @@ impl Metrics {
             "Checkpoints a witness folder did not take since start",
             audit_witness_failures.clone(),
         );
+        registry.register(
+            "audit_signing_blocked",
+            "1 when the audit trail signs no checkpoints: a start found signed entries lost or changed (see audit/signing-blocked; start a new trail)",
+            audit_signing_blocked.clone(),
+        );
         for r in crate::tls::FAILURE_REASONS {
             let _ = handshake_failures.get_or_create(&ReasonLabel { reason: r });
         }
@@ -303,6 +312,7 @@ impl Metrics {
             audit_group_commits,
             audit_failing,
             audit_witness_failures,
+            audit_signing_blocked,
             server_cert_not_after: AtomicU64::new(0),
             crl_next_update: AtomicU64::new(0),
         }

@@ -330,6 +330,38 @@ async fn every_request_is_recorded_and_the_trail_holds_no_phi() {
     assert_eq!(r.unsigned_tail, 0, "a checkpoint at shutdown");
 }
 
+/// A trail that an earlier start found with signed entries lost or changed
+/// (`audit/signing-blocked`) records requests but signs no checkpoint, and
+/// the metrics say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trail_with_signing_blocked_shows_in_the_metrics() {
+    let mut h = Harness::new(|_, _| {});
+    let admin = h.client("admin", &["sys:metrics", "transit:*:*", "keys:admin"]);
+    let dir = audit_dir(&h);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("signing-blocked"),
+        "signed entries were lost (test)\n",
+    )
+    .unwrap();
+    h.start_unsealed().await;
+    let (c, _) = h.post(&admin, "/v1/transit/keys/billing", json!({}));
+    assert!(c == 200 || c == 204);
+    let (c, m) = h.curl(Some(&admin), "GET", "/v1/sys/metrics", None, &[]);
+    assert_eq!(c, 200);
+    assert_eq!(metric(&m, "phivault_audit_signing_blocked "), 1.0, "{m}");
+    assert!(metric(&m, "phivault_audit_entries ") >= 2.0, "{m}");
+    stop(&mut h).await;
+    // Unsealed, started and stopped: a checkpoint each time, were it not
+    // blocked.
+    assert!(!dir.join("checkpoint").exists());
+    assert!(
+        std::fs::read(dir.join("checkpoints.log"))
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_is_marked_counted_and_time_limited() {
     let mut h = Harness::new(|_, _| {});
