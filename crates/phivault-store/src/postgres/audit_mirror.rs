@@ -22,8 +22,12 @@ use std::path::{Path, PathBuf};
 /// Largest chunk stored in one row.
 const CHUNK: usize = 1 << 20;
 
-/// A file's state and bytes, read ahead of the rest of a pass.
-type Read = (Seen, Vec<u8>);
+/// Files smaller than this are always sent whole (see `changed`).
+const WHOLE_BELOW: u64 = 64 << 10;
+
+/// A file's state, and its bytes from an offset on, read ahead of the
+/// rest of a pass.
+type Read = (Seen, (u64, Vec<u8>));
 
 /// What the mirror last copied of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,11 +163,12 @@ impl AuditMirror {
         };
         let mut late = Vec::new();
         for rel in phivault_audit::log::CHECKPOINT_FILES.map(PathBuf::from) {
+            let prev = self.seen.get(&rel).copied();
             if let Some(cur) = stat(&dir.join(&rel))
-                && self.seen.get(&rel).copied() != Some(cur)
-                && let Ok(b) = std::fs::read(dir.join(&rel))
+                && prev != Some(cur)
+                && let Some(read) = self.changed(dir, &rel, prev).await?
             {
-                late.push((rel, Some((cur, b))));
+                late.push((rel, Some(read)));
             }
         }
         let now = phivault_audit::log::record_files(dir).map_err(|e| {
@@ -177,53 +182,27 @@ impl AuditMirror {
             .collect();
         for (rel, read) in order {
             let rel = &rel;
-            let prev = self.seen.get(rel).copied();
-            let (cur, bytes) = match read {
+            let (cur, (from, bytes)) = match read {
                 Some(r) => r,
                 None => {
+                    let prev = self.seen.get(rel).copied();
                     let Some(cur) = stat(&dir.join(rel)) else {
                         continue;
                     };
                     if prev == Some(cur) {
                         continue;
                     }
-                    match std::fs::read(dir.join(rel)) {
-                        Ok(b) => (cur, b),
-                        Err(_) => continue, // removed meanwhile: the next sync sees it
+                    match self.changed(dir, rel, prev).await? {
+                        Some(read) => read,
+                        None => continue, // removed meanwhile: the next sync sees it
                     }
                 }
             };
-            // Appended (same file, longer): send the tail. Otherwise the
-            // whole file again. After a restart (inode unknown) an append
-            // is trusted only if the database's last chunk still matches
-            // the file: recovery may have cut a torn tail and rewritten it.
-            let append_from = match prev {
-                Some(p) if p.ino == cur.ino && cur.len >= p.len && p.len > 0 => Some(p.len),
-                Some(p) if p.ino == 0 && cur.len >= p.len && p.len > 0 => {
-                    let last = sqlx::query(
-                        "SELECT off, data FROM pv_audit_chunks WHERE node = $1 AND path = $2
-                         ORDER BY off DESC LIMIT 1",
-                    )
-                    .bind(&self.node)
-                    .bind(rel_str(rel))
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db)?;
-                    let same = last.is_some_and(|r| {
-                        let off = r.try_get::<i64, _>(0).unwrap_or(-1);
-                        let data: Vec<u8> = r.try_get(1).unwrap_or_default();
-                        off >= 0
-                            && bytes.get(off as usize..off as usize + data.len()) == Some(&data[..])
-                    });
-                    same.then_some(p.len)
-                }
-                _ => None,
-            };
-            if append_from == Some(bytes.len() as u64) {
-                self.seen.insert(rel.clone(), cur);
+            let len = from + bytes.len() as u64;
+            if from > 0 && bytes.is_empty() {
+                self.seen.insert(rel.clone(), Seen { len, ..cur });
                 continue;
             }
-            let from = append_from.unwrap_or(0).min(bytes.len() as u64) as usize;
             let mut tx = self.pool.begin().await.map_err(db)?;
             if from == 0 {
                 sqlx::query("DELETE FROM pv_audit_chunks WHERE node = $1 AND path = $2")
@@ -233,35 +212,36 @@ impl AuditMirror {
                     .await
                     .map_err(db)?;
             }
-            let mut off = from;
-            loop {
-                let end = (off + CHUNK).min(bytes.len());
+            for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
                 sqlx::query(
                     "INSERT INTO pv_audit_chunks(node, path, off, data) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (node, path, off) DO UPDATE SET data = EXCLUDED.data",
                 )
                 .bind(&self.node)
                 .bind(rel_str(rel))
-                .bind(off as i64)
-                .bind(&bytes[off..end])
+                .bind((from + (i * CHUNK) as u64) as i64)
+                .bind(chunk)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-                st.bytes += (end - off) as u64;
-                off = end;
-                if off >= bytes.len() {
-                    break;
-                }
+                st.bytes += chunk.len() as u64;
+            }
+            if bytes.is_empty() {
+                // An empty file: one empty chunk says it exists.
+                sqlx::query(
+                    "INSERT INTO pv_audit_chunks(node, path, off, data) VALUES ($1, $2, 0, $3)
+                     ON CONFLICT (node, path, off) DO UPDATE SET data = EXCLUDED.data",
+                )
+                .bind(&self.node)
+                .bind(rel_str(rel))
+                .bind(&[] as &[u8])
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             }
             tx.commit().await.map_err(db)?;
             st.files += 1;
-            self.seen.insert(
-                rel.clone(),
-                Seen {
-                    len: bytes.len() as u64,
-                    ..cur
-                },
-            );
+            self.seen.insert(rel.clone(), Seen { len, ..cur });
         }
         let gone: Vec<PathBuf> = self
             .seen
@@ -287,6 +267,68 @@ impl AuditMirror {
             .await
             .map_err(db)?;
         Ok(st)
+    }
+
+    /// What of `rel` (in `dir`) to send: the file's state as opened, and
+    /// `(from, its bytes from there to its end)`. Only what is new is read
+    /// when the file was appended to since `prev` (a segment, the leaves
+    /// file and checkpoints.log only grow; reading them whole every second
+    /// would cost their size each time); from 0 otherwise, and always for
+    /// a file under [`WHOLE_BELOW`] (the atomically replaced `checkpoint`
+    /// and the like: a reused inode number must not pass for an append).
+    /// After a restart (inode unknown) an append is trusted only if the
+    /// database's last chunk still matches the file: recovery may have cut
+    /// a torn tail and rewritten it. `None`: the file can't be read
+    /// (removed meanwhile).
+    async fn changed(
+        &self,
+        dir: &Path,
+        rel: &Path,
+        prev: Option<Seen>,
+    ) -> Result<Option<(Seen, (u64, Vec<u8>))>, StoreError> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let Ok(mut f) = std::fs::File::open(dir.join(rel)) else {
+            return Ok(None);
+        };
+        // The state of the file actually read, not of an earlier stat.
+        let Ok(m) = f.metadata() else {
+            return Ok(None);
+        };
+        let cur = Seen {
+            len: m.len(),
+            ino: m.ino(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        };
+        let append_from = match prev {
+            _ if cur.len < WHOLE_BELOW => None,
+            Some(p) if p.ino == cur.ino && cur.len >= p.len && p.len > 0 => Some(p.len),
+            Some(p) if p.ino == 0 && cur.len >= p.len && p.len > 0 => {
+                let last = sqlx::query(
+                    "SELECT off, data FROM pv_audit_chunks WHERE node = $1 AND path = $2
+                     ORDER BY off DESC LIMIT 1",
+                )
+                .bind(&self.node)
+                .bind(rel_str(rel))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+                let same = last.is_some_and(|r| {
+                    let off = r.try_get::<i64, _>(0).unwrap_or(-1);
+                    let data: Vec<u8> = r.try_get(1).unwrap_or_default();
+                    let mut have = vec![0u8; data.len()];
+                    off >= 0 && f.read_exact_at(&mut have, off as u64).is_ok() && have == data
+                });
+                same.then_some(p.len)
+            }
+            _ => None,
+        };
+        let from = append_from.unwrap_or(0);
+        let mut bytes = Vec::new();
+        let read = f
+            .seek(SeekFrom::Start(from))
+            .and_then(|_| std::io::Read::read_to_end(&mut f, &mut bytes));
+        Ok(read.ok().map(|_| (cur, (from, bytes))))
     }
 }
 
