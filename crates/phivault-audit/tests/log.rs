@@ -32,6 +32,15 @@ fn cfg(dir: &Path) -> LogConfig {
     c
 }
 
+/// `cfg` with 4 KiB segments (a few dozen entries each) and no
+/// checkpoint by count.
+fn small_segments(dir: &Path) -> LogConfig {
+    let mut c = cfg(dir);
+    c.segment_bytes = 4096;
+    c.checkpoint_every = u64::MAX;
+    c
+}
+
 fn ev(i: u64) -> Event {
     let mut e = Event::new(Kind::Request, "transit.encrypt");
     e.principal = Some(format!("spiffe://t/app{}", i % 7));
@@ -479,9 +488,7 @@ fn a_log_that_no_longer_matches_its_last_checkpoint_signs_no_more() {
     // The last checkpoint in an older segment: signed at 50, then 200
     // entries unsigned over several small segments.
     let d = tempfile::tempdir().unwrap();
-    let mut c = cfg(d.path());
-    c.segment_bytes = 4096;
-    c.checkpoint_every = u64::MAX;
+    let c = small_segments(d.path());
     let (log, _) = AuditLog::open(c.clone()).unwrap();
     log.set_signer(Some(signer(1))).unwrap();
     for i in 0..50 {
@@ -525,9 +532,7 @@ fn a_log_that_no_longer_matches_its_last_checkpoint_signs_no_more() {
 #[test]
 fn a_checkpoint_on_a_segment_boundary_is_no_false_alarm() {
     let d = tempfile::tempdir().unwrap();
-    let mut c = cfg(d.path());
-    c.segment_bytes = 4096;
-    c.checkpoint_every = u64::MAX;
+    let c = small_segments(d.path());
     let (log, _) = AuditLog::open(c.clone()).unwrap();
     log.set_signer(Some(signer(1))).unwrap();
     let mut n = 0u64;
