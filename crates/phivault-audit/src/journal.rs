@@ -56,7 +56,11 @@ pub type TrailId = [u8; 16];
 /// file is missing or is not 32 hex digits (then only `PVJB` batches,
 /// which name no trail, can be read).
 pub fn read_trail_id(dir: &Path) -> Option<TrailId> {
-    let s = std::fs::read_to_string(dir.join("trail-id")).ok()?;
+    parse_trail_id(&std::fs::read_to_string(dir.join("trail-id")).ok()?)
+}
+
+/// A trail id's 32 hex digits (surrounding whitespace ignored) as bytes.
+pub fn parse_trail_id(s: &str) -> Option<TrailId> {
     hex::decode(s.trim()).ok()?.try_into().ok()
 }
 /// Alignment and size granularity of writes (`O_DIRECT`).

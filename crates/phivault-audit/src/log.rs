@@ -454,16 +454,12 @@ pub fn trail_id(dir: &Path) -> Result<String> {
 /// This trail's id as the journal's batches name it (made if missing,
 /// like [`trail_id`]).
 fn trail_bytes(dir: &Path) -> Result<crate::journal::TrailId> {
-    let id = trail_id(dir)?;
-    hex::decode(&id)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            LogError::Format(format!(
-                "{} is not a trail id",
-                dir.join("trail-id").display()
-            ))
-        })
+    crate::journal::parse_trail_id(&trail_id(dir)?).ok_or_else(|| {
+        LogError::Format(format!(
+            "{} is not a trail id",
+            dir.join("trail-id").display()
+        ))
+    })
 }
 
 /// The files under a trail's folder `dir` that hold its record, relative
