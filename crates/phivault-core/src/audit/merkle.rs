@@ -249,11 +249,66 @@ pub fn consistency_proof(leaves: &[Hash], old: u64, new: u64) -> Result<Vec<Hash
             "the old tree size must not be larger than the new one",
         ));
     }
+    proof_nodes(old, new, |lo, hi| Ok(subtree_root(leaves, lo, hi)))
+}
+
+/// The consistency proof from the tree `old` to that tree with `appended`
+/// leaves added, from the old tree's [`Frontier`] and the new leaves only:
+/// O(appended) hashing whatever the old tree's size. This is how a log
+/// proves each new checkpoint to a witness without rereading its history.
+///
+/// Every node of a consistency proof is a subtree lying wholly in the old
+/// tree or wholly in the appended leaves (RFC 9162's `SUBPROOF` splits at
+/// a power of two `k` and recurses into the half holding the old tree's
+/// edge); the old-tree ones are the frontier's peaks, or the fold of its
+/// last peaks when the old tree's right edge is itself a node.
+pub fn consistency_proof_extending(
+    old: &Frontier,
+    appended: &[Hash],
+) -> Result<Vec<Hash>, AuditError> {
+    let m = old.size();
+    let new = m
+        .checked_add(appended.len() as u64)
+        .ok_or(AuditError::OutOfRange("the tree would exceed 2^64-1 leaves"))?;
+    proof_nodes(m, new, |lo, hi| {
+        if lo >= m {
+            return Ok(subtree_root(appended, lo - m, hi - m));
+        }
+        // The peaks covering [lo, hi) exactly, folded from the right like
+        // `Frontier::root`.
+        let (mut start, mut width) = (0u64, 0u64);
+        let mut covered: Vec<&Hash> = Vec::new();
+        let bits = (0..64u32).rev().filter(|b| m >> b & 1 == 1);
+        for (bit, peak) in bits.zip(old.hashes()) {
+            let end = start + (1u64 << bit);
+            if start >= lo && end <= hi {
+                covered.push(peak);
+                width += 1 << bit;
+            }
+            start = end;
+        }
+        match covered.split_last() {
+            Some((last, rest)) if width == hi - lo => {
+                Ok(rest.iter().rev().fold(**last, |r, p| node_hash(p, &r)))
+            }
+            _ => Err(AuditError::InvalidFrontier(
+                "a proof node is not made of the old tree's peaks",
+            )),
+        }
+    })
+}
+
+/// `SUBPROOF(old, D[0:new], true)` (RFC 9162 §2.1.4.1), unrolled top-down,
+/// with `mth(lo, hi)` giving `MTH(D[lo:hi])` for each node it needs.
+fn proof_nodes(
+    old: u64,
+    new: u64,
+    mth: impl Fn(u64, u64) -> Result<Hash, AuditError>,
+) -> Result<Vec<Hash>, AuditError> {
     if old == 0 || old == new {
         return Ok(Vec::new());
     }
-    // SUBPROOF(m, D[n], b), unrolled top-down; reversed at the end because
-    // RFC 9162 emits the deepest node first.
+    // Reversed at the end because RFC 9162 emits the deepest node first.
     let mut proof = Vec::with_capacity(2 * (64 - new.leading_zeros() as usize));
     let (mut lo, mut n, mut m, mut whole_old_tree) = (0u64, new, old, true);
     loop {
@@ -262,16 +317,16 @@ pub fn consistency_proof(leaves: &[Hash], old: u64, new: u64) -> Result<Vec<Hash
             // already has it when it is the whole old tree; otherwise it is
             // part of the proof.
             if !whole_old_tree {
-                proof.push(subtree_root(leaves, lo, lo + n));
+                proof.push(mth(lo, lo + n)?);
             }
             break;
         }
         let k = split_point(n);
         if m <= k {
-            proof.push(subtree_root(leaves, lo + k, lo + n));
+            proof.push(mth(lo + k, lo + n)?);
             n = k;
         } else {
-            proof.push(subtree_root(leaves, lo, lo + k));
+            proof.push(mth(lo, lo + k)?);
             lo += k;
             m -= k;
             n -= k;
@@ -721,6 +776,27 @@ mod tests {
             consistency_proof(&leaves, 0, 4).unwrap(),
             Vec::<Hash>::new()
         );
+    }
+
+    #[test]
+    fn proofs_from_a_frontier_equal_proofs_from_all_leaves() {
+        let leaves: Vec<Hash> = (0u32..70).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        for new in 0..=70usize {
+            for old in 0..=new {
+                let from_leaves = consistency_proof(&leaves, old as u64, new as u64).unwrap();
+                let f = Frontier::from_leaves(&leaves[..old]);
+                let extending = consistency_proof_extending(&f, &leaves[old..new]).unwrap();
+                assert_eq!(extending, from_leaves, "old {old} new {new}");
+                verify_consistency(
+                    old as u64,
+                    new as u64,
+                    &root(&leaves[..old]),
+                    &root(&leaves[..new]),
+                    &extending,
+                )
+                .unwrap();
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The tamper-evidence math of the audit trail: the RFC 9162 Merkle tree
 //! whose head commits to every audit record ([`merkle`]), and the C2SP
 //! signed-note and tlog-checkpoint formats in which that head is signed and
-//! published ([`note`]).
+//! published ([`note`]), and the witness protocol that keeps a copy of it
+//! no one can roll back or fork ([`witness`]).
 //!
 //! This module is pure: it hashes, signs and verifies values handed to it,
 //! and never reads or writes files, clocks or the network. The log itself
@@ -14,6 +15,7 @@
 
 pub mod merkle;
 pub mod note;
+pub mod witness;
 
 use crate::crypto::CryptoError;
 
@@ -33,6 +35,9 @@ pub enum AuditError {
     /// A saved [`merkle::Frontier`] could not be restored.
     #[error("the saved Merkle frontier is inconsistent: {0}; rebuild it from the log's leaves")]
     InvalidFrontier(&'static str),
+    /// A tlog-witness `add-checkpoint` request body is malformed.
+    #[error("malformed add-checkpoint request: {0}")]
+    BadRequest(&'static str),
     /// A signed note is malformed.
     #[error("malformed signed note: {0}")]
     BadNote(&'static str),

@@ -36,6 +36,12 @@ const SIG_PREFIX: &str = "\u{2014} ";
 const MAX_SIGNATURES: usize = 100;
 const TYPE_ED25519: u8 = 0x01;
 const TYPE_ECDSA: u8 = 0x02;
+/// c2sp.org/tlog-cosignature, Ed25519 `cosignature/v1`: a witness's
+/// timestamped statement that it saw the checkpoint consistent.
+const TYPE_COSIGNATURE_V1: u8 = 0x04;
+/// A cosignature/v1 signature: the 8-byte big-endian timestamp, then the
+/// 64-byte Ed25519 signature.
+const COSIGNATURE_LEN: usize = 8 + 64;
 const ED25519_PUBLIC_KEY_LEN: usize = 32;
 /// DER SubjectPublicKeyInfo header for an id-ecPublicKey on prime256v1 with
 /// a 65-byte uncompressed point (RFC 5480); the point follows.
@@ -176,13 +182,24 @@ fn check_own_name(name: &str) -> Result<(), AuditError> {
 }
 
 fn ed25519_key_id(name: &str, public_key: &[u8]) -> [u8; 4] {
-    let h = sha256_concat(&[name.as_bytes(), b"\n", &[TYPE_ED25519], public_key]);
+    typed_key_id(TYPE_ED25519, name, public_key)
+}
+
+/// `SHA-256(name || "\n" || type || public key)[:4]`.
+fn typed_key_id(ty: u8, name: &str, public_key: &[u8]) -> [u8; 4] {
+    let h = sha256_concat(&[name.as_bytes(), b"\n", &[ty], public_key]);
     [h[0], h[1], h[2], h[3]]
 }
 
 fn ecdsa_key_id(spki: &[u8]) -> [u8; 4] {
     let h = sha256(spki);
     [h[0], h[1], h[2], h[3]]
+}
+
+/// The message a cosignature/v1 signs: a header line, a timestamp line,
+/// then the checkpoint's note text.
+fn cosigned_message(time: u64, text: &str) -> String {
+    format!("cosignature/v1\ntime {time}\n{text}")
 }
 
 fn key_label(name: &str, key_id: [u8; 4]) -> String {
@@ -199,6 +216,8 @@ pub struct NoteSigner {
     /// appears in the verifier key.
     typed_public_key: Vec<u8>,
     key: SigningKey,
+    /// A witness's cosigner: signs with [`NoteSigner::cosign`] only.
+    cosigner: bool,
 }
 
 impl core::fmt::Debug for NoteSigner {
@@ -240,7 +259,53 @@ impl NoteSigner {
             key_id,
             typed_public_key,
             key,
+            cosigner: false,
         })
+    }
+
+    /// A witness's cosigner (c2sp.org/tlog-cosignature, Ed25519
+    /// `cosignature/v1`) under key name `name`; `key` must be Ed25519. Its
+    /// verifier key has type `0x04`, and it signs with
+    /// [`NoteSigner::cosign`] only.
+    pub fn cosigner(name: &str, key: SigningKey) -> Result<Self, AuditError> {
+        check_own_name(name)?;
+        if key.algorithm() != SignatureAlgorithm::Ed25519 {
+            return Err(AuditError::UnsupportedKey(
+                "cosignature/v1 takes an Ed25519 key",
+            ));
+        }
+        let public_key = key.public_key();
+        let mut typed_public_key = vec![TYPE_COSIGNATURE_V1];
+        typed_public_key.extend_from_slice(&public_key);
+        Ok(Self {
+            name: name.to_owned(),
+            key_id: typed_key_id(TYPE_COSIGNATURE_V1, name, &public_key),
+            typed_public_key,
+            key,
+            cosigner: true,
+        })
+    }
+
+    /// A cosignature line (`— <name> base64(key id || timestamp ||
+    /// signature)` and a newline) over a checkpoint's note text `text`
+    /// (the note before its blank line, final newline included), made at
+    /// `time` (POSIX seconds, below 2⁶³).
+    pub fn cosign(&self, text: &str, time: u64) -> Result<String, AuditError> {
+        if !self.cosigner {
+            return Err(AuditError::UnsupportedKey(
+                "this key signs notes; a witness cosigns with a NoteSigner::cosigner key",
+            ));
+        }
+        if time > i64::MAX as u64 {
+            return Err(AuditError::BadNote("a cosignature time must be below 2^63"));
+        }
+        Checkpoint::parse_body(text)?;
+        let sig = self.key.sign(cosigned_message(time, text).as_bytes())?;
+        let mut blob = Vec::with_capacity(4 + COSIGNATURE_LEN);
+        blob.extend_from_slice(&self.key_id);
+        blob.extend_from_slice(&time.to_be_bytes());
+        blob.extend_from_slice(&sig);
+        Ok(format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(&blob)))
     }
 
     /// The key name.
@@ -268,6 +333,11 @@ impl NoteSigner {
     /// and one signature line. `body` must be non-empty, end in a newline
     /// and contain no control character other than newline.
     pub fn sign(&self, body: &str) -> Result<String, AuditError> {
+        if self.cosigner {
+            return Err(AuditError::UnsupportedKey(
+                "a cosigner key signs only cosignatures (NoteSigner::cosign)",
+            ));
+        }
         if !body.ends_with('\n') {
             return Err(AuditError::BadNote("the text must end with a newline"));
         }
@@ -309,6 +379,8 @@ pub struct NoteVerifier {
     alg: SignatureAlgorithm,
     /// Raw Ed25519 key, or the uncompressed SEC1 P-256 point.
     public_key: Vec<u8>,
+    /// A witness's cosignature/v1 key (type `0x04`).
+    cosigner: bool,
 }
 
 /// One parsed signature line.
@@ -411,6 +483,18 @@ impl NoteVerifier {
                     ed25519_key_id(name, pk),
                 )
             }
+            Some((&TYPE_COSIGNATURE_V1, pk)) => {
+                if pk.len() != ED25519_PUBLIC_KEY_LEN {
+                    return Err(AuditError::BadVerifierKey(
+                        "an Ed25519 public key must be 32 bytes",
+                    ));
+                }
+                (
+                    SignatureAlgorithm::Ed25519,
+                    pk.to_vec(),
+                    typed_key_id(TYPE_COSIGNATURE_V1, name, pk),
+                )
+            }
             Some((&TYPE_ECDSA, spki)) => {
                 let point = spki
                     .strip_prefix(&P256_SPKI_PREFIX[..])
@@ -427,8 +511,8 @@ impl NoteVerifier {
             }
             Some(_) => {
                 return Err(AuditError::UnsupportedKey(
-                    "unknown signature type; only Ed25519 (0x01) and ECDSA P-256 (0x02) \
-                     are supported",
+                    "unknown signature type; only Ed25519 (0x01), ECDSA P-256 (0x02) \
+                     and cosignature/v1 (0x04) are supported",
                 ));
             }
         };
@@ -440,6 +524,7 @@ impl NoteVerifier {
         }
         Ok(Self {
             name: name.to_owned(),
+            cosigner: typed[0] == TYPE_COSIGNATURE_V1,
             key_id,
             alg,
             public_key,
@@ -465,6 +550,12 @@ impl NoteVerifier {
     /// id, and [`AuditError::BadSignature`] if the first such line does not
     /// verify.
     pub fn verify<'a>(&self, note: &'a str) -> Result<&'a str, AuditError> {
+        self.verify_timed(note).map(|(text, _)| text)
+    }
+
+    /// [`NoteVerifier::verify`], also returning a cosignature's timestamp
+    /// (`None` for a log's own signature types).
+    pub fn verify_timed<'a>(&self, note: &'a str) -> Result<(&'a str, Option<u64>), AuditError> {
         let (text, sigs) = parse_note(note)?;
         let line = sigs
             .iter()
@@ -472,12 +563,30 @@ impl NoteVerifier {
             .ok_or_else(|| AuditError::UnknownKey {
                 key: key_label(&self.name, self.key_id),
             })?;
-        verify_signature(self.alg, &self.public_key, text.as_bytes(), &line.sig).map_err(|_| {
-            AuditError::BadSignature {
-                key: key_label(&self.name, self.key_id),
-            }
-        })?;
-        Ok(text)
+        let bad = || AuditError::BadSignature {
+            key: key_label(&self.name, self.key_id),
+        };
+        if !self.cosigner {
+            verify_signature(self.alg, &self.public_key, text.as_bytes(), &line.sig)
+                .map_err(|_| bad())?;
+            return Ok((text, None));
+        }
+        if line.sig.len() != COSIGNATURE_LEN {
+            return Err(bad());
+        }
+        let (time, sig) = line.sig.split_at(8);
+        let time = u64::from_be_bytes(time.try_into().expect("8 bytes"));
+        if time > i64::MAX as u64 {
+            return Err(bad());
+        }
+        verify_signature(
+            self.alg,
+            &self.public_key,
+            cosigned_message(time, text).as_bytes(),
+            sig,
+        )
+        .map_err(|_| bad())?;
+        Ok((text, Some(time)))
     }
 
     /// [`NoteVerifier::verify`], then [`Checkpoint::parse_body`] on the
