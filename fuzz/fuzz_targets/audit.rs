@@ -1,7 +1,9 @@
 //! The audit trail's parsers: segment headers and frames (what recovery
 //! and verification read from disk), the group-commit journal's batch
 //! chain (what a start replays), event JSON, signed notes and
-//! checkpoint bodies, verifier keys, proof verification with arbitrary
+//! checkpoint bodies, tlog-witness add-checkpoint requests and the
+//! witness's decision on them, cosignatures, verifier keys, proof
+//! verification with arbitrary
 //! hashes, and time expressions. None may panic.
 #![no_main]
 #![forbid(unsafe_code)]
@@ -10,6 +12,7 @@ use phivault_audit::segment::{Frames, parse_header};
 use phivault_audit::{Event, journal, query};
 use phivault_core::audit::merkle;
 use phivault_core::audit::note::{Checkpoint, NoteVerifier};
+use phivault_core::audit::witness::{self, AddCheckpoint, TrustedLog};
 
 const VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 
@@ -38,6 +41,15 @@ fuzz_target!(|data: &[u8]| {
                 let _ = v.open_checkpoint(s);
                 let _ = Checkpoint::parse_body(s);
                 let _ = NoteVerifier::parse(s);
+                if let Ok(req) = AddCheckpoint::parse(s) {
+                    assert_eq!(AddCheckpoint::parse(&req.encode()).unwrap(), req);
+                    let logs = [TrustedLog {
+                        origin: "example.com/audit".into(),
+                        keys: vec![v.clone()],
+                    }];
+                    let _ = witness::check(&req, &logs, |_| None);
+                }
+                let _ = witness::parse_size_answer(s);
             }
         }
         2 => {

@@ -555,6 +555,46 @@ pub fn read_leaves(dir: &Path, size: u64) -> Result<Vec<Hash>> {
         .collect())
 }
 
+/// Leaf hashes `from..to` of the log in `dir` (what a witness needs beside
+/// the frontier it last saw).
+pub fn read_leaf_range(dir: &Path, from: u64, to: u64) -> Result<Vec<Hash>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(dir.join("leaves"))
+        .map_err(|e| LogError::Io("opening audit/leaves".into(), e))?;
+    let mut b = vec![0u8; (to.saturating_sub(from) * 32) as usize];
+    f.seek(SeekFrom::Start(from * 32))
+        .and_then(|_| f.read_exact(&mut b))
+        .map_err(|e| {
+            LogError::Io(
+                format!("reading leaf hashes {from}..{to} of audit/leaves"),
+                e,
+            )
+        })?;
+    Ok(b.chunks_exact(32)
+        .map(|c| c.try_into().expect("32"))
+        .collect())
+}
+
+/// The Merkle frontier of the log's first `size` entries, streamed from
+/// `audit/leaves` (O(size) hashing, constant memory).
+pub fn frontier_at(dir: &Path, size: u64) -> Result<Frontier> {
+    let f = std::fs::File::open(dir.join("leaves"))
+        .map_err(|e| LogError::Io("opening audit/leaves".into(), e))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f).take(size * 32);
+    let mut out = Frontier::new();
+    let mut h = [0u8; 32];
+    while out.size() < size {
+        r.read_exact(&mut h).map_err(|e| {
+            LogError::Io(
+                format!("audit/leaves holds fewer than {size} leaf hashes"),
+                e,
+            )
+        })?;
+        out.push(h);
+    }
+    Ok(out)
+}
+
 /// The newest signed checkpoint in the log's folder (`audit/checkpoint`),
 /// verified under one of `keys`.
 pub fn latest_checkpoint(dir: &Path, keys: &[NoteVerifier]) -> Result<(Checkpoint, String)> {

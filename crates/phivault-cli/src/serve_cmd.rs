@@ -25,6 +25,7 @@ const DEV_ADMIN_SCOPES: &[&str] = &[
     "records:shred",
     "audit:read",
     "audit:hash",
+    "witness:submit",
 ];
 
 /// File < environment/flags: the flags (clap already folded in the

@@ -83,6 +83,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/proof/inclusion/{index}"),
     ("GET", "/v1/audit/proof/consistency/{from}"),
     ("POST", "/v1/audit/hash"),
+    ("POST", "/v1/witness/add-checkpoint"),
 ];
 
 mod audit;
@@ -140,6 +141,12 @@ impl std::fmt::Debug for Shared {
 
 /// Handle.
 pub type AppState = Arc<Shared>;
+
+/// A response extension: this error's body is defined by a protocol (the
+/// tlog-witness `409` carries the witness's size as `text/x.tlog.size`),
+/// so it does not become Vault's `{"errors": [...]}`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolBody;
 
 /// The scopes a client certificate grants: its own (checked when issued;
 /// a malformed one is dropped), when `auth.trust_certificate_scopes` (the

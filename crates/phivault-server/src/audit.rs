@@ -12,12 +12,14 @@
 //!   `HMAC(key, kind ‖ 0x00 ‖ id)`, hex.
 
 use crate::config::AuditSettings;
+use phivault_audit::log::Signed;
 use phivault_audit::{AuditLog, Event, Kind, LogConfig, Outcome, Severity};
 use phivault_core::audit::note::NoteSigner;
 use phivault_core::crypto::{self, HmacAlgorithm, HmacKey};
 use phivault_core::keys::{self, KeyDeriver, KeyRingName, KeyUse, KeyVersion};
 use phivault_keystore::Keystore;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 pub const AUDIT_RING: &str = "phivault/audit";
 const SIGNING_LABEL: &[u8] = b"phivault audit checkpoint signing key";
 const HMAC_LABEL: &[u8] = b"phivault audit id hmac";
+const COSIGNER_LABEL: &[u8] = b"phivault audit witness cosigner key";
 
 /// The longest break-glass reason, characters.
 pub const MAX_BREAK_GLASS_REASON: usize = 256;
@@ -111,6 +114,15 @@ fn derive(kd: &dyn KeyDeriver, label: &[u8]) -> Result<phivault_core::secret::Se
 /// The checkpoint signer (name `phivault-audit`).
 pub fn signer(kd: &dyn KeyDeriver) -> Result<NoteSigner, String> {
     NoteSigner::new("phivault-audit", signing_key(kd)?).map_err(|e| e.to_string())
+}
+
+/// This node's cosigner as a tlog witness (`audit.witness_logs`), an
+/// Ed25519 key derived from the audit ring like the log's own.
+pub fn cosigner(kd: &dyn KeyDeriver, name: &str) -> Result<NoteSigner, String> {
+    let seed = derive(kd, COSIGNER_LABEL)?;
+    let key = crypto::SigningKey::ed25519_from_seed(&seed)
+        .map_err(|e| format!("witness cosigner key: {e}"))?;
+    NoteSigner::cosigner(name, key).map_err(|e| e.to_string())
 }
 
 /// The trail's Ed25519 signing key itself; backups are signed with it too,
@@ -230,6 +242,23 @@ impl Trail {
             }
             Err(e) => {
                 tracing::error!(error = %e, "audit trail: keys unavailable; checkpoints are not signed")
+            }
+        }
+        if !self.settings.witness_logs.is_empty() {
+            // Publish the cosigner's verifier key, as log.pub does the log's.
+            let dir = &self.settings.witness_state;
+            let r = cosigner(ks, &self.settings.witness_name).and_then(|c| {
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| {
+                        phivault_keystore::atomic::write_atomic(
+                            &dir.join("witness.pub"),
+                            format!("{}\n", c.verifier_key()).as_bytes(),
+                        )
+                    })
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "audit witness: publishing witness/witness.pub failed");
             }
         }
     }
@@ -418,14 +447,16 @@ pub fn route_op(method: &str, route: &str) -> String {
     op
 }
 
-/// Pushes every checkpoint to an HTTPS witness (PUT over mTLS), from its
-/// own thread so the writer never waits on the network. Only the newest
-/// checkpoint is pending at any time.
+/// Sends every checkpoint to an HTTPS witness over mTLS, from its own
+/// thread so the writer never waits on the network. Only the newest
+/// checkpoint is pending at any time. A URL ending in `/add-checkpoint`
+/// speaks c2sp.org/tlog-witness ([`TlogPush`]); any other gets a `PUT`.
 pub fn spawn_https_witness(trail: &Trail, w: crate::config::HttpsWitness) {
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let (tx, rx) = std::sync::mpsc::channel::<Signed>();
     trail.log.on_checkpoint(move |s| {
-        let _ = tx.send(s.note.clone());
+        let _ = tx.send(s.clone());
     });
+    let log = trail.log.clone();
     std::thread::Builder::new()
         .name("audit-witness".into())
         .spawn(move || {
@@ -447,25 +478,193 @@ pub fn spawn_https_witness(trail: &Trail, w: crate::config::HttpsWitness) {
                         return;
                     }
                 };
-            while let Ok(mut note) = rx.recv() {
+            let mut tlog = w
+                .path
+                .ends_with("/add-checkpoint")
+                .then(|| TlogPush::new(log.dir().to_path_buf(), &w.url));
+            while let Ok(mut cp) = rx.recv() {
                 while let Ok(newer) = rx.try_recv() {
-                    note = newer;
+                    cp = newer;
                 }
-                let r = rt.block_on(client.send(
-                    "PUT",
-                    &w.path,
-                    &[("content-type", "text/plain; charset=utf-8")],
-                    note.into_bytes().into(),
-                ));
-                match r {
-                    Ok((s, _)) if (200..300).contains(&s) => {}
-                    Ok((s, _)) => tracing::error!(status = s, url = %w.url, "audit witness refused a checkpoint"),
-                    Err(e) => tracing::error!(error = %e, url = %w.url, "audit witness unreachable"),
+                let r = match &mut tlog {
+                    Some(t) => t.push(&rt, &mut client, &w.path, &cp),
+                    None => put_note(&rt, &mut client, &w.path, &cp.note),
+                };
+                if let Err(e) = r {
+                    log.stats().witness_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(url = %w.url, "audit witness: {e}");
                 }
             }
         })
         .map(drop)
         .unwrap_or_else(|e| tracing::error!(error = %e, "audit witness thread"));
+}
+
+fn put_note(
+    rt: &tokio::runtime::Runtime,
+    client: &mut crate::client::ApiClient,
+    path: &str,
+    note: &str,
+) -> Result<(), String> {
+    let r = rt.block_on(client.send(
+        "PUT",
+        path,
+        &[("content-type", "text/plain; charset=utf-8")],
+        note.to_owned().into_bytes().into(),
+    ));
+    match r {
+        Ok((s, _)) if (200..300).contains(&s) => Ok(()),
+        Ok((s, _)) => Err(format!("the witness refused a checkpoint (HTTP {s})")),
+        Err(e) => Err(format!("witness unreachable: {e}")),
+    }
+}
+
+/// The log's side of c2sp.org/tlog-witness: remembers the Merkle frontier
+/// at the size the witness last cosigned, so that each push is a proof
+/// over the new leaves only. After a start (or a 409) it learns the
+/// witness's size and rebuilds that frontier from `audit/leaves`, once.
+/// The witness's cosigned copy is kept in `audit/witnessed/`, evidence
+/// that an independent party saw this tree.
+struct TlogPush {
+    dir: std::path::PathBuf,
+    /// `audit/witnessed/<url as a file name>.checkpoint`.
+    cosigned: std::path::PathBuf,
+    /// The frontier at the witness's size, once known.
+    at: Option<phivault_core::audit::merkle::Frontier>,
+}
+
+impl TlogPush {
+    fn new(dir: std::path::PathBuf, url: &str) -> Self {
+        let cosigned = phivault_audit::witness::path(&dir.join("witnessed"), url);
+        Self {
+            dir,
+            cosigned,
+            at: None,
+        }
+    }
+
+    fn push(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        client: &mut crate::client::ApiClient,
+        path: &str,
+        cp: &Signed,
+    ) -> Result<(), String> {
+        use phivault_core::audit::merkle::{Frontier, consistency_proof_extending};
+        use phivault_core::audit::witness::{AddCheckpoint, parse_size_answer};
+        let n = cp.size;
+        // Two rounds: the second after learning the witness's size.
+        for _ in 0..2 {
+            let (old, appended) = match &self.at {
+                Some(f) if f.size() <= n => (
+                    f.clone(),
+                    phivault_audit::verify::read_leaf_range(&self.dir, f.size(), n)
+                        .map_err(|e| e.to_string())?,
+                ),
+                Some(f) => {
+                    return Err(format!(
+                        "the witness holds a checkpoint of {} entries and this log signed one of {n}: this log was rolled back or replaced; keep both as evidence and run `phivault audit verify`",
+                        f.size()
+                    ));
+                }
+                None => (Frontier::new(), Vec::new()),
+            };
+            let proof = if self.at.is_some() {
+                consistency_proof_extending(&old, &appended).map_err(|e| e.to_string())?
+            } else {
+                Vec::new()
+            };
+            let body = AddCheckpoint {
+                old: old.size(),
+                proof,
+                note: cp.note.clone(),
+            }
+            .encode();
+            let (status, answer) = rt
+                .block_on(client.send(
+                    "POST",
+                    path,
+                    &[("content-type", "text/plain; charset=utf-8")],
+                    body.into_bytes().into(),
+                ))
+                .map_err(|e| format!("witness unreachable: {e}"))?;
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            match status {
+                200 => {
+                    let mut f = old;
+                    appended.iter().for_each(|h| f.push(*h));
+                    // `None` (first contact, old 0) means the witness had
+                    // nothing: it now holds size n.
+                    self.at = Some(if f.size() == n {
+                        f
+                    } else {
+                        phivault_audit::verify::frontier_at(&self.dir, n)
+                            .map_err(|e| e.to_string())?
+                    });
+                    self.keep_cosigned(&cp.note, &answer);
+                    return Ok(());
+                }
+                409 => match parse_size_answer(&answer) {
+                    Some(m) if self.at.as_ref().map(Frontier::size) != Some(m) => {
+                        if m > n {
+                            return Err(format!(
+                                "the witness holds a checkpoint of {m} entries and this log signed one of {n}: this log was rolled back or replaced; keep both as evidence and run `phivault audit verify`"
+                            ));
+                        }
+                        self.at = Some(
+                            phivault_audit::verify::frontier_at(&self.dir, m)
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                    _ => {
+                        return Err(format!(
+                            "the witness holds a different tree of the same size: this log forked from what the witness saw ({})",
+                            answer.trim()
+                        ));
+                    }
+                },
+                422 => {
+                    return Err(
+                        "the witness refused the consistency proof from its checkpoint: this log does not extend the tree the witness holds (forked or rewritten); keep both as evidence and run `phivault audit verify`"
+                            .into(),
+                    );
+                }
+                403 | 404 => {
+                    return Err(format!(
+                        "the witness does not follow this log or its key (HTTP {status}: {}); add this node's origin and audit/log.pub to the witness's audit.witness_logs",
+                        answer.trim()
+                    ));
+                }
+                s => return Err(format!("the witness answered HTTP {s}: {}", answer.trim())),
+            }
+        }
+        Err("the witness's size kept changing; retried at the next checkpoint".into())
+    }
+
+    /// Keeps the checkpoint with the witness's cosignature lines.
+    fn keep_cosigned(&self, note: &str, answer: &str) {
+        let lines: String = answer
+            .lines()
+            .filter(|l| l.starts_with('\u{2014}'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if lines.is_empty() {
+            return;
+        }
+        let r = self
+            .cosigned
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                phivault_keystore::atomic::write_atomic(
+                    &self.cosigned,
+                    format!("{note}{lines}").as_bytes(),
+                )
+            });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "audit witness: keeping the cosigned checkpoint failed");
+        }
+    }
 }
 
 #[cfg(test)]

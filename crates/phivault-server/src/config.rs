@@ -216,9 +216,21 @@ pub struct AuditFile {
     /// Folders that receive a copy of every checkpoint.
     #[serde(default)]
     pub witness_dirs: Vec<PathBuf>,
-    /// HTTPS URLs that every checkpoint is PUT to, over mTLS.
+    /// HTTPS URLs every checkpoint is sent to, over mTLS. A URL ending in
+    /// `/add-checkpoint` is a tlog witness (c2sp.org/tlog-witness: each
+    /// checkpoint goes with a consistency proof, and the witness refuses
+    /// rollbacks and forks); any other URL gets a plain `PUT` of the note.
     #[serde(default)]
     pub witness_urls: Vec<String>,
+    /// Makes this node a tlog witness for other logs: each entry is a
+    /// log's checkpoint origin, a space, and its note verifier key
+    /// (`audit/log.pub` on that node). Served at
+    /// `POST /v1/witness/add-checkpoint` (scope `witness:submit`).
+    #[serde(default)]
+    pub witness_logs: Vec<String>,
+    /// This node's cosigner name as a witness (default
+    /// `phivault/<node>/witness`).
+    pub witness_name: Option<String>,
     /// CA bundle for the witness URLs (default: the built-in CA).
     pub witness_ca: Option<PathBuf>,
     /// Client certificate for the witness URLs.
@@ -292,6 +304,13 @@ pub struct AuditSettings {
     pub witness_dirs: Vec<PathBuf>,
     /// HTTPS witnesses.
     pub witness_urls: Vec<HttpsWitness>,
+    /// The logs this node witnesses: (origin, verifier key).
+    pub witness_logs: Vec<(String, String)>,
+    /// This node's cosigner name as a witness.
+    pub witness_name: String,
+    /// Where this node keeps what it witnessed (`<data dir>/witness`):
+    /// the newest checkpoint per log, refused ones, and `witness.pub`.
+    pub witness_state: PathBuf,
     /// Break-glass window.
     pub break_glass_window: Duration,
     /// Fail open (insecure).
@@ -425,8 +444,34 @@ impl AuditSettings {
                 key: key.clone(),
             });
         }
+        let mut witness_logs = Vec::new();
+        for l in &a.witness_logs {
+            let bad = || {
+                format!(
+                    "audit.witness_logs: '{l}' must be a log's origin, a space, and its verifier key (the line in that node's audit/log.pub)"
+                )
+            };
+            let (o, k) = l.trim().split_once(' ').ok_or_else(bad)?;
+            phivault_core::audit::note::NoteVerifier::parse(k.trim())
+                .map_err(|e| format!("{}: {e}", bad()))?;
+            witness_logs.push((o.to_owned(), k.trim().to_owned()));
+        }
+        let witness_name = a
+            .witness_name
+            .clone()
+            .unwrap_or_else(|| format!("phivault/{node}/witness"));
+        if witness_name.is_empty()
+            || witness_name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err("audit.witness_name must be one word without spaces or '+'".into());
+        }
         Ok(Self {
             dir: a.dir.clone().unwrap_or_else(|| data_dir.join("audit")),
+            witness_logs,
+            witness_name,
+            witness_state: data_dir.join("witness"),
             node,
             origin,
             checkpoint_every,

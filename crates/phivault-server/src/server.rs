@@ -315,7 +315,11 @@ fn vault_error_body(resp: &mut axum::response::Response) {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
+    let protocol = resp
+        .extensions()
+        .get::<crate::api::ProtocolBody>()
+        .is_some();
+    if (status.is_client_error() || status.is_server_error()) && !is_json && !protocol {
         let msg = status.canonical_reason().unwrap_or("error").to_lowercase();
         *resp.body_mut() = Body::from(serde_json::json!({ "errors": [msg] }).to_string());
         resp.headers_mut().insert(

@@ -693,3 +693,209 @@ async fn checkpoints_reach_witnesses_a_folder_and_nginx_over_mtls() {
     let r = verify(&opts(vec![nginx_copy])).unwrap();
     assert!(!r.ok, "a deleted log must fail against the witness: {r:?}");
 }
+
+/// A node that is a c2sp.org/tlog-witness for another node's trail: the
+/// log pushes each checkpoint with a consistency proof, the witness
+/// cosigns it, keeps the newest, and refuses forks and rollbacks even when
+/// they carry the log's own signature; a restarted log learns the
+/// witness's size (409) and proves from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
+    use phivault_core::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
+    use phivault_core::crypto::{SignatureAlgorithm, SigningKey};
+    use phivault_server::config::{AuditFile, AuditSettings};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut w = Harness::new(|_, _| {});
+    let mut a = Harness::new(|_, _| {});
+    let pusher = w.client("log-a", &["witness:submit"]);
+    let af = AuditFile {
+        witness_urls: vec![format!(
+            "https://127.0.0.1:{port}/v1/witness/add-checkpoint"
+        )],
+        witness_ca: Some(w.ca_pem()),
+        witness_cert: Some(pusher.cert.clone()),
+        witness_key: Some(pusher.key.clone()),
+        ..Default::default()
+    };
+    a.settings.audit = AuditSettings::resolve(a.dir.path(), &af).unwrap();
+    a.start_unsealed().await;
+    let origin = a.settings.audit.origin.clone();
+    let log_vkey = std::fs::read_to_string(audit_dir(&a).join("log.pub")).unwrap();
+    let log_vkey = log_vkey.lines().next().unwrap().to_owned();
+    let log_key = NoteVerifier::parse(&log_vkey).unwrap();
+    let wf = AuditFile {
+        witness_logs: vec![format!("{origin} {log_vkey}")],
+        witness_name: Some("witness.test/w1".into()),
+        ..Default::default()
+    };
+    w.settings.audit = AuditSettings::resolve(w.dir.path(), &wf).unwrap();
+    w.settings.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    w.start_unsealed().await;
+    let held_path = phivault_audit::witness::path(&w.settings.audit.witness_state, &origin);
+    let held = || -> Option<Checkpoint> {
+        let n = std::fs::read_to_string(&held_path).ok()?;
+        Some(
+            log_key
+                .open_checkpoint(&n)
+                .expect("the witness holds a note the log signed"),
+        )
+    };
+    let admin = a.client("admin", &["sys:metrics"]);
+    // Requests make entries, entries make checkpoints (one a second);
+    // wait for the witness to take two, the second by a proof.
+    let drive = |a: &Harness, until: &dyn Fn(u64) -> bool| {
+        for _ in 0..60 {
+            for _ in 0..5 {
+                assert_eq!(
+                    a.json(Some(&admin), "GET", "/v1/sys/metrics", None, &[]).0,
+                    200
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+            if held().is_some_and(|c| until(c.size)) {
+                return held().unwrap().size;
+            }
+        }
+        panic!(
+            "the witness did not take the log's checkpoints: {:?}",
+            held()
+        );
+    };
+    let first = drive(&a, &|_| true);
+    let second = drive(&a, &|s| s > first);
+    assert!(second > first);
+    // The log keeps the witness's cosignature, which verifies under the
+    // witness's published key, on a checkpoint the log signed.
+    let wkey = std::fs::read_to_string(w.settings.audit.witness_state.join("witness.pub")).unwrap();
+    let wkey = NoteVerifier::parse(wkey.trim()).unwrap();
+    let kept = std::fs::read_dir(audit_dir(&a).join("witnessed"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .next()
+        .expect("a cosigned checkpoint in audit/witnessed");
+    let (_, time) = wkey.verify_timed(&kept).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(time.unwrap().abs_diff(now) < 300);
+    assert_eq!(log_key.open_checkpoint(&kept).unwrap().origin, origin);
+
+    // Checkpoints signed by the log's own key that do not extend what the
+    // witness holds: each refused, and the witness's copy stays.
+    let signer = phivault_server::audit::signer(a.ks.as_ref()).unwrap();
+    stop(&mut a).await;
+    let h = held().unwrap();
+    let sign = |s: &NoteSigner, size: u64, root: [u8; 32]| {
+        s.sign_checkpoint(&Checkpoint {
+            origin: origin.clone(),
+            size,
+            root,
+            extensions: vec![],
+        })
+        .unwrap()
+    };
+    let submitter = w.client("submitter", &["witness:submit"]);
+    let post = |body: String| {
+        w.curl(
+            Some(&submitter),
+            "POST",
+            "/v1/witness/add-checkpoint",
+            Some(&body),
+            &["-H", "Content-Type: text/plain"],
+        )
+    };
+    let b64 = |h: &[u8; 32]| common::b64(h);
+    // A fork that grew: no proof from the held tree can reach it.
+    let (code, body) = post(format!(
+        "old {}\n{}\n\n{}",
+        h.size,
+        b64(&[9; 32]),
+        sign(&signer, h.size + 7, [7; 32])
+    ));
+    assert_eq!(code, 422, "{body}");
+    // A fork of the same size.
+    let (code, body) = post(format!(
+        "old {}\n\n{}",
+        h.size,
+        sign(&signer, h.size, [8; 32])
+    ));
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("forked"), "{body}");
+    // A rollback, and a client that does not know the held size: 409 and
+    // the size.
+    let (code, body) = post(format!("old 0\n\n{}", sign(&signer, h.size - 1, [1; 32])));
+    assert_eq!(
+        (code, body.as_str()),
+        (409, format!("{}\n", h.size).as_str())
+    );
+    // A stranger's key, and an unknown origin.
+    let stranger = NoteSigner::new(
+        "phivault-audit",
+        SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap(),
+    )
+    .unwrap();
+    let (code, _) = post(format!(
+        "old {}\n\n{}",
+        h.size,
+        sign(&stranger, h.size + 1, [2; 32])
+    ));
+    assert_eq!(code, 403);
+    let other = stranger
+        .sign_checkpoint(&Checkpoint {
+            origin: "elsewhere/audit".into(),
+            size: 3,
+            root: [3; 32],
+            extensions: vec![],
+        })
+        .unwrap();
+    assert_eq!(post(format!("old 0\n\n{other}")).0, 404);
+    assert_eq!(post("old 01\n\nx\n".into()).0, 400);
+    assert_eq!(
+        held().unwrap(),
+        h,
+        "a refused checkpoint never replaces the witness's copy"
+    );
+    let refused = std::fs::read_dir(&w.settings.audit.witness_state)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".refused-")
+        })
+        .count();
+    assert!(refused >= 1, "the signed fork is kept as evidence");
+    // Without the scope: 403.
+    let nobody = w.client("nobody", &[]);
+    let (code, _) = w.curl(
+        Some(&nobody),
+        "POST",
+        "/v1/witness/add-checkpoint",
+        Some("old 0\n\nx\n"),
+        &[],
+    );
+    assert_eq!(code, 403);
+
+    // The log restarts: it no longer knows the witness's size, learns it
+    // from a 409, rebuilds the frontier there and proves from it.
+    a.start_unsealed().await;
+    let third = drive(&a, &|s| s > h.size);
+    assert!(third > h.size);
+    stop(&mut a).await;
+    stop(&mut w).await;
+    assert!(
+        verify(&VerifyOptions {
+            dir: audit_dir(&a),
+            keys: parse_keys(&log_vkey).unwrap(),
+            witnesses: vec![w.settings.audit.witness_state.clone()],
+        })
+        .unwrap()
+        .ok
+    );
+}

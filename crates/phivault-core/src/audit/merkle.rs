@@ -269,7 +269,9 @@ pub fn consistency_proof_extending(
     let m = old.size();
     let new = m
         .checked_add(appended.len() as u64)
-        .ok_or(AuditError::OutOfRange("the tree would exceed 2^64-1 leaves"))?;
+        .ok_or(AuditError::OutOfRange(
+            "the tree would exceed 2^64-1 leaves",
+        ))?;
     proof_nodes(m, new, |lo, hi| {
         if lo >= m {
             return Ok(subtree_root(appended, lo - m, hi - m));

@@ -252,7 +252,9 @@ mod tests {
     }
 
     fn leaves(n: u32, salt: u8) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(&[&i.to_be_bytes()[..], &[salt]].concat())).collect()
+        (0..n)
+            .map(|i| leaf_hash(&[&i.to_be_bytes()[..], &[salt]].concat()))
+            .collect()
     }
 
     fn note(s: &NoteSigner, leaves: &[Hash]) -> String {
@@ -376,24 +378,35 @@ mod tests {
         let text = &signed[..=signed.rfind("\n\n").unwrap()];
         let line = w.cosign(text, 1_679_315_147).unwrap();
         let cosigned = format!("{signed}{line}");
-        assert_eq!(v.verify_timed(&cosigned).unwrap(), (text, Some(1_679_315_147)));
+        assert_eq!(
+            v.verify_timed(&cosigned).unwrap(),
+            (text, Some(1_679_315_147))
+        );
         // The log's own key still verifies the cosigned note.
         NoteVerifier::parse(&s.verifier_key())
             .unwrap()
             .open_checkpoint(&cosigned)
             .unwrap();
         // Another time under the same signature, or another checkpoint.
-        let raw = B64.decode(line.trim_end().rsplit(' ').next().unwrap()).unwrap();
+        let raw = B64
+            .decode(line.trim_end().rsplit(' ').next().unwrap())
+            .unwrap();
         let mut moved = raw.clone();
         moved[11] ^= 1;
-        let forged = format!("{signed}\u{2014} witness.example/w1 {}\n", B64.encode(&moved));
+        let forged = format!(
+            "{signed}\u{2014} witness.example/w1 {}\n",
+            B64.encode(&moved)
+        );
         assert!(v.verify(&forged).is_err());
         let other = note(&s, &leaves(6, 0));
         assert!(v.verify(&format!("{other}{line}")).is_err());
         // A cosigner key does not sign plain notes, and vice versa.
         assert!(w.sign(text).is_err());
         assert!(s.cosign(text, 1).is_err());
-        assert_eq!(B64.decode(vkey.rsplit('+').next().unwrap()).unwrap()[0], 0x04);
+        assert_eq!(
+            B64.decode(vkey.rsplit('+').next().unwrap()).unwrap()[0],
+            0x04
+        );
     }
 
     #[test]
@@ -410,7 +423,11 @@ mod tests {
             body.replacen("old 13\n", "old 13\n!!!!\n", 1),
             body.replacen("old 13\n", "old 13\nAAAA\n", 1),
             body.replace("\n\n", "\n"),
-            format!("old 0\n{}\n{}", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n".repeat(64), r.note),
+            format!(
+                "old 0\n{}\n{}",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n".repeat(64),
+                r.note
+            ),
         ] {
             assert!(AddCheckpoint::parse(&bad).is_err(), "{bad:?}");
         }

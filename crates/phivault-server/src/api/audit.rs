@@ -9,6 +9,13 @@
 //! * `POST /v1/audit/hash` (`audit:hash`): the HMAC under which an id
 //!   appears in the trail, like Vault's `sys/audit-hash`. The id is PHI:
 //!   it is in no log and no audit entry.
+//! * `POST /v1/witness/add-checkpoint` (`witness:submit`): this node as a
+//!   c2sp.org/tlog-witness for the logs in `audit.witness_logs`. It keeps
+//!   the newest checkpoint it verified per log in `<data dir>/witness/`
+//!   (the layout of a witness folder, so `phivault audit verify --witness`
+//!   reads it), takes a new one only with a consistency proof from it, and
+//!   answers with its cosignature. A refused checkpoint that the log's key
+//!   signed is kept beside it as evidence of a fork or rollback.
 //!
 //! Proofs are computed from the `leaves` file, O(tree size) hashing, on
 //! the blocking pool.
@@ -180,6 +187,124 @@ async fn hash(c: Ctx, body: Body) -> ApiResult {
     Ok(axum::Json(json!({ "kind": kind, "hash": h })).into_response())
 }
 
+/// Serializes a witness's check and store: checking the old size and
+/// persisting the new checkpoint must be one step (tlog-witness), or two
+/// racing requests could roll the witness back.
+static WITNESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+async fn add_checkpoint(c: Ctx, body: Body) -> ApiResult {
+    use phivault_core::audit::note::NoteVerifier;
+    use phivault_core::audit::witness::{self, AddCheckpoint, Refusal, TrustedLog};
+    let Ctx { st, conn, headers } = c;
+    authorize(&st, &conn, &headers, "witness:submit")?;
+    let a = &st.settings.audit;
+    if a.witness_logs.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this node witnesses no logs: list them in audit.witness_logs",
+        ));
+    }
+    let bytes = super::read_bytes(
+        &st,
+        body,
+        witness::MAX_REQUEST_BYTES,
+        "the add-checkpoint limit (64 KiB)",
+    )
+    .await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad("the add-checkpoint body must be UTF-8 text"))?;
+    let req = AddCheckpoint::parse(text).map_err(|e| ApiError::bad(e.to_string()))?;
+    let ks = st
+        .keystore
+        .load_full()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed"))?;
+    let cosigner = crate::audit::cosigner(ks.as_ref(), &a.witness_name)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let logs: Vec<TrustedLog> = a
+        .witness_logs
+        .iter()
+        .map(|(origin, k)| TrustedLog {
+            origin: origin.clone(),
+            keys: NoteVerifier::parse(k).into_iter().collect(),
+        })
+        .collect();
+    let dir = a.witness_state.clone();
+    let refused = |r: Refusal| {
+        let mut resp = (
+            StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            r.message(),
+        )
+            .into_response();
+        resp.extensions_mut().insert(super::ProtocolBody);
+        if matches!(r, Refusal::Conflict { fork: false, .. }) {
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(witness::SIZE_CONTENT_TYPE),
+            );
+        }
+        resp
+    };
+    let _one = WITNESS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut unreadable = None;
+    let decided = witness::check(&req, &logs, |origin| {
+        let held = phivault_audit::witness::load(&dir, origin).ok().flatten()?;
+        let log = logs.iter().find(|l| l.origin == origin)?;
+        let cp = log.keys.iter().find_map(|k| k.open_checkpoint(&held).ok());
+        if cp.is_none() {
+            unreadable = Some(origin.to_owned());
+        }
+        cp
+    });
+    if let Some(origin) = unreadable {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the checkpoint this witness holds for {origin} does not verify under the configured key: restore {} or fix audit.witness_logs",
+                phivault_audit::witness::path(&dir, &origin).display()
+            ),
+        ));
+    }
+    let cp = match decided {
+        Ok(cp) => cp,
+        Err(r) => {
+            if matches!(r, Refusal::BadProof | Refusal::Conflict { fork: true, .. }) {
+                // Signed by the log's key and inconsistent with what this
+                // witness holds: evidence of a fork. Kept, never served.
+                let when = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let origin = phivault_core::audit::note::Checkpoint::parse_body(
+                    req.note.split_once("\n\n").map_or("", |(t, _)| t),
+                )
+                .map(|c| c.origin)
+                .unwrap_or_default();
+                let keep = phivault_audit::witness::path(&dir, &origin)
+                    .with_extension(format!("refused-{when}"));
+                let _ = phivault_keystore::atomic::write_atomic(&keep, req.note.as_bytes());
+                tracing::error!(origin, kept = %keep.display(), "witness: refused a checkpoint that does not extend the one held (a fork or a rewritten log)");
+            }
+            return Ok(refused(r));
+        }
+    };
+    phivault_audit::witness::store(&dir, &cp.origin, &req.note, cp.size)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let text = &req.note[..req.note.rfind("\n\n").map_or(0, |i| i + 1)];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let line = cosigner
+        .cosign(text, now)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        line,
+    )
+        .into_response())
+}
+
 /// The handlers for the audit routes in `ROUTES`.
 pub(super) fn handler(method: &str, path: &str) -> Option<MethodRouter<super::AppState>> {
     Some(match (method, path) {
@@ -187,6 +312,7 @@ pub(super) fn handler(method: &str, path: &str) -> Option<MethodRouter<super::Ap
         ("GET", "/v1/audit/proof/inclusion/{index}") => get(inclusion),
         ("GET", "/v1/audit/proof/consistency/{from}") => get(consistency),
         ("POST", "/v1/audit/hash") => post(hash),
+        ("POST", "/v1/witness/add-checkpoint") => post(add_checkpoint),
         _ => return None,
     })
 }
