@@ -1111,11 +1111,18 @@ fn audit(
 ) {
     let a = &s.audit;
     c.step("verifying the audit trail");
+    // The checkpoints tlog witnesses cosigned (kept by the pusher) are
+    // checked like a witness folder's: the log must extend each.
+    let mut witnesses = a.witness_dirs.clone();
+    let cosigned = a.dir.join("witnessed");
+    if cosigned.is_dir() {
+        witnesses.push(cosigned);
+    }
     let verified = verifier_keys(&a.dir, key).and_then(|(keys, pinned)| {
         let r = phivault_audit::verify::verify(&phivault_audit::verify::VerifyOptions {
             dir: a.dir.clone(),
             keys,
-            witnesses: a.witness_dirs.clone(),
+            witnesses,
         })?;
         Ok((r, pinned))
     });
@@ -1189,9 +1196,13 @@ fn audit(
                     "A witness keeps the newest checkpoint elsewhere",
                     Status::Pass,
                     format!(
-                        "{} witness folder(s), {} HTTPS witness(es)",
+                        "{} witness folder(s), {} HTTPS witness(es), of which {} tlog witness(es) that take a checkpoint only with a consistency proof and cosign it",
                         a.witness_dirs.len(),
-                        a.witness_urls.len()
+                        a.witness_urls.len(),
+                        a.witness_urls
+                            .iter()
+                            .filter(|w| w.path.ends_with("/add-checkpoint"))
+                            .count()
                     ),
                 )
             });

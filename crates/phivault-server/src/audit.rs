@@ -478,10 +478,12 @@ pub fn spawn_https_witness(trail: &Trail, w: crate::config::HttpsWitness) {
                         return;
                     }
                 };
-            let mut tlog = w
-                .path
-                .ends_with("/add-checkpoint")
-                .then(|| TlogPush::new(log.dir().to_path_buf(), &w.url));
+            let mut tlog = w.path.ends_with("/add-checkpoint").then(|| {
+                if w.cosigners.is_empty() {
+                    tracing::warn!(url = %w.url, "audit witness: no audit.witness_cosigners, so this tlog witness's cosignatures are kept unchecked");
+                }
+                TlogPush::new(log.dir().to_path_buf(), &w.url, &w.cosigners)
+            });
             while let Ok(mut cp) = rx.recv() {
                 while let Ok(newer) = rx.try_recv() {
                     cp = newer;
@@ -531,15 +533,26 @@ struct TlogPush {
     cosigned: std::path::PathBuf,
     /// The frontier at the witness's size, once known.
     at: Option<phivault_core::audit::merkle::Frontier>,
+    /// The witness's cosigner keys (`audit.witness_cosigners`).
+    cosigners: Vec<phivault_core::audit::note::NoteVerifier>,
+    /// The largest size the witness has cosigned for us, to notice a
+    /// witness that lost its state.
+    cosigned_size: u64,
 }
 
 impl TlogPush {
-    fn new(dir: std::path::PathBuf, url: &str) -> Self {
+    fn new(dir: std::path::PathBuf, url: &str, cosigners: &[String]) -> Self {
         let cosigned = phivault_audit::witness::path(&dir.join("witnessed"), url);
         Self {
             dir,
             cosigned,
             at: None,
+            // Checked when the settings were resolved.
+            cosigners: cosigners
+                .iter()
+                .filter_map(|k| phivault_core::audit::note::NoteVerifier::parse(k).ok())
+                .collect(),
+            cosigned_size: 0,
         }
     }
 
@@ -591,6 +604,7 @@ impl TlogPush {
             let answer = String::from_utf8_lossy(&answer).into_owned();
             match status {
                 200 => {
+                    let lines = self.cosignatures(&cp.note, &answer)?;
                     let mut f = old;
                     appended.iter().for_each(|h| f.push(*h));
                     // `None` (first contact, old 0) means the witness had
@@ -601,7 +615,8 @@ impl TlogPush {
                         phivault_audit::verify::frontier_at(&self.dir, n)
                             .map_err(|e| e.to_string())?
                     });
-                    self.keep_cosigned(&cp.note, &answer);
+                    self.cosigned_size = self.cosigned_size.max(n);
+                    self.keep_cosigned(&cp.note, &lines);
                     return Ok(());
                 }
                 409 => match parse_size_answer(&answer) {
@@ -610,6 +625,13 @@ impl TlogPush {
                             return Err(format!(
                                 "the witness holds a checkpoint of {m} entries and this log signed one of {n}: this log was rolled back or replaced; keep both as evidence and run `phivault audit verify`"
                             ));
+                        }
+                        if m < self.cosigned_size {
+                            tracing::warn!(
+                                held = m,
+                                cosigned = self.cosigned_size,
+                                "audit witness: the witness now holds a smaller tree than it cosigned for this log; it lost or rolled back its state (catching it up)"
+                            );
                         }
                         self.at = Some(
                             phivault_audit::verify::frontier_at(&self.dir, m)
@@ -641,13 +663,32 @@ impl TlogPush {
         Err("the witness's size kept changing; retried at the next checkpoint".into())
     }
 
-    /// Keeps the checkpoint with the witness's cosignature lines.
-    fn keep_cosigned(&self, note: &str, answer: &str) {
-        let lines: String = answer
-            .lines()
-            .filter(|l| l.starts_with('\u{2014}'))
+    /// The cosignature lines of a `200` answer: with
+    /// `audit.witness_cosigners`, those that verify under one of them, and
+    /// at least one must; without, every signature line, unchecked.
+    fn cosignatures(&self, note: &str, answer: &str) -> Result<String, String> {
+        let lines = answer.lines().filter(|l| l.starts_with('\u{2014}'));
+        if self.cosigners.is_empty() {
+            return Ok(lines.map(|l| format!("{l}\n")).collect());
+        }
+        let good: String = lines
+            .filter(|l| {
+                let one = format!("{note}{l}\n");
+                self.cosigners.iter().any(|k| k.verify(&one).is_ok())
+            })
             .map(|l| format!("{l}\n"))
             .collect();
+        if good.is_empty() {
+            return Err(
+                "the witness answered 200 without a cosignature from a key in audit.witness_cosigners; the checkpoint is not counted as witnessed"
+                    .into(),
+            );
+        }
+        Ok(good)
+    }
+
+    /// Keeps the checkpoint with the witness's cosignature lines.
+    fn keep_cosigned(&self, note: &str, lines: &str) {
         if lines.is_empty() {
             return;
         }

@@ -222,6 +222,12 @@ pub struct AuditFile {
     /// rollbacks and forks); any other URL gets a plain `PUT` of the note.
     #[serde(default)]
     pub witness_urls: Vec<String>,
+    /// The cosigner keys (`witness/witness.pub` on a phivault witness) of
+    /// the tlog witnesses in `witness_urls`. With them, a push counts only
+    /// when the answer holds a cosignature that verifies under one; the
+    /// log keeps only verified cosignatures.
+    #[serde(default)]
+    pub witness_cosigners: Vec<String>,
     /// Makes this node a tlog witness for other logs: each entry is a
     /// log's checkpoint origin, a space, and its note verifier key
     /// (`audit/log.pub` on that node). Served at
@@ -281,6 +287,9 @@ pub struct HttpsWitness {
     pub cert: PathBuf,
     /// Client key.
     pub key: PathBuf,
+    /// Cosigner keys a tlog witness's answer must verify under (none:
+    /// kept unverified).
+    pub cosigners: Vec<String>,
 }
 
 /// The audit trail's settings, resolved.
@@ -410,6 +419,15 @@ impl AuditSettings {
             );
         }
         let ca_default = data_dir.join("ca").join("ca.pem");
+        for k in &a.witness_cosigners {
+            let v = phivault_core::audit::note::NoteVerifier::parse(k.trim())
+                .map_err(|e| format!("audit.witness_cosigners: '{k}': {e}"))?;
+            if !v.is_cosigner() {
+                return Err(format!(
+                    "audit.witness_cosigners: '{k}' is not a cosignature/v1 key (type 0x04); use the witness's witness/witness.pub"
+                ));
+            }
+        }
         let mut witness_urls = Vec::new();
         for u in &a.witness_urls {
             let rest = u.strip_prefix("https://").ok_or_else(|| {
@@ -442,6 +460,11 @@ impl AuditSettings {
                 ca: a.witness_ca.clone().unwrap_or_else(|| ca_default.clone()),
                 cert: cert.clone(),
                 key: key.clone(),
+                cosigners: a
+                    .witness_cosigners
+                    .iter()
+                    .map(|k| k.trim().to_owned())
+                    .collect(),
             });
         }
         let mut witness_logs = Vec::new();
@@ -452,8 +475,23 @@ impl AuditSettings {
                 )
             };
             let (o, k) = l.trim().split_once(' ').ok_or_else(bad)?;
-            phivault_core::audit::note::NoteVerifier::parse(k.trim())
+            let v = phivault_core::audit::note::NoteVerifier::parse(k.trim())
                 .map_err(|e| format!("{}: {e}", bad()))?;
+            if v.is_cosigner() {
+                return Err(format!(
+                    "audit.witness_logs: '{l}' names a witness's cosigner key (type 0x04), not a log's: use the log's `phivault audit pubkey`"
+                ));
+            }
+            // Two origins that share a state file would share one history.
+            let slug = phivault_audit::witness::path(Path::new(""), o);
+            if let Some((other, _)) = witness_logs.iter().find(|(p, _): &&(String, String)| {
+                p != o && phivault_audit::witness::path(Path::new(""), p) == slug
+            }) {
+                return Err(format!(
+                    "audit.witness_logs: origins '{other}' and '{o}' map to the same state file {}; a witness can't follow both",
+                    slug.display()
+                ));
+            }
             witness_logs.push((o.to_owned(), k.trim().to_owned()));
         }
         let witness_name = a
@@ -493,6 +531,29 @@ impl AuditSettings {
                 .unwrap_or(phivault_audit::log::DEFAULT_JOURNAL_BYTES),
         })
     }
+}
+
+/// `audit.witness_logs` as the witness checks them: one entry per origin
+/// with every key configured for it (a log rotating its key is listed
+/// twice during the change).
+pub fn trusted_logs(
+    entries: &[(String, String)],
+) -> Vec<phivault_core::audit::witness::TrustedLog> {
+    let mut out: Vec<phivault_core::audit::witness::TrustedLog> = Vec::new();
+    for (origin, k) in entries {
+        // Checked when the settings were resolved.
+        let Ok(v) = phivault_core::audit::note::NoteVerifier::parse(k) else {
+            continue;
+        };
+        match out.iter_mut().find(|l| &l.origin == origin) {
+            Some(l) => l.keys.push(v),
+            None => out.push(phivault_core::audit::witness::TrustedLog {
+                origin: origin.clone(),
+                keys: vec![v],
+            }),
+        }
+    }
+    out
 }
 
 /// Limits and timeouts.
@@ -838,6 +899,40 @@ impl ServerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn witness_logs_refuse_cosigner_keys_and_colliding_origins() {
+        use phivault_core::audit::note::NoteSigner;
+        use phivault_core::crypto::{SignatureAlgorithm, SigningKey};
+        let key = || SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
+        let log = NoteSigner::new("phivault-audit", key()).unwrap().verifier_key();
+        let log2 = NoteSigner::new("phivault-audit", key()).unwrap().verifier_key();
+        let cos = NoteSigner::cosigner("w.example/w1", key()).unwrap().verifier_key();
+        let resolve = |logs: Vec<String>, cosigners: Vec<String>| {
+            AuditSettings::resolve(
+                Path::new("/d"),
+                &AuditFile {
+                    node: Some("n".into()),
+                    witness_logs: logs,
+                    witness_cosigners: cosigners,
+                    ..Default::default()
+                },
+            )
+        };
+        // Two keys for one origin (a rotation) are grouped.
+        let ok = resolve(vec![format!("a/b {log}"), format!("a/b {log2}")], vec![]).unwrap();
+        let t = trusted_logs(&ok.witness_logs);
+        assert_eq!((t.len(), t[0].keys.len()), (1, 2));
+        let e = resolve(vec![format!("a/b {cos}")], vec![]).unwrap_err();
+        assert!(e.contains("cosigner key"), "{e}");
+        let e = resolve(vec![format!("a/b {log}"), format!("a_b {log2}")], vec![]).unwrap_err();
+        assert!(e.contains("same state file"), "{e}");
+        assert!(resolve(vec!["a/b".into()], vec![]).unwrap_err().contains("verifier key"));
+        // Pushers take cosigner keys only.
+        assert!(resolve(vec![], vec![cos]).is_ok());
+        let e = resolve(vec![], vec![log]).unwrap_err();
+        assert!(e.contains("not a cosignature/v1 key"), "{e}");
+    }
 
     fn with_workers(n: usize) -> Result<Vec<String>, String> {
         let dir = tempfile::tempdir().unwrap();

@@ -712,7 +712,17 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
     let mut w = Harness::new(|_, _| {});
     let mut a = Harness::new(|_, _| {});
     let pusher = w.client("log-a", &["witness:submit"]);
+    // The witness's cosigner key, as it will publish it once unsealed.
+    w.ks.create_ring(
+        &phivault_core::keys::KeyRingName::parse(phivault_server::audit::AUDIT_RING).unwrap(),
+        36_500,
+    )
+    .unwrap();
+    let wkey_pub = phivault_server::audit::cosigner(w.ks.as_ref(), "witness.test/w1")
+        .unwrap()
+        .verifier_key();
     let af = AuditFile {
+        witness_cosigners: vec![wkey_pub.clone()],
         witness_urls: vec![format!(
             "https://127.0.0.1:{port}/v1/witness/add-checkpoint"
         )],
@@ -771,6 +781,7 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
     // The log keeps the witness's cosignature, which verifies under the
     // witness's published key, on a checkpoint the log signed.
     let wkey = std::fs::read_to_string(w.settings.audit.witness_state.join("witness.pub")).unwrap();
+    assert_eq!(wkey.trim(), wkey_pub);
     let wkey = NoteVerifier::parse(wkey.trim()).unwrap();
     let kept = std::fs::read_dir(audit_dir(&a).join("witnessed"))
         .unwrap()
@@ -827,12 +838,33 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("forked"), "{body}");
     // A rollback, and a client that does not know the held size: 409 and
-    // the size.
-    let (code, body) = post(format!("old 0\n\n{}", sign(&signer, h.size - 1, [1; 32])));
+    // the size, typed text/x.tlog.size.
+    let hdrs = w.dir.path().join("409.headers");
+    let (code, body) = w.curl(
+        Some(&submitter),
+        "POST",
+        "/v1/witness/add-checkpoint",
+        Some(&format!("old 0\n\n{}", sign(&signer, h.size - 1, [1; 32]))),
+        &[
+            "-H",
+            "Content-Type: text/plain",
+            "-D",
+            hdrs.to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         (code, body.as_str()),
         (409, format!("{}\n", h.size).as_str())
     );
+    let hdrs = std::fs::read_to_string(&hdrs).unwrap().to_ascii_lowercase();
+    assert!(hdrs.contains("content-type: text/x.tlog.size"), "{hdrs}");
+    // An old size above the checkpoint's.
+    let (code, _) = post(format!(
+        "old {}\n\n{}",
+        h.size + 5,
+        sign(&signer, h.size + 1, [1; 32])
+    ));
+    assert_eq!(code, 400);
     // A stranger's key, and an unknown origin.
     let stranger = NoteSigner::new(
         "phivault-audit",
@@ -860,17 +892,30 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
         h,
         "a refused checkpoint never replaces the witness's copy"
     );
-    let refused = std::fs::read_dir(&w.settings.audit.witness_state)
+    // Both signed forks are kept as evidence, named for their log.
+    let stem = held_path.with_extension("");
+    let stem = stem.file_name().unwrap().to_string_lossy().to_string();
+    let refused: Vec<String> = std::fs::read_dir(&w.settings.audit.witness_state)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".refused-")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".refused-"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            assert!(name.starts_with(&format!("{stem}.refused-")), "{name}");
+            std::fs::read_to_string(p).unwrap()
         })
-        .count();
-    assert!(refused >= 1, "the signed fork is kept as evidence");
+        .collect();
+    assert_eq!(refused.len(), 2, "the 422 and the same-size fork");
+    for n in &refused {
+        assert_ne!(log_key.open_checkpoint(n).unwrap().root, h.root);
+    }
+    // A held copy that can't be read fails closed: nothing replaces it.
+    let good = std::fs::read(&held_path).unwrap();
+    std::fs::write(&held_path, b"\xff\xfe not a note").unwrap();
+    let (code, _) = post(format!("old 0\n\n{}", sign(&signer, h.size + 1, [5; 32])));
+    assert_eq!(code, 500);
+    assert_eq!(std::fs::read(&held_path).unwrap(), b"\xff\xfe not a note");
+    std::fs::write(&held_path, &good).unwrap();
     // Without the scope: 403.
     let nobody = w.client("nobody", &[]);
     let (code, _) = w.curl(
@@ -882,8 +927,12 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
     );
     assert_eq!(code, 403);
 
-    // The log restarts: it no longer knows the witness's size, learns it
-    // from a 409, rebuilds the frontier there and proves from it.
+    // Both restart: the witness keeps its state; the log no longer knows
+    // the witness's size, learns it from a 409, rebuilds the frontier
+    // there and proves from it.
+    stop(&mut w).await;
+    w.start_unsealed().await;
+    assert_eq!(held().unwrap(), h);
     a.start_unsealed().await;
     let third = drive(&a, &|s| s > h.size);
     assert!(third > h.size);

@@ -541,6 +541,12 @@ impl NoteVerifier {
         self.key_id
     }
 
+    /// True for a witness's `cosignature/v1` key (type `0x04`): it vouches
+    /// for consistency, and must never stand in for a log's own key.
+    pub fn is_cosigner(&self) -> bool {
+        self.cosigner
+    }
+
     /// Parses `note` strictly and checks the signature from this key; on
     /// success returns the signed text (the part of `note` before the blank
     /// line, final newline included).

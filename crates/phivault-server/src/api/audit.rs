@@ -187,14 +187,9 @@ async fn hash(c: Ctx, body: Body) -> ApiResult {
     Ok(axum::Json(json!({ "kind": kind, "hash": h })).into_response())
 }
 
-/// Serializes a witness's check and store: checking the old size and
-/// persisting the new checkpoint must be one step (tlog-witness), or two
-/// racing requests could roll the witness back.
-static WITNESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 async fn add_checkpoint(c: Ctx, body: Body) -> ApiResult {
-    use phivault_core::audit::note::NoteVerifier;
-    use phivault_core::audit::witness::{self, AddCheckpoint, Refusal, TrustedLog};
+    use phivault_audit::witness::Taken;
+    use phivault_core::audit::witness::{self, AddCheckpoint, Refusal};
     let Ctx { st, conn, headers } = c;
     authorize(&st, &conn, &headers, "witness:submit")?;
     let a = &st.settings.audit;
@@ -220,74 +215,42 @@ async fn add_checkpoint(c: Ctx, body: Body) -> ApiResult {
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed"))?;
     let cosigner = crate::audit::cosigner(ks.as_ref(), &a.witness_name)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let logs: Vec<TrustedLog> = a
-        .witness_logs
-        .iter()
-        .map(|(origin, k)| TrustedLog {
-            origin: origin.clone(),
-            keys: NoteVerifier::parse(k).into_iter().collect(),
-        })
-        .collect();
+    let logs = crate::config::trusted_logs(&a.witness_logs);
     let dir = a.witness_state.clone();
-    let refused = |r: Refusal| {
-        let mut resp = (
-            StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST),
-            r.message(),
-        )
-            .into_response();
-        resp.extensions_mut().insert(super::ProtocolBody);
-        if matches!(r, Refusal::Conflict { fork: false, .. }) {
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(witness::SIZE_CONTENT_TYPE),
-            );
-        }
-        resp
-    };
-    let _one = WITNESS.lock().unwrap_or_else(|p| p.into_inner());
-    let mut unreadable = None;
-    let decided = witness::check(&req, &logs, |origin| {
-        let held = phivault_audit::witness::load(&dir, origin).ok().flatten()?;
-        let log = logs.iter().find(|l| l.origin == origin)?;
-        let cp = log.keys.iter().find_map(|k| k.open_checkpoint(&held).ok());
-        if cp.is_none() {
-            unreadable = Some(origin.to_owned());
-        }
-        cp
-    });
-    if let Some(origin) = unreadable {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "the checkpoint this witness holds for {origin} does not verify under the configured key: restore {} or fix audit.witness_logs",
-                phivault_audit::witness::path(&dir, &origin).display()
-            ),
-        ));
-    }
-    let cp = match decided {
-        Ok(cp) => cp,
-        Err(r) => {
-            if matches!(r, Refusal::BadProof | Refusal::Conflict { fork: true, .. }) {
-                // Signed by the log's key and inconsistent with what this
-                // witness holds: evidence of a fork. Kept, never served.
-                let when = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let origin = phivault_core::audit::note::Checkpoint::parse_body(
-                    req.note.split_once("\n\n").map_or("", |(t, _)| t),
-                )
-                .map(|c| c.origin)
-                .unwrap_or_default();
-                let keep = phivault_audit::witness::path(&dir, &origin)
-                    .with_extension(format!("refused-{when}"));
-                let _ = phivault_keystore::atomic::write_atomic(&keep, req.note.as_bytes());
-                tracing::error!(origin, kept = %keep.display(), "witness: refused a checkpoint that does not extend the one held (a fork or a rewritten log)");
+    // File reads and an fsync under the witness's lock: off the workers.
+    let (taken, req) = tokio::task::spawn_blocking(move || {
+        (phivault_audit::witness::take(&dir, &logs, &req), req)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "witness task failed"))?;
+    match taken {
+        Ok(Taken::Accepted(_)) => {}
+        Ok(Taken::Refused { refusal, kept }) => {
+            if let Some(kept) = kept {
+                tracing::error!(kept = %kept.display(), "witness: refused a checkpoint signed by the log's key that does not extend the one held (a fork or a rewritten log); kept as evidence");
             }
-            return Ok(refused(r));
+            let mut resp = (
+                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                refusal.message(),
+            )
+                .into_response();
+            resp.extensions_mut().insert(super::ProtocolBody);
+            if matches!(refusal, Refusal::Conflict { fork: false, .. }) {
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(witness::SIZE_CONTENT_TYPE),
+                );
+            }
+            return Ok(resp);
         }
-    };
-    phivault_audit::witness::store(&dir, &cp.origin, &req.note, cp.size)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Err(e) => {
+            tracing::error!(error = %e, "witness: its state can't be read or written; refusing every checkpoint for that log");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the witness's state for this log can't be read or written (see the witness's log)",
+            ));
+        }
+    }
     let text = &req.note[..req.note.rfind("\n\n").map_or(0, |i| i + 1)];
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
