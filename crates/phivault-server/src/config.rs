@@ -905,9 +905,15 @@ mod tests {
         use phivault_core::audit::note::NoteSigner;
         use phivault_core::crypto::{SignatureAlgorithm, SigningKey};
         let key = || SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
-        let log = NoteSigner::new("phivault-audit", key()).unwrap().verifier_key();
-        let log2 = NoteSigner::new("phivault-audit", key()).unwrap().verifier_key();
-        let cos = NoteSigner::cosigner("w.example/w1", key()).unwrap().verifier_key();
+        let log = NoteSigner::new("phivault-audit", key())
+            .unwrap()
+            .verifier_key();
+        let log2 = NoteSigner::new("phivault-audit", key())
+            .unwrap()
+            .verifier_key();
+        let cos = NoteSigner::cosigner("w.example/w1", key())
+            .unwrap()
+            .verifier_key();
         let resolve = |logs: Vec<String>, cosigners: Vec<String>| {
             AuditSettings::resolve(
                 Path::new("/d"),
@@ -927,7 +933,11 @@ mod tests {
         assert!(e.contains("cosigner key"), "{e}");
         let e = resolve(vec![format!("a/b {log}"), format!("a_b {log2}")], vec![]).unwrap_err();
         assert!(e.contains("same state file"), "{e}");
-        assert!(resolve(vec!["a/b".into()], vec![]).unwrap_err().contains("verifier key"));
+        assert!(
+            resolve(vec!["a/b".into()], vec![])
+                .unwrap_err()
+                .contains("verifier key")
+        );
         // Pushers take cosigner keys only.
         assert!(resolve(vec![], vec![cos]).is_ok());
         let e = resolve(vec![], vec![log]).unwrap_err();

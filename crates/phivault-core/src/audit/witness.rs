@@ -442,6 +442,150 @@ mod tests {
         );
     }
 
+    // ---- tests/vectors/witness.json ---------------------------------------
+
+    fn vectors_path() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/vectors/witness.json")
+    }
+
+    /// Everything in the vector file is deterministic (fixed seeds, leaves
+    /// and time; Ed25519 signs deterministically), so our code must
+    /// reproduce it byte for byte, and `tests/interop/witness.py` checks it
+    /// with an implementation written from the C2SP specs alone.
+    fn witness_vectors() -> serde_json::Value {
+        use crate::secret::SecretKey;
+        let seed = |b: u8| SecretKey::from_slice(&[b; 32]).unwrap();
+        let log = NoteSigner::new(
+            "phivault-audit",
+            SigningKey::ed25519_from_seed(&seed(0x11)).unwrap(),
+        )
+        .unwrap();
+        let cosigner = NoteSigner::cosigner(
+            "witness.example/w1",
+            SigningKey::ed25519_from_seed(&seed(0x22)).unwrap(),
+        )
+        .unwrap();
+        let leaves: Vec<Hash> = (0u64..1000).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let sign = |size: usize, root: Hash| {
+            log.sign_checkpoint(&Checkpoint {
+                origin: ORIGIN.into(),
+                size: size as u64,
+                root,
+                extensions: vec![],
+            })
+            .unwrap()
+        };
+        let old = sign(337, root(&leaves[..337]));
+        let new = sign(1000, root(&leaves));
+        let proof = merkle::consistency_proof_extending(
+            &Frontier::from_leaves(&leaves[..337]),
+            &leaves[337..],
+        )
+        .unwrap();
+        let req = AddCheckpoint {
+            old: 337,
+            proof: proof.clone(),
+            note: new.clone(),
+        };
+        let text = &new[..=new.rfind("\n\n").unwrap()];
+        let time = 1_764_979_200u64;
+        let cosignature = cosigner.cosign(text, time).unwrap();
+        let mut bad_proof = proof.clone();
+        bad_proof[2][0] ^= 1;
+        let mut forged = new.clone();
+        let at = forged.len() - 5;
+        forged.replace_range(at..at + 1, if &new[at..at + 1] == "A" { "B" } else { "A" });
+        let invalid = [
+            ("a proof hash changed", 337, bad_proof, new.clone(), 422),
+            ("a stale old size", 336, proof.clone(), new.clone(), 409),
+            (
+                "a rollback, from a log that lost the witness's size",
+                0,
+                vec![],
+                sign(300, root(&leaves[..300])),
+                409,
+            ),
+            (
+                "a fork of the same size",
+                337,
+                vec![],
+                sign(337, [7; 32]),
+                409,
+            ),
+            (
+                "the log's signature altered",
+                337,
+                proof.clone(),
+                forged,
+                403,
+            ),
+            ("old above the new size", 1001, vec![], new.clone(), 400),
+        ];
+        serde_json::json!({
+            "note": "c2sp.org/tlog-witness and tlog-cosignature (cosignature/v1), docs/FORMAT.md §12.3. Leaf i is SHA-256(0x00 || i as 8 bytes big-endian). The witness holds old_checkpoint. Regenerate with PHIVAULT_WRITE_VECTORS=1 cargo test -p phivault-core witness_vectors",
+            "origin": ORIGIN,
+            "leaf_count": leaves.len(),
+            "log_seed": hex::encode([0x11u8; 32]),
+            "log_vkey": log.verifier_key(),
+            "cosigner_seed": hex::encode([0x22u8; 32]),
+            "cosigner_vkey": cosigner.verifier_key(),
+            "old_checkpoint": old,
+            "add_checkpoint": req.encode(),
+            "cosignature_time": time,
+            "cosignature": cosignature,
+            "invalid": invalid.iter().map(|(why, o, p, n, status)| serde_json::json!({
+                "why": why,
+                "body": AddCheckpoint { old: *o, proof: p.clone(), note: n.clone() }.encode(),
+                "status": status,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    #[test]
+    fn witness_vectors_reproduce_and_decide_alike() {
+        let v = witness_vectors();
+        if std::env::var_os("PHIVAULT_WRITE_VECTORS").is_some() {
+            std::fs::write(
+                vectors_path(),
+                serde_json::to_string_pretty(&v).unwrap() + "\n",
+            )
+            .unwrap();
+        }
+        let committed: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(vectors_path()).expect("vectors committed"),
+        )
+        .unwrap();
+        assert_eq!(
+            committed, v,
+            "tests/vectors/witness.json is stale or our output changed"
+        );
+        let logs = [TrustedLog {
+            origin: ORIGIN.into(),
+            keys: vec![NoteVerifier::parse(v["log_vkey"].as_str().unwrap()).unwrap()],
+        }];
+        let held = || {
+            logs[0].keys[0]
+                .open_checkpoint(v["old_checkpoint"].as_str().unwrap())
+                .ok()
+        };
+        let ok = AddCheckpoint::parse(v["add_checkpoint"].as_str().unwrap()).unwrap();
+        assert_eq!(check(&ok, &logs, |_| held()).unwrap().size, 1000);
+        for case in v["invalid"].as_array().unwrap() {
+            let req = AddCheckpoint::parse(case["body"].as_str().unwrap()).unwrap();
+            let got = check(&req, &logs, |_| held()).unwrap_err().status();
+            assert_eq!(
+                u64::from(got),
+                case["status"].as_u64().unwrap(),
+                "{}",
+                case["why"]
+            );
+        }
+        let cos = NoteVerifier::parse(v["cosigner_vkey"].as_str().unwrap()).unwrap();
+        let note = format!("{}{}", ok.note, v["cosignature"].as_str().unwrap());
+        assert_eq!(cos.verify_timed(&note).unwrap().1, Some(1_764_979_200));
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics_and_round_trips(body in "(old [0-9]{1,4}\n)?([A-Za-z0-9+/=]{0,48}\n){0,3}\n?[ -~\n]{0,80}") {
