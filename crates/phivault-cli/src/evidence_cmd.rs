@@ -1102,6 +1102,80 @@ fn scan_trail(dir: &Path, since_ms: i64, exclude: (i64, i64)) -> Result<TrailSca
     Ok(t)
 }
 
+/// With tlog witnesses configured: the newest checkpoint one of them
+/// cosigned (kept in `audit/witnessed/`), its cosignature checked against
+/// `audit.witness_cosigners`.
+fn tlog_cosigned(a: &phivault_server::config::AuditSettings) -> Option<Finding> {
+    use phivault_core::audit::note::NoteVerifier;
+    let tlog = a
+        .witness_urls
+        .iter()
+        .filter(|w| w.path.ends_with("/add-checkpoint"))
+        .count();
+    if tlog == 0 {
+        return None;
+    }
+    let id = "audit-verify/cosigned";
+    let title = "A tlog witness cosigned the trail";
+    let cosigners: Vec<NoteVerifier> = a
+        .witness_urls
+        .iter()
+        .flat_map(|w| w.cosigners.iter())
+        .filter_map(|k| NoteVerifier::parse(k).ok())
+        .collect();
+    if cosigners.is_empty() {
+        return Some(
+            Finding::new(
+                id,
+                title,
+                Status::Warn,
+                "tlog witnesses are configured, but their cosignatures are not checked",
+            )
+            .fix("set audit.witness_cosigners to each witness's witness/witness.pub"),
+        );
+    }
+    // (size, cosignature time) of every checkpoint a configured witness cosigned.
+    let mut best: Option<(u64, u64)> = None;
+    for e in std::fs::read_dir(a.dir.join("witnessed"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(note) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for k in &cosigners {
+            if let Ok((text, Some(t))) = k.verify_timed(&note)
+                && let Ok(cp) = phivault_core::audit::note::Checkpoint::parse_body(text)
+                && best.is_none_or(|(s, _)| cp.size > s)
+            {
+                best = Some((cp.size, t));
+            }
+        }
+    }
+    Some(match best {
+        Some((size, t)) => Finding::new(
+            id,
+            title,
+            Status::Pass,
+            format!(
+                "{tlog} tlog witness(es); the newest checkpoint cosigned under a configured witness key covers {size} entries, cosigned at Unix time {t} ({})",
+                time::OffsetDateTime::from_unix_timestamp(t as i64)
+                    .ok()
+                    .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+                    .unwrap_or_default()
+            ),
+        ),
+        None => Finding::new(
+            id,
+            title,
+            Status::Warn,
+            format!("{tlog} tlog witness(es) configured, but audit/witnessed holds no checkpoint cosigned under audit.witness_cosigners"),
+        )
+        .fix("check the server's log for `audit witness` errors (unreachable, not following this log, a fork)"),
+    })
+}
+
 fn audit(
     c: &mut Collector,
     s: &ServerSettings,
@@ -1206,6 +1280,9 @@ fn audit(
                     ),
                 )
             });
+            if let Some(w) = tlog_cosigned(a) {
+                f.push(w);
+            }
             let summary = f[0].evidence.clone();
             c.push(
                 "audit-verify",
@@ -1699,6 +1776,63 @@ pub fn run(g: &Global, a: &EvidenceArgs, file: &FileConfig) -> Result<ExitCode> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_cosigned_checkpoint_is_evidence_only_under_a_configured_witness_key() {
+        use phivault_core::audit::note::{Checkpoint, NoteSigner};
+        use phivault_core::crypto::{SignatureAlgorithm, SigningKey};
+        let d = tempfile::tempdir().unwrap();
+        let key = || SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
+        let log = NoteSigner::new("phivault-audit", key()).unwrap();
+        let w = NoteSigner::cosigner("w.example/w1", key()).unwrap();
+        let stranger = NoteSigner::cosigner("w.example/w1", key()).unwrap();
+        let settings = |cosigners: Vec<String>| {
+            phivault_server::config::AuditSettings::resolve(
+                d.path(),
+                &phivault_server::config::AuditFile {
+                    node: Some("n".into()),
+                    witness_urls: vec!["https://w.example/v1/witness/add-checkpoint".into()],
+                    witness_cert: Some("c.pem".into()),
+                    witness_key: Some("c.key".into()),
+                    witness_cosigners: cosigners,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let a = settings(vec![]);
+        assert_eq!(tlog_cosigned(&a).unwrap().status, Status::Warn);
+        let a = settings(vec![w.verifier_key()]);
+        assert_eq!(tlog_cosigned(&a).unwrap().status, Status::Warn);
+        std::fs::create_dir_all(a.dir.join("witnessed")).unwrap();
+        let cosigned = |size: u64, by: &NoteSigner| {
+            let note = log
+                .sign_checkpoint(&Checkpoint {
+                    origin: a.origin.clone(),
+                    size,
+                    root: [size as u8; 32],
+                    extensions: vec![],
+                })
+                .unwrap();
+            let text = note[..=note.rfind("\n\n").unwrap()].to_owned();
+            format!("{note}{}", by.cosign(&text, 1_764_979_200 + size).unwrap())
+        };
+        // A larger checkpoint under a key nobody configured does not count.
+        std::fs::write(a.dir.join("witnessed/one.checkpoint"), cosigned(40, &w)).unwrap();
+        std::fs::write(
+            a.dir.join("witnessed/two.checkpoint"),
+            cosigned(90, &stranger),
+        )
+        .unwrap();
+        let f = tlog_cosigned(&a).unwrap();
+        assert_eq!(f.status, Status::Pass, "{f:?}");
+        assert!(f.evidence.contains("covers 40 entries"), "{}", f.evidence);
+        assert!(
+            f.evidence.contains("2025-12-06T00:00:40Z"),
+            "{}",
+            f.evidence
+        );
+    }
 
     #[test]
     fn listeners_parse_and_unspecified_means_loopback() {

@@ -135,8 +135,11 @@ pub struct Metrics {
     pub audit_group_commits: Gauge,
     /// 1 while the audit trail can't be written (set at scrape).
     pub audit_failing: Gauge,
-    /// Checkpoints a witness folder did not take (set at scrape).
+    /// Checkpoints a witness (folder or HTTPS) did not take (set at scrape).
     pub audit_witness_failures: Gauge,
+    /// Checkpoints other logs sent this node as their tlog witness, by
+    /// outcome (accepted, or why refused: a `fork` is the one to alert on).
+    pub witness_checkpoints: Family<ReasonLabel, Counter>,
     /// 1 when the trail signs no checkpoints: a start found signed entries
     /// lost or changed (`audit/signing-blocked`; set at scrape).
     pub audit_signing_blocked: Gauge,
@@ -241,6 +244,12 @@ impl Metrics {
         let audit_failing = Gauge::default();
         let audit_witness_failures = Gauge::default();
         let audit_signing_blocked = Gauge::default();
+        let witness_checkpoints = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "witness_checkpoints",
+            "Checkpoints other logs sent this node as their tlog witness, by outcome (reason): accepted, stale (409, the client learns the size), fork (a signed checkpoint that does not extend the one held), bad_signature, unknown_log, malformed, error",
+            witness_checkpoints.clone(),
+        );
         registry.register(
             "audit_refusals",
             "Requests refused (503) because the audit trail could not be written durably",
@@ -278,7 +287,7 @@ impl Metrics {
         );
         registry.register(
             "audit_witness_failures",
-            "Checkpoints a witness folder did not take since start",
+            "Checkpoints a witness (folder or HTTPS) did not take since start",
             audit_witness_failures.clone(),
         );
         registry.register(
@@ -312,6 +321,7 @@ impl Metrics {
             audit_group_commits,
             audit_failing,
             audit_witness_failures,
+            witness_checkpoints,
             audit_signing_blocked,
             server_cert_not_after: AtomicU64::new(0),
             crl_next_update: AtomicU64::new(0),

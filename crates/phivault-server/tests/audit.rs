@@ -916,6 +916,30 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
     assert_eq!(code, 500);
     assert_eq!(std::fs::read(&held_path).unwrap(), b"\xff\xfe not a note");
     std::fs::write(&held_path, &good).unwrap();
+    // The witness counts what it saw; forks are the ones to alert on.
+    let m = w.metrics();
+    assert!(
+        metric(
+            &m,
+            "phivault_witness_checkpoints_total{reason=\"accepted\"}"
+        ) >= 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "phivault_witness_checkpoints_total{reason=\"fork\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&m, "phivault_witness_checkpoints_total{reason=\"error\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "phivault_witness_checkpoints_total{reason=\"bad_signature\"}"
+        ),
+        1.0
+    );
     // Without the scope: 403.
     let nobody = w.client("nobody", &[]);
     let (code, _) = w.curl(

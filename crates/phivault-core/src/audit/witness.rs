@@ -152,6 +152,19 @@ impl Refusal {
         }
     }
 
+    /// A fixed label for metrics: `stale` (409, a client that learns the
+    /// size), `fork` (a same-size fork or a proof that does not verify),
+    /// `bad_signature`, `unknown_log`, `malformed` (400).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) | Refusal::OldTooLarge => "malformed",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::UnknownLog => "unknown_log",
+            Refusal::Conflict { fork: false, .. } => "stale",
+            Refusal::Conflict { fork: true, .. } | Refusal::BadProof => "fork",
+        }
+    }
+
     /// What went wrong, for the answer's body and the witness's log.
     pub fn message(&self) -> String {
         match self {

@@ -208,7 +208,16 @@ async fn add_checkpoint(c: Ctx, body: Body) -> ApiResult {
     .await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad("the add-checkpoint body must be UTF-8 text"))?;
-    let req = AddCheckpoint::parse(text).map_err(|e| ApiError::bad(e.to_string()))?;
+    let count = |reason: &'static str| {
+        st.metrics
+            .witness_checkpoints
+            .get_or_create(&crate::metrics::ReasonLabel { reason })
+            .inc();
+    };
+    let req = AddCheckpoint::parse(text).map_err(|e| {
+        count("malformed");
+        ApiError::bad(e.to_string())
+    })?;
     let ks = st
         .keystore
         .load_full()
@@ -224,8 +233,9 @@ async fn add_checkpoint(c: Ctx, body: Body) -> ApiResult {
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "witness task failed"))?;
     match taken {
-        Ok(Taken::Accepted(_)) => {}
+        Ok(Taken::Accepted(_)) => count("accepted"),
         Ok(Taken::Refused { refusal, kept }) => {
+            count(refusal.label());
             if let Some(kept) = kept {
                 tracing::error!(kept = %kept.display(), "witness: refused a checkpoint signed by the log's key that does not extend the one held (a fork or a rewritten log); kept as evidence");
             }
@@ -244,6 +254,7 @@ async fn add_checkpoint(c: Ctx, body: Body) -> ApiResult {
             return Ok(resp);
         }
         Err(e) => {
+            count("error");
             tracing::error!(error = %e, "witness: its state can't be read or written; refusing every checkpoint for that log");
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
