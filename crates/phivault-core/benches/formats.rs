@@ -1,7 +1,8 @@
 //! Criterion benches for the formats: envelope round trips of a 1 KiB value
 //! (including the per-message key derivation), stream throughput on one
 //! and on all cores, and backup throughput (writer, decrypting reader, and
-//! the keyless verifier) on 256 MiB. `scripts/bench.sh` runs the side-by-side comparison
+//! the keyless verifier) on 256 MiB, and what a push to a tlog witness
+//! costs the log. `scripts/bench.sh` runs the side-by-side comparison
 //! with openssl, age and gpg; see BENCHMARKS.md.
 #![allow(missing_docs)]
 
@@ -121,5 +122,44 @@ fn backup_bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, envelope_bench, stream_bench, backup_bench);
+/// What a log pays per push to a tlog witness: the consistency proof from
+/// the frontier the witness last took over the entries since (10 000, the
+/// default `audit.checkpoint_every`), on a tree of a million entries; and
+/// the frontier rebuilt over a million leaf hashes, which a restarted log
+/// does once to catch up with its witness (here without reading
+/// `audit/leaves`).
+fn witness_bench(c: &mut Criterion) {
+    use phivault_core::audit::merkle::{Frontier, consistency_proof_extending, leaf_hash};
+    let leaves: Vec<_> = (0u64..1_010_000)
+        .map(|i| leaf_hash(&i.to_be_bytes()))
+        .collect();
+    let old = Frontier::from_leaves(&leaves[..1_000_000]);
+    let mut g = c.benchmark_group("witness");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_function("proof_1M_plus_10k", |b| {
+        b.iter(|| consistency_proof_extending(&old, &leaves[1_000_000..]).unwrap())
+    });
+    // The same proof from all 1 010 000 leaves (what /v1/audit/proof
+    // computes), for the ratio.
+    g.sample_size(10);
+    g.bench_function("proof_1M_plus_10k_from_all_leaves", |b| {
+        b.iter(|| {
+            phivault_core::audit::merkle::consistency_proof(&leaves, 1_000_000, 1_010_000).unwrap()
+        })
+    });
+    g.throughput(Throughput::Elements(1_000_000));
+    g.bench_function("frontier_1M", |b| {
+        b.iter(|| Frontier::from_leaves(&leaves[..1_000_000]))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    envelope_bench,
+    stream_bench,
+    backup_bench,
+    witness_bench
+);
 criterion_main!(benches);
