@@ -7,6 +7,13 @@ group-commit journal). BENCHMARKS.md (audit trail) quotes it.
 
     python3 scripts/fsync-cost.py [DIR]     # default /var/tmp (a real disk, not tmpfs)
     python3 scripts/fsync-cost.py --settle [DIR]
+    python3 scripts/fsync-cost.py --parallel [DIR]
+
+--parallel asks whether overlapping group commits would shorten a
+request's wait: 16 KB pwrite + fdatasync to one file from 1, 2 and 4
+threads at once, 3 s each, commits per second and their p50/p99 latency
+(if two commits in flight take little longer than one, a second writer
+would pay off).
 
 --settle asks whether a disk still busy with a large write slows the next
 fsyncs (as `scripts/bench-audit.sh`'s on/off rounds follow its append test):
@@ -22,7 +29,8 @@ import tempfile
 import time
 
 settle = "--settle" in sys.argv[1:]
-args = [a for a in sys.argv[1:] if a != "--settle"]
+parallel = "--parallel" in sys.argv[1:]
+args = [a for a in sys.argv[1:] if a not in ("--settle", "--parallel")]
 d = args[0] if args else "/var/tmp"
 
 
@@ -85,7 +93,51 @@ def latency(n=300, size=20000):
         os.unlink(path)
 
 
-if settle:
+def overlapping(threads, secs=3, size=16384):
+    """Commits/s and p50/p99 ms of pwrite + fdatasync from `threads` at once."""
+    import threading
+
+    fd, path = tempfile.mkstemp(dir=d)
+    span = 256 << 20
+    os.ftruncate(fd, span)
+    os.fsync(fd)
+    lock, state, lat = threading.Lock(), {"off": 0, "n": 0}, []
+    stop = time.time() + secs
+    buf = b"x" * size
+
+    def writer():
+        while time.time() < stop:
+            with lock:
+                off = state["off"] % (span - size)
+                state["off"] += size
+            t = time.perf_counter()
+            os.pwrite(fd, buf, off)
+            os.fdatasync(fd)
+            dt = time.perf_counter() - t
+            with lock:
+                lat.append(dt)
+                state["n"] += 1
+
+    try:
+        ts = [threading.Thread(target=writer) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    print(
+        f"{threads} writer(s): {state['n'] / secs:.0f} commits/s, "
+        f"p50 {lat[len(lat) // 2] * 1e3:.3f} ms, p99 {lat[int(len(lat) * 0.99)] * 1e3:.3f} ms"
+    )
+
+
+if parallel:
+    for t in (1, 2, 4, 1, 2):
+        overlapping(t)
+elif settle:
     import shutil
     import subprocess
 
