@@ -555,24 +555,52 @@ pub fn read_leaves(dir: &Path, size: u64) -> Result<Vec<Hash>> {
         .collect())
 }
 
-/// Leaf hashes `from..to` of the log in `dir` (what a witness needs beside
-/// the frontier it last saw).
-pub fn read_leaf_range(dir: &Path, from: u64, to: u64) -> Result<Vec<Hash>> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = std::fs::File::open(dir.join("leaves"))
-        .map_err(|e| LogError::Io("opening audit/leaves".into(), e))?;
-    let mut b = vec![0u8; (to.saturating_sub(from) * 32) as usize];
-    f.seek(SeekFrom::Start(from * 32))
-        .and_then(|_| f.read_exact(&mut b))
-        .map_err(|e| {
-            LogError::Io(
-                format!("reading leaf hashes {from}..{to} of audit/leaves"),
-                e,
-            )
-        })?;
-    Ok(b.chunks_exact(32)
-        .map(|c| c.try_into().expect("32"))
-        .collect())
+/// The leaf hashes of the log in `dir` from entry `from` on, one at a
+/// time (what a push to a witness proves, without holding them all).
+pub struct LeafStream {
+    r: std::io::BufReader<std::fs::File>,
+    at: u64,
+    error: Option<LogError>,
+}
+
+impl LeafStream {
+    /// Opens `audit/leaves` at entry `from`.
+    pub fn open(dir: &Path, from: u64) -> Result<Self> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(dir.join("leaves"))
+            .map_err(|e| LogError::Io("opening audit/leaves".into(), e))?;
+        f.seek(SeekFrom::Start(from * 32))
+            .map_err(|e| LogError::Io("seeking in audit/leaves".into(), e))?;
+        Ok(Self {
+            r: std::io::BufReader::with_capacity(1 << 20, f),
+            at: from,
+            error: None,
+        })
+    }
+
+    /// The next leaf hash; `None` at the end or on an error (then kept
+    /// for [`LeafStream::error`]).
+    pub fn next_leaf(&mut self) -> Option<Hash> {
+        let mut h = [0u8; 32];
+        match self.r.read_exact(&mut h) {
+            Ok(()) => {
+                self.at += 1;
+                Some(h)
+            }
+            Err(e) => {
+                self.error.get_or_insert(LogError::Io(
+                    format!("reading leaf hash {} of audit/leaves", self.at),
+                    e,
+                ));
+                None
+            }
+        }
+    }
+
+    /// Why the stream ended early, if it did.
+    pub fn error(&self) -> Option<&LogError> {
+        self.error.as_ref()
+    }
 }
 
 /// The Merkle frontier of the log's first `size` entries, streamed from

@@ -563,29 +563,32 @@ impl TlogPush {
         path: &str,
         cp: &Signed,
     ) -> Result<(), String> {
-        use phivault_core::audit::merkle::{Frontier, consistency_proof_extending};
+        use phivault_core::audit::merkle::{Frontier, extend_with_proof};
         use phivault_core::audit::witness::{AddCheckpoint, parse_size_answer};
         let n = cp.size;
         // Two rounds: the second after learning the witness's size.
         for _ in 0..2 {
-            let (old, appended) = match &self.at {
-                Some(f) if f.size() <= n => (
-                    f.clone(),
-                    phivault_audit::verify::read_leaf_range(&self.dir, f.size(), n)
-                        .map_err(|e| e.to_string())?,
-                ),
+            // The proof and the frontier at n, from the leaves since the
+            // witness's size streamed once from audit/leaves.
+            let (old, proof, extended) = match &self.at {
+                Some(f) if f.size() <= n => {
+                    let mut leaves = phivault_audit::verify::LeafStream::open(&self.dir, f.size())
+                        .map_err(|e| e.to_string())?;
+                    let r = extend_with_proof(f, n - f.size(), || leaves.next_leaf());
+                    let (proof, extended) = match (r, leaves.error()) {
+                        (Ok(x), None) => x,
+                        (_, Some(e)) => return Err(e.to_string()),
+                        (Err(e), None) => return Err(e.to_string()),
+                    };
+                    (f.clone(), proof, Some(extended))
+                }
                 Some(f) => {
                     return Err(format!(
                         "the witness holds a checkpoint of {} entries and this log signed one of {n}: this log was rolled back or replaced; keep both as evidence and run `phivault audit verify`",
                         f.size()
                     ));
                 }
-                None => (Frontier::new(), Vec::new()),
-            };
-            let proof = if self.at.is_some() {
-                consistency_proof_extending(&old, &appended).map_err(|e| e.to_string())?
-            } else {
-                Vec::new()
+                None => (Frontier::new(), Vec::new(), None),
             };
             let body = AddCheckpoint {
                 old: old.size(),
@@ -605,15 +608,12 @@ impl TlogPush {
             match status {
                 200 => {
                     let lines = self.cosignatures(&cp.note, &answer)?;
-                    let mut f = old;
-                    appended.iter().for_each(|h| f.push(*h));
                     // `None` (first contact, old 0) means the witness had
                     // nothing: it now holds size n.
-                    self.at = Some(if f.size() == n {
-                        f
-                    } else {
-                        phivault_audit::verify::frontier_at(&self.dir, n)
-                            .map_err(|e| e.to_string())?
+                    self.at = Some(match extended {
+                        Some(f) => f,
+                        None => phivault_audit::verify::frontier_at(&self.dir, n)
+                            .map_err(|e| e.to_string())?,
                     });
                     self.cosigned_size = self.cosigned_size.max(n);
                     self.keep_cosigned(&cp.note, &lines);

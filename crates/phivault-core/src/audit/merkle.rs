@@ -266,38 +266,96 @@ pub fn consistency_proof_extending(
     old: &Frontier,
     appended: &[Hash],
 ) -> Result<Vec<Hash>, AuditError> {
+    let mut leaves = appended.iter().copied();
+    extend_with_proof(old, appended.len() as u64, || leaves.next()).map(|(proof, _)| proof)
+}
+
+/// [`consistency_proof_extending`] over `count` new leaves read one at a
+/// time from `next`, each once, in O(log n) memory; also returns the
+/// frontier of the extended tree. A log far ahead of its witness streams
+/// the entries in between from disk instead of holding them all. Fails
+/// with [`AuditError::OutOfRange`] if `next` ends before `count` leaves.
+pub fn extend_with_proof(
+    old: &Frontier,
+    count: u64,
+    mut next: impl FnMut() -> Option<Hash>,
+) -> Result<(Vec<Hash>, Frontier), AuditError> {
     let m = old.size();
-    let new = m
-        .checked_add(appended.len() as u64)
-        .ok_or(AuditError::OutOfRange(
-            "the tree would exceed 2^64-1 leaves",
-        ))?;
-    proof_nodes(m, new, |lo, hi| {
+    let new = m.checked_add(count).ok_or(AuditError::OutOfRange(
+        "the tree would exceed 2^64-1 leaves",
+    ))?;
+    // The proof's shape first: old-tree nodes from the peaks at once,
+    // new-tree nodes as (call order, range) to fill while streaming.
+    let mut pending: Vec<(usize, u64, u64)> = Vec::new();
+    let mut calls = 0usize;
+    let mut proof = proof_nodes(m, new, |lo, hi| {
+        calls += 1;
         if lo >= m {
-            return Ok(subtree_root(appended, lo - m, hi - m));
+            pending.push((calls - 1, lo, hi));
+            return Ok([0u8; 32]);
         }
-        // The peaks covering [lo, hi) exactly, folded from the right like
-        // `Frontier::root`.
-        let (mut start, mut width) = (0u64, 0u64);
-        let mut covered: Vec<&Hash> = Vec::new();
-        let bits = (0..64u32).rev().filter(|b| m >> b & 1 == 1);
-        for (bit, peak) in bits.zip(old.hashes()) {
-            let end = start + (1u64 << bit);
-            if start >= lo && end <= hi {
-                covered.push(peak);
-                width += 1 << bit;
+        old_tree_node(old, lo, hi)
+    })?;
+    // proof_nodes reverses its calls' order.
+    let pos = |call: usize| proof.len() - 1 - call;
+    let slots: Vec<(usize, u64, u64)> = {
+        let mut v: Vec<_> = pending
+            .iter()
+            .map(|&(c, lo, hi)| (pos(c), lo, hi))
+            .collect();
+        // The new-tree nodes are disjoint ranges: stream them in order.
+        v.sort_by_key(|&(_, lo, _)| lo);
+        v
+    };
+    let mut extended = old.clone();
+    let mut slot = slots.iter().peekable();
+    let mut acc: Option<(usize, u64, Frontier)> = None;
+    for i in m..new {
+        let h = next().ok_or(AuditError::OutOfRange(
+            "fewer new leaves than the extended tree's size needs",
+        ))?;
+        extended.push(h);
+        if let Some(&&(at, lo, hi)) = slot.peek()
+            && lo == i
+        {
+            slot.next();
+            acc = Some((at, hi, Frontier::new()));
+        }
+        if let Some((at, hi, f)) = &mut acc {
+            f.push(h);
+            if i + 1 == *hi {
+                proof[*at] = f.root();
+                acc = None;
             }
-            start = end;
         }
-        match covered.split_last() {
-            Some((last, rest)) if width == hi - lo => {
-                Ok(rest.iter().rev().fold(**last, |r, p| node_hash(p, &r)))
-            }
-            _ => Err(AuditError::InvalidFrontier(
-                "a proof node is not made of the old tree's peaks",
-            )),
+    }
+    Ok((proof, extended))
+}
+
+/// `MTH(D[lo:hi])` for a range of the tree `old` made of its peaks (the
+/// peaks covering [lo, hi) exactly, folded from the right like
+/// `Frontier::root`).
+fn old_tree_node(old: &Frontier, lo: u64, hi: u64) -> Result<Hash, AuditError> {
+    let m = old.size();
+    let (mut start, mut width) = (0u64, 0u64);
+    let mut covered: Vec<&Hash> = Vec::new();
+    let bits = (0..64u32).rev().filter(|b| m >> b & 1 == 1);
+    for (bit, peak) in bits.zip(old.hashes()) {
+        let end = start + (1u64 << bit);
+        if start >= lo && end <= hi {
+            covered.push(peak);
+            width += 1 << bit;
         }
-    })
+        start = end;
+    }
+    match covered.split_last() {
+        Some((last, rest)) if width == hi - lo => {
+            Ok(rest.iter().rev().fold(**last, |r, p| node_hash(p, &r)))
+        }
+        _ => Err(AuditError::InvalidFrontier(
+            "a proof node is not made of the old tree's peaks",
+        )),
+    }
 }
 
 /// `SUBPROOF(old, D[0:new], true)` (RFC 9162 §2.1.4.1), unrolled top-down,
@@ -305,7 +363,7 @@ pub fn consistency_proof_extending(
 fn proof_nodes(
     old: u64,
     new: u64,
-    mth: impl Fn(u64, u64) -> Result<Hash, AuditError>,
+    mut mth: impl FnMut(u64, u64) -> Result<Hash, AuditError>,
 ) -> Result<Vec<Hash>, AuditError> {
     if old == 0 || old == new {
         return Ok(Vec::new());
@@ -789,6 +847,15 @@ mod tests {
                 let f = Frontier::from_leaves(&leaves[..old]);
                 let extending = consistency_proof_extending(&f, &leaves[old..new]).unwrap();
                 assert_eq!(extending, from_leaves, "old {old} new {new}");
+                let mut it = leaves[old..new].iter().copied();
+                let (_, extended) =
+                    extend_with_proof(&f, (new - old) as u64, || it.next()).unwrap();
+                assert_eq!(extended, Frontier::from_leaves(&leaves[..new]));
+                let mut short = leaves[old..new].iter().copied().skip(1);
+                assert_eq!(
+                    extend_with_proof(&f, (new - old) as u64, || short.next()).is_err(),
+                    new > old
+                );
                 verify_consistency(
                     old as u64,
                     new as u64,
