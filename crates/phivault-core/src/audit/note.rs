@@ -471,7 +471,9 @@ impl NoteVerifier {
             .map_err(|_| AuditError::BadVerifierKey("the key is not standard padded base64"))?;
         let (alg, public_key, computed) = match typed.split_first() {
             None => return Err(AuditError::BadVerifierKey("the key is empty")),
-            Some((&TYPE_ED25519, pk)) => {
+            // A log's Ed25519 key, or a witness's cosignature/v1 key (the
+            // same Ed25519 key material, another key id and message).
+            Some((&ty @ (TYPE_ED25519 | TYPE_COSIGNATURE_V1), pk)) => {
                 if pk.len() != ED25519_PUBLIC_KEY_LEN {
                     return Err(AuditError::BadVerifierKey(
                         "an Ed25519 public key must be 32 bytes",
@@ -480,19 +482,7 @@ impl NoteVerifier {
                 (
                     SignatureAlgorithm::Ed25519,
                     pk.to_vec(),
-                    ed25519_key_id(name, pk),
-                )
-            }
-            Some((&TYPE_COSIGNATURE_V1, pk)) => {
-                if pk.len() != ED25519_PUBLIC_KEY_LEN {
-                    return Err(AuditError::BadVerifierKey(
-                        "an Ed25519 public key must be 32 bytes",
-                    ));
-                }
-                (
-                    SignatureAlgorithm::Ed25519,
-                    pk.to_vec(),
-                    typed_key_id(TYPE_COSIGNATURE_V1, name, pk),
+                    typed_key_id(ty, name, pk),
                 )
             }
             Some((&TYPE_ECDSA, spki)) => {
