@@ -801,6 +801,19 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
     let signer = phivault_server::audit::signer(a.ks.as_ref()).unwrap();
     stop(&mut a).await;
     let h = held().unwrap();
+    // A copy of the stopped log's folder, restored at the end.
+    let snapshot = a.dir.path().join("audit-snapshot");
+    let cp = |from: &Path, to: &Path| {
+        let _ = std::fs::remove_dir_all(to);
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    cp(&audit_dir(&a), &snapshot);
     let sign = |s: &NoteSigner, size: u64, root: [u8; 32]| {
         s.sign_checkpoint(&Checkpoint {
             origin: origin.clone(),
@@ -961,14 +974,48 @@ async fn a_tlog_witness_node_cosigns_growth_and_keeps_its_copy_against_forks() {
     let third = drive(&a, &|s| s > h.size);
     assert!(third > h.size);
     stop(&mut a).await;
-    stop(&mut w).await;
-    assert!(
+    let witness_state = w.settings.audit.witness_state.clone();
+    let verified = |a: &Harness| {
         verify(&VerifyOptions {
-            dir: audit_dir(&a),
+            dir: audit_dir(a),
             keys: parse_keys(&log_vkey).unwrap(),
-            witnesses: vec![w.settings.audit.witness_state.clone()],
+            witnesses: vec![witness_state.clone()],
         })
         .unwrap()
         .ok
-    );
+    };
+    assert!(verified(&a));
+
+    // The log's folder restored from the older copy: a rolled-back log
+    // that goes on signing under its key. Its pushes fail (the witness
+    // holds a larger tree, or the grown copy is a fork), are counted, and
+    // the witness keeps its checkpoint; verify against it fails.
+    // (The shutdown checkpoint may still be on its way to the witness.)
+    std::thread::sleep(Duration::from_millis(500));
+    let last = held().unwrap();
+    assert!(last.size >= third);
+    cp(&snapshot, &audit_dir(&a));
+    a.start_unsealed().await;
+    let failures = |a: &Harness| {
+        let (code, text) = a.curl(Some(&admin), "GET", "/v1/sys/metrics", None, &[]);
+        assert_eq!(code, 200);
+        metric(&text, "phivault_audit_witness_failures")
+    };
+    let mut failed = 0.0;
+    for _ in 0..40 {
+        assert_eq!(
+            a.json(Some(&admin), "GET", "/v1/sys/health", None, &[]).0,
+            200
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        failed = failures(&a);
+        if failed >= 1.0 {
+            break;
+        }
+    }
+    assert!(failed >= 1.0, "the rolled-back log's pushes must fail");
+    assert_eq!(held().unwrap(), last);
+    stop(&mut a).await;
+    stop(&mut w).await;
+    assert!(!verified(&a), "the restored log is behind the witness");
 }
