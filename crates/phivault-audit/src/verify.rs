@@ -606,19 +606,18 @@ impl LeafStream {
 /// The Merkle frontier of the log's first `size` entries, streamed from
 /// `audit/leaves` (O(size) hashing, constant memory).
 pub fn frontier_at(dir: &Path, size: u64) -> Result<Frontier> {
-    let f = std::fs::File::open(dir.join("leaves"))
-        .map_err(|e| LogError::Io("opening audit/leaves".into(), e))?;
-    let mut r = std::io::BufReader::with_capacity(1 << 20, f).take(size * 32);
+    let mut leaves = LeafStream::open(dir, 0)?;
     let mut out = Frontier::new();
-    let mut h = [0u8; 32];
     while out.size() < size {
-        r.read_exact(&mut h).map_err(|e| {
-            LogError::Io(
-                format!("audit/leaves holds fewer than {size} leaf hashes"),
-                e,
-            )
-        })?;
-        out.push(h);
+        match leaves.next_leaf() {
+            Some(h) => out.push(h),
+            None => {
+                return Err(LogError::Format(format!(
+                    "audit/leaves holds fewer than {size} leaf hashes ({})",
+                    leaves.error().map(|e| e.to_string()).unwrap_or_default()
+                )));
+            }
+        }
     }
     Ok(out)
 }
